@@ -1,0 +1,131 @@
+"""The array backend interface, in the style of thinc's ``Ops``.
+
+Every operation is written once against ``self.xp`` (NumPy's API, which CuPy mirrors). A backend
+sets ``xp`` and overrides only what must differ on its device: a scatter-add, a fused recurrence
+kernel, a fused optimizer update. The model's forward and backward pass is written once, against
+these operations, in :mod:`charrnn.model`.
+
+Arrays passed to and returned from these methods live on the backend's device. Host data enters
+through :meth:`asarray` and leaves through :meth:`to_numpy`; nothing else crosses.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict, Sequence
+
+import numpy
+
+Array = Any  # an ndarray of the backend's array module
+
+
+class Backend:
+    """Base class for array backends.
+
+    Subclasses set :attr:`name` (what ``--backend`` takes) and :attr:`xp`. Capability flags in
+    :attr:`capabilities` let a backend declare what it does not support (for example
+    ``{"float64": False}``); the conformance suite skips those cases instead of failing them.
+    """
+
+    name: ClassVar[str] = "base"
+    xp: ClassVar[Any] = numpy
+    capabilities: ClassVar[Dict[str, bool]] = {}
+
+    def __init__(self, dtype: str = "float64") -> None:
+        self.check_available()
+        self.dtype = numpy.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise ValueError(f"dtype must be a floating type, got {dtype}")
+
+    # -- availability and capabilities -------------------------------------------------------
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise :class:`charrnn.errors.BackendUnavailable` with a fix when this cannot run."""
+
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        return cls.capabilities.get(capability, True)
+
+    @classmethod
+    def describe(cls) -> str:
+        """One line on the device this backend computes on, for logs and reports."""
+        return cls.name
+
+    # -- moving data -------------------------------------------------------------------------
+
+    def asarray(self, data: Any, dtype: Any = None) -> Array:
+        return self.xp.asarray(data, dtype=dtype)
+
+    def to_numpy(self, array: Array) -> numpy.ndarray:
+        return numpy.asarray(array)
+
+    def to_float(self, scalar: Any) -> float:
+        """A device scalar to a Python float: the one place a loss reaches the host."""
+        return float(scalar)
+
+    def zeros(self, shape: Sequence[int] | int, dtype: Any = None) -> Array:
+        return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so that timings mean something."""
+
+    # -- the operations the model is written against ------------------------------------------
+
+    def rnn_forward(self, W: Array, A_in: Array, h0: Array, H: Array, tmp: Array) -> Array:
+        """The recurrence ``H[t] = tanh(W @ H[t-1] + A_in[t])`` with ``H[-1] = h0``.
+
+        ``A_in`` (T, m) already holds the input projection and bias. ``H`` (T, m) is written in
+        place; ``tmp`` (m,) is scratch. Only this loop and its backward twin step through time.
+        """
+        xp = self.xp
+        h = h0
+        for t in range(A_in.shape[0]):
+            xp.dot(W, h, out=tmp)
+            xp.add(tmp, A_in[t], out=H[t])
+            xp.tanh(H[t], out=H[t])
+            h = H[t]
+        return H
+
+    def rnn_backward(self, W: Array, D: Array, dH: Array, dA: Array, tmp: Array) -> Array:
+        """Back-propagate through the recurrence.
+
+        ``D`` (T, m) is ``1 - H**2``; ``dH`` (T, m) the loss gradient reaching each hidden state
+        from the output layer. Writes and returns ``dA`` (T, m), the gradient at each
+        pre-activation: ``dA[t] = (dH[t] + W.T @ dA[t+1]) * D[t]``.
+        """
+        xp = self.xp
+        T = dH.shape[0]
+        xp.multiply(dH[T - 1], D[T - 1], out=dA[T - 1])
+        for t in range(T - 2, -1, -1):
+            xp.dot(dA[t + 1], W, out=tmp)
+            tmp += dH[t]
+            xp.multiply(tmp, D[t], out=dA[t])
+        return dA
+
+    def softmax(self, O: Array) -> Array:
+        """Row-wise softmax, stable against overflow; overwrites and returns ``O``."""
+        xp = self.xp
+        O -= O.max(axis=-1, keepdims=True)
+        xp.exp(O, out=O)
+        O /= O.sum(axis=-1, keepdims=True)
+        return O
+
+    def scatter_add(self, target: Array, ids: Array, values: Array) -> None:
+        """``target[ids] += values`` where repeated ids accumulate (unbuffered)."""
+        self.xp.add.at(target, ids, values)
+
+    def clip_(self, x: Array, lo: float, hi: float) -> None:
+        self.xp.clip(x, lo, hi, out=x)
+
+    def sgd_(self, param: Array, grad: Array, eta: float) -> None:
+        """``param -= eta * grad`` in place."""
+        param -= eta * grad
+
+    def adagrad_(self, param: Array, grad: Array, mem: Array, eta: float, eps: float) -> None:
+        """AdaGrad in place: ``mem += grad**2; param -= eta * grad / sqrt(mem + eps)``."""
+        xp = self.xp
+        mem += grad * grad
+        step = mem + eps
+        xp.sqrt(step, out=step)
+        xp.divide(grad, step, out=step)
+        step *= eta
+        param -= step

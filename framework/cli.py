@@ -1,0 +1,164 @@
+"""The ``charrnn`` launcher: assembles a backend, an optimizer and callbacks from the registry.
+
+Errors a user can fix are printed as one line (``Error: ...``) with a non-zero exit and no
+traceback, whether they come from option parsing or from the run itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import click
+
+from . import __version__, DISTRIBUTION
+from .errors import CharrnnError
+from .registry import get_registry
+
+
+class RegistryChoice(click.Choice):
+    """A ``click.Choice`` whose choices are read from the plugin registry when first needed.
+
+    ``click.Choice`` freezes its choices when the module is imported; reading them lazily lets a
+    plugin installed later appear in ``--help``, in error messages and in shell completion.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__((), case_sensitive=True)
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        return tuple(get_registry().names(self.kind))
+
+    @choices.setter
+    def choices(self, _value: Any) -> None:
+        pass
+
+
+
+POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", package_name=DISTRIBUTION, prog_name="charrnn")
+def cli() -> None:
+    """Train character-level recurrent networks that write text."""
+
+
+def default_run_dir() -> str:
+    return os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+
+
+def prepare_run_dir(path: str) -> str:
+    """Create a fresh run directory; refuse one that already holds a run, so nothing is lost."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CharrnnError(f"run directory {path} is a file; pass a directory path to --out")
+    if os.path.isdir(path) and os.listdir(path):
+        raise CharrnnError(
+            f"run directory {path} already holds files; pass a new --out, "
+            f"or continue that run with --resume {path}"
+        )
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise CharrnnError(
+            f"cannot write to run directory {path} ({exc.strerror}); pass a writable --out"
+        ) from None
+    return path
+
+
+@cli.command()
+@click.option("--backend", type=RegistryChoice("backend"), default="numpy", show_default=True,
+              help="Array backend to compute with.")
+@click.option("--optimizer", type=RegistryChoice("optimizer"), default="adagrad",
+              show_default=True, help="Optimizer for the updates.")
+@click.option("--data", type=str, default=None,
+              help="Text file to train on [default: the Python language reference shipped with CPython].")
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --data.")
+@click.option("--hidden", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Hidden state size m.")
+@click.option("--seq-length", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Characters per update (back-propagation length).")
+@click.option("--eta", type=POSITIVE_FLOAT, default=0.1, show_default=True, help="Learning rate.")
+@click.option("--sigma", type=POSITIVE_FLOAT, default=0.01, show_default=True,
+              help="Standard deviation of the initial weights.")
+@click.option("--iterations", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Number of updates.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the initial weights and the sampler.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True, help="Floating-point precision.")
+@click.option("--out", type=str, default=None,
+              help="Run directory [default: runs/<date>-<time>].")
+@click.option("--log-every", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Updates between progress lines.")
+@click.option("--sample-every", type=click.IntRange(min=0), default=10_000, show_default=True,
+              help="Updates between samples (0: only at the end).")
+@click.option("--sample-length", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Characters per sample.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def run(**options: Any) -> None:
+    """Train a vanilla RNN on a text, printing progress and samples."""
+    from .session import start_run
+
+    start_run(options)
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def plugins_cmd(as_json: bool) -> None:
+    """List installed backends, optimizers and callbacks, and plugins that failed to load."""
+    reg = get_registry()
+    rows: List[Dict[str, Any]] = []
+    for kind in reg.KINDS:
+        for name in reg.names(kind):
+            item = reg.items[kind][name]
+            rows.append({"kind": kind, "name": name, "distribution": item.plugin.distribution,
+                         "version": item.plugin.version, "entry_point": item.plugin.name})
+    failed = [{"entry_point": p.name, "value": p.value, "distribution": p.distribution,
+               "version": p.version, "error": p.error} for p in reg.failures]
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "failed": failed}, indent=2))
+        return
+    for kind in reg.KINDS:
+        click.echo(f"{kind}s:")
+        for row in (r for r in rows if r["kind"] == kind):
+            click.echo(f"  {row['name']:<14} {row['distribution']} {row['version']}"
+                       f"  (entry point {row['entry_point']})")
+    if failed:
+        click.echo("failed to load:")
+        for f in failed:
+            click.echo(f"  {f['entry_point']:<14} {f['distribution']} {f['version']}: {f['error']}")
+
+
+def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
+    """Console-script entry point: runs the group and turns user errors into one line."""
+    try:
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        hint = ""
+        if exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except CharrnnError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

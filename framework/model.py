@@ -1,0 +1,163 @@
+"""The vanilla RNN of the course assignment, written once against the backend interface.
+
+    a_t = W h_{t-1} + U x_t + b,   h_t = tanh(a_t),   o_t = V h_t + c,   p_t = softmax(o_t)
+    loss = -sum_t log p_t[y_t]
+
+All five parameters live as views into one flat array, and their gradients as views into another.
+Clipping and the optimizer then act on the flat arrays in one operation each, whatever the
+backend, instead of once per parameter.
+
+Back-propagation through time is vectorised: only the recurrence steps through time; the input
+projection is a row gather, and the output layer, softmax, loss and the gradients of V, c, W and b
+are one matrix operation each over the whole sequence. dU is a scatter-add by character id.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Tuple
+
+import numpy
+
+from .backend import Array, Backend
+
+PARAM_NAMES = ("b", "c", "U", "V", "W")
+
+
+def param_shapes(vocab_size: int, hidden: int) -> Dict[str, Tuple[int, ...]]:
+    K, m = vocab_size, hidden
+    return {"b": (m,), "c": (K,), "U": (m, K), "V": (K, m), "W": (m, m)}
+
+
+def init_params(vocab_size: int, hidden: int, sigma: float, seed: int) -> Dict[str, numpy.ndarray]:
+    """Host-side initialisation, so that every backend starts from the same numbers.
+
+    Weights are ``randn * sigma`` drawn in the assignment's order (U, W, V); biases are zero.
+    """
+    rng = numpy.random.default_rng(seed)
+    shapes = param_shapes(vocab_size, hidden)
+    out = {name: numpy.zeros(shape) for name, shape in shapes.items()}
+    for name in ("U", "W", "V"):
+        out[name] = rng.standard_normal(shapes[name]) * sigma
+    return out
+
+
+class _Views:
+    """Named views into one flat array."""
+
+    def __init__(self, flat: Array, shapes: Dict[str, Tuple[int, ...]]):
+        self.flat = flat
+        self.views: Dict[str, Array] = {}
+        offset = 0
+        for name in PARAM_NAMES:
+            shape = shapes[name]
+            size = math.prod(shape)
+            self.views[name] = flat[offset : offset + size].reshape(shape)
+            offset += size
+
+    def __getitem__(self, name: str) -> Array:
+        return self.views[name]
+
+
+class RNN:
+    """Parameters, gradients and scratch space of one vanilla RNN on one backend."""
+
+    def __init__(self, backend: Backend, vocab_size: int, hidden: int,
+                 params: Dict[str, numpy.ndarray] | None = None, *, sigma: float = 0.01,
+                 seed: int = 0) -> None:
+        self.backend = backend
+        self.K = vocab_size
+        self.m = hidden
+        self.shapes = param_shapes(vocab_size, hidden)
+        self.size = sum(math.prod(s) for s in self.shapes.values())
+        self.params = _Views(backend.zeros(self.size), self.shapes)
+        self.grads = _Views(backend.zeros(self.size), self.shapes)
+        if params is None:
+            params = init_params(vocab_size, hidden, sigma, seed)
+        self.set_params(params)
+        self._scratch: Dict[int, Dict[str, Array]] = {}
+
+    # -- parameters on the host --------------------------------------------------------------
+
+    def set_params(self, params: Dict[str, Any]) -> None:
+        for name in PARAM_NAMES:
+            value = numpy.asarray(params[name])
+            if value.shape != self.shapes[name]:
+                raise ValueError(
+                    f"parameter {name} has shape {value.shape}, expected {self.shapes[name]}"
+                )
+            self.params[name][...] = self.backend.asarray(value, dtype=self.backend.dtype)
+
+    def get_params(self) -> Dict[str, numpy.ndarray]:
+        return {name: self.backend.to_numpy(self.params[name]).copy() for name in PARAM_NAMES}
+
+    def get_grads(self) -> Dict[str, numpy.ndarray]:
+        return {name: self.backend.to_numpy(self.grads[name]).copy() for name in PARAM_NAMES}
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _buffers(self, T: int) -> Dict[str, Array]:
+        buf = self._scratch.get(T)
+        if buf is None:
+            z = self.backend.zeros
+            buf = {
+                "A": z((T, self.m)), "H": z((T, self.m)), "Hprev": z((T, self.m)),
+                "dA": z((T, self.m)), "tmp": z(self.m), "O": z((T, self.K)),
+                "rows": self.backend.xp.arange(T),
+            }
+            self._scratch[T] = buf
+        return buf
+
+    def loss_and_grads(self, x: Array, y: Array, h0: Array) -> Tuple[Any, Array]:
+        """Forward and backward over one sequence.
+
+        ``x`` and ``y`` are integer id arrays of equal length T on the device; ``h0`` (m,) is the
+        carried hidden state. Fills :attr:`grads` (unclipped) and returns the summed
+        cross-entropy as a device scalar and a copy of the last hidden state.
+        """
+        be, xp = self.backend, self.backend.xp
+        p, g = self.params, self.grads
+        T = x.shape[0]
+        buf = self._buffers(T)
+        H, Hprev, dA, rows = buf["H"], buf["Hprev"], buf["dA"], buf["rows"]
+
+        P = self._forward(x, h0, buf)
+        loss = -xp.log(P[rows, y]).sum()
+
+        # Backward: output layer for all steps at once; P becomes dO in place.
+        P[rows, y] -= 1.0
+        xp.matmul(P.T, H, out=g["V"])
+        xp.sum(P, axis=0, out=g["c"])
+        dH = P @ p["V"]
+        D = H * H
+        xp.subtract(1.0, D, out=D)
+        be.rnn_backward(p["W"], D, dH, dA, buf["tmp"])
+        Hprev[0] = h0
+        Hprev[1:] = H[:-1]
+        xp.matmul(dA.T, Hprev, out=g["W"])
+        xp.sum(dA, axis=0, out=g["b"])
+        g["U"][...] = 0.0
+        be.scatter_add(g["U"].T, x, dA)
+        return loss, H[T - 1].copy()
+
+    def loss(self, x: Array, y: Array, h0: Array) -> float:
+        """The summed cross-entropy only, as a host float (for checks, not the hot path)."""
+        buf = self._buffers(x.shape[0])
+        P = self._forward(x, h0, buf)
+        return self.backend.to_float(-self.backend.xp.log(P[buf["rows"], y]).sum())
+
+    def _forward(self, x: Array, h0: Array, buf: Dict[str, Array]) -> Array:
+        """Input projection as a row gather, the recurrence, then the output layer for all steps."""
+        be, xp, p = self.backend, self.backend.xp, self.params
+        xp.add(p["U"].T[x], p["b"], out=buf["A"])
+        be.rnn_forward(p["W"], buf["A"], h0, buf["H"], buf["tmp"])
+        O = buf["O"]
+        xp.matmul(buf["H"], p["V"].T, out=O)
+        O += p["c"]
+        return be.softmax(O)
+
+    def step_hidden(self, h: Array, x_id: int) -> Tuple[Array, Array]:
+        """One step of generation: the next hidden state and the output logits."""
+        xp = self.backend.xp
+        p = self.params
+        h = xp.tanh(p["W"] @ h + p["U"][:, x_id] + p["b"])
+        return h, p["V"] @ h + p["c"]

@@ -1,0 +1,41 @@
+"""The optimizer interface.
+
+An optimizer updates the model's flat parameter array from its flat gradient array, through
+backend operations, so that the same optimizer runs on any backend. Its state leaves and enters
+as host NumPy arrays, which is what checkpoints store.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict
+
+import numpy
+
+from .backend import Array, Backend
+
+
+class Optimizer:
+    """Base class. Subclasses set :attr:`name` (what ``--optimizer`` takes) and :meth:`step`."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, backend: Backend, size: int, eta: float) -> None:
+        self.backend = backend
+        self.size = size
+        self.eta = float(eta)
+
+    def step(self, params: Array, grads: Array) -> None:
+        """Update ``params`` in place from ``grads`` (both flat, on the backend's device)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Host copies of everything :meth:`load_state_dict` needs to continue exactly."""
+        return {"eta": self.eta}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.eta = float(state["eta"])
+
+    def _load_array(self, state: Dict[str, Any], key: str) -> Array:
+        value = numpy.asarray(state[key])
+        if value.shape != (self.size,):
+            raise ValueError(f"optimizer state {key!r} has shape {value.shape}, expected ({self.size},)")
+        return self.backend.asarray(value, dtype=self.backend.dtype)

@@ -1,0 +1,146 @@
+"""The plugin registry: entry points loaded one at a time, failures recorded, never fatal.
+
+pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails to import, which
+would let one broken third-party package take the whole launcher down. Here each entry point is
+loaded on its own; a failure is recorded with its reason, shown by ``charrnn plugins``, and the
+rest keep working.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Dict, List, Optional
+
+import pluggy
+
+from . import hookspecs
+
+ENTRY_POINT_GROUP = "charrnn"
+
+
+@dataclass
+class PluginInfo:
+    """One entry point of the ``charrnn`` group and where it came from."""
+
+    name: str
+    value: str
+    distribution: str
+    version: str
+    error: Optional[str] = None
+    provides: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Registered:
+    """A backend, optimizer or callback class and the plugin that registered it."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: PluginInfo
+
+
+class Registry:
+    """Everything the installed plugins provide, read once per process."""
+
+    KINDS = ("backend", "optimizer", "callback")
+
+    def __init__(self, pm: pluggy.PluginManager, plugins: List[PluginInfo]):
+        self.pm = pm
+        self.plugins = plugins
+        self.items: Dict[str, Dict[str, Registered]] = {k: {} for k in self.KINDS}
+        by_name = {p.name: p for p in plugins}
+        for kind in self.KINDS:
+            caller = getattr(pm.hook, f"register_{kind}s")
+            # Each implementation is called on its own so that what it registers is attributed
+            # to the plugin (and distribution) it came from, and so one failing plugin is
+            # recorded instead of aborting the others.
+            for impl in reversed(caller.get_hookimpls()):
+                info = by_name.get(impl.plugin_name) or PluginInfo(
+                    impl.plugin_name, repr(impl.plugin), "unknown", "unknown"
+                )
+                try:
+                    impl.function(register=self._register_fn(kind, info))
+                except Exception as exc:  # a plugin's own bug must not stop the launcher
+                    info.error = _one_line(exc)
+
+    def _register_fn(self, kind: str, info: PluginInfo) -> Callable[[Any], None]:
+        def register(obj: Any) -> None:
+            name = getattr(obj, "name", None)
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"{obj!r} has no 'name' attribute to register it under")
+            table = self.items[kind]
+            if name in table:
+                other = table[name].plugin
+                info.error = (
+                    f"{kind} {name!r} is already provided by {other.distribution}; "
+                    "this one was ignored"
+                )
+                return
+            table[name] = Registered(kind, name, obj, info)
+            info.provides.append(f"{kind}:{name}")
+
+        return register
+
+    def names(self, kind: str) -> List[str]:
+        return sorted(self.items[kind])
+
+    def get(self, kind: str, name: str) -> Any:
+        return self.items[kind][name].obj
+
+    def callbacks(self) -> List[Any]:
+        """Callback classes in run order (their ``order`` attribute, then name)."""
+        regs = self.items["callback"].values()
+        return [r.obj for r in sorted(regs, key=lambda r: (getattr(r.obj, "order", 0), r.name))]
+
+    @property
+    def failures(self) -> List[PluginInfo]:
+        return [p for p in self.plugins if p.error]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return " ".join(text.split())
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> List[PluginInfo]:
+    infos: List[PluginInfo] = []
+    seen = set()
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else "unknown"
+        version = dist.version if dist is not None else "unknown"
+        key = (ep.name, ep.value)
+        if key in seen:  # the same distribution visible twice on sys.path
+            continue
+        seen.add(key)
+        info = PluginInfo(ep.name, ep.value, dist_name, version)
+        infos.append(info)
+        if pm.get_plugin(ep.name) is not None:
+            info.error = f"entry point name {ep.name!r} is already taken by another plugin"
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # import errors, syntax errors, bad hook signatures...
+            info.error = _one_line(exc)
+    return infos
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+_REGISTRY: Optional[Registry] = None
+
+
+def get_registry(refresh: bool = False) -> Registry:
+    """The process-wide registry, built on first use so that ``import charrnn`` stays cheap."""
+    global _REGISTRY
+    if _REGISTRY is None or refresh:
+        pm = make_plugin_manager()
+        infos = _load_entry_points(pm)
+        _REGISTRY = Registry(pm, infos)
+    return _REGISTRY

@@ -1,0 +1,1 @@
+"""Built-in optimizers, each a plugin registered through the ``charrnn`` entry-point group."""

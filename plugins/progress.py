@@ -1,0 +1,68 @@
+"""A progress display: update count, epoch, smooth loss and updates per second.
+
+On a terminal the line is rewritten in place; elsewhere (logs, CI) one line is printed per
+interval. Reading the smooth loss synchronises the device, so it happens only at the interval.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Mapping, Optional
+
+import click
+
+from charrnn import hookimpl
+from charrnn.callbacks import Callback
+
+
+class Progress(Callback):
+    name = "progress"
+    order = 100  # after callbacks that may stop training, so the last line is accurate
+
+    def __init__(self, every: int = 1000, stream: Any = None) -> None:
+        self.every = every
+        self.stream = stream
+        self.tty = bool(getattr(stream or sys.stdout, "isatty", lambda: False)())
+        self._open_line = False
+        self._last = -1
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Optional["Progress"]:
+        if options.get("quiet"):
+            return None
+        return cls(every=int(options.get("log_every") or 1000))
+
+    def line(self, trainer) -> str:
+        width = len(str(trainer.iterations))
+        return (
+            f"update {trainer.update:>{width}}/{trainer.iterations}  epoch {trainer.epoch}  "
+            f"smooth loss {trainer.smooth_loss_value():8.3f}  "
+            f"{trainer.updates_per_second():8.0f} updates/s"
+        )
+
+    def emit(self, trainer) -> None:
+        self._last = trainer.update
+        if self.tty:
+            click.echo("\r" + self.line(trainer), nl=False, file=self.stream)
+            self._open_line = True
+        else:
+            click.echo(self.line(trainer), file=self.stream)
+
+    def close_line(self) -> None:
+        """End an in-place line before someone else prints (samples, the final summary)."""
+        if self._open_line:
+            click.echo("", file=self.stream)
+            self._open_line = False
+
+    def on_update_end(self, trainer) -> None:
+        if trainer.update % self.every == 0:
+            self.emit(trainer)
+
+    def on_train_end(self, trainer) -> None:
+        if self._last != trainer.update:
+            self.emit(trainer)
+        self.close_line()
+
+
+@hookimpl
+def register_callbacks(register):
+    register(Progress)
