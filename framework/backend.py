@@ -76,13 +76,15 @@ class Backend:
         ``A_in`` (T, m) already holds the input projection and bias. ``H`` (T, m) is written in
         place; ``tmp`` (m,) is scratch. Only this loop and its backward twin step through time.
         """
-        xp = self.xp
+        # Iterating rows and passing ``out`` positionally keeps the per-step Python overhead low:
+        # at m=100 each step's arithmetic costs less than the calls that launch it.
+        dot, add, tanh = self.xp.dot, self.xp.add, self.xp.tanh
         h = h0
-        for t in range(A_in.shape[0]):
-            xp.dot(W, h, out=tmp)
-            xp.add(tmp, A_in[t], out=H[t])
-            xp.tanh(H[t], out=H[t])
-            h = H[t]
+        for a_t, h_t in zip(A_in, H):
+            dot(W, h, tmp)
+            add(tmp, a_t, h_t)
+            tanh(h_t, h_t)
+            h = h_t
         return H
 
     def rnn_backward(self, W: Array, D: Array, dH: Array, dA: Array, tmp: Array) -> Array:
@@ -92,13 +94,15 @@ class Backend:
         from the output layer. Writes and returns ``dA`` (T, m), the gradient at each
         pre-activation: ``dA[t] = (dH[t] + W.T @ dA[t+1]) * D[t]``.
         """
-        xp = self.xp
+        dot, add, multiply = self.xp.dot, self.xp.add, self.xp.multiply
         T = dH.shape[0]
-        xp.multiply(dH[T - 1], D[T - 1], out=dA[T - 1])
-        for t in range(T - 2, -1, -1):
-            xp.dot(dA[t + 1], W, out=tmp)
-            tmp += dH[t]
-            xp.multiply(tmp, D[t], out=dA[t])
+        multiply(dH[T - 1], D[T - 1], dA[T - 1])
+        nxt = dA[T - 1]
+        for dh_t, d_t, da_t in zip(dH[T - 2 :: -1], D[T - 2 :: -1], dA[T - 2 :: -1]):
+            dot(nxt, W, tmp)
+            add(tmp, dh_t, tmp)
+            multiply(tmp, d_t, da_t)
+            nxt = da_t
         return dA
 
     def softmax(self, O: Array) -> Array:
@@ -109,9 +113,14 @@ class Backend:
         O /= O.sum(axis=-1, keepdims=True)
         return O
 
-    def scatter_add(self, target: Array, ids: Array, values: Array) -> None:
-        """``target[ids] += values`` where repeated ids accumulate (unbuffered)."""
-        self.xp.add.at(target, ids, values)
+    def segment_sum(self, ids: Array, values: Array, out: Array) -> Array:
+        """``out[k] = sum of values[t] where ids[t] == k``; rows of ``out`` no id names are zero.
+
+        This is the gradient of a row gather (the input projection ``U[:, x]``).
+        """
+        out[...] = 0
+        self.xp.add.at(out, ids, values)
+        return out
 
     def clip_(self, x: Array, lo: float, hi: float) -> None:
         self.xp.clip(x, lo, hi, out=x)

@@ -6,9 +6,7 @@ traceback, whether they come from option parsing or from the run itself.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import click
@@ -48,33 +46,29 @@ def cli() -> None:
     """Train character-level recurrent networks that write text."""
 
 
-def default_run_dir() -> str:
-    return os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+class RunCommand(click.Command):
+    """``charrnn run``: its own options plus those callback plugins add through ``add_run_options``.
+
+    Plugin options are read from the registry on first use, so they appear in ``--help`` and
+    shell completion like the built-in ones.
+    """
+
+    _plugin_params_added = False
+
+    def get_params(self, ctx: click.Context) -> List[click.Parameter]:
+        if not self._plugin_params_added:
+            self._plugin_params_added = True
+            own = {p.name for p in self.params}
+            for option in get_registry().run_options:
+                if option.name in own:
+                    option.plugin.error = (  # type: ignore[attr-defined]
+                        f"option --{option.name} clashes with a built-in option; ignored")
+                    continue
+                self.params.append(option)
+        return super().get_params(ctx)
 
 
-def prepare_run_dir(path: str) -> str:
-    """Create a fresh run directory; refuse one that already holds a run, so nothing is lost."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise CharrnnError(f"run directory {path} is a file; pass a directory path to --out")
-    if os.path.isdir(path) and os.listdir(path):
-        raise CharrnnError(
-            f"run directory {path} already holds files; pass a new --out, "
-            f"or continue that run with --resume {path}"
-        )
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as exc:
-        raise CharrnnError(
-            f"cannot write to run directory {path} ({exc.strerror}); pass a writable --out"
-        ) from None
-    return path
-
-
-@cli.command()
+@cli.command(cls=RunCommand)
 @click.option("--backend", type=RegistryChoice("backend"), default="numpy", show_default=True,
               help="Array backend to compute with.")
 @click.option("--optimizer", type=RegistryChoice("optimizer"), default="adagrad",
@@ -99,16 +93,20 @@ def prepare_run_dir(path: str) -> str:
               help="Run directory [default: runs/<date>-<time>].")
 @click.option("--log-every", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Updates between progress lines.")
-@click.option("--sample-every", type=click.IntRange(min=0), default=10_000, show_default=True,
-              help="Updates between samples (0: only at the end).")
-@click.option("--sample-length", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Characters per sample.")
+@click.option("--resume", type=str, default=None, metavar="RUN_DIR",
+              help="Continue the run in RUN_DIR exactly where its latest checkpoint left off.")
+@click.option("--val-frac", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+              show_default=True, help="Fraction of the text, from its end, held out for validation.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def run(**options: Any) -> None:
+@click.pass_context
+def run(ctx: click.Context, **options: Any) -> None:
     """Train a vanilla RNN on a text, printing progress and samples."""
     from .session import start_run
 
-    start_run(options)
+    explicit = [name for name in options
+                if ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
+                                                      click.core.ParameterSource.ENVIRONMENT)]
+    start_run(options, explicit)
 
 
 @cli.command("plugins")
@@ -141,6 +139,7 @@ def plugins_cmd(as_json: bool) -> None:
 def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
     """Console-script entry point: runs the group and turns user errors into one line."""
     try:
+        get_registry().add_commands(cli)
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

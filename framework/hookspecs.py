@@ -6,7 +6,10 @@ built-in backends, optimizers and callbacks are.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import click
 
 import pluggy
 
@@ -49,3 +52,28 @@ def register_callbacks(register: Callable[[type], None]) -> None:
     Called once, when the plugin registry is first read. The return value is ignored.
     """
 
+
+
+@hookspec
+def add_run_options(add_option: Callable[..., None]) -> None:
+    """Add command-line options to ``charrnn run``, as ``pytest_addoption`` does for pytest.
+
+    :param add_option: call ``add_option("--sample-every", type=int, default=10_000,
+        help=...)`` with the arguments of :class:`click.Option` (declarations first). The value
+        reaches every callback's ``from_options(options)`` under the option's Python name
+        (``options["sample_every"]``).
+
+    Called once, when the plugin registry is first read, so that the options show in
+    ``charrnn run --help`` and in shell completion. The return value is ignored. An option whose
+    name is already taken is dropped and reported by ``charrnn plugins``.
+    """
+
+
+@hookspec
+def register_commands(cli: "click.Group") -> None:
+    """Add subcommands to the ``charrnn`` launcher.
+
+    :param cli: the top-level :class:`click.Group`; decorate functions with ``@cli.command()``.
+
+    Called once, before the command line is parsed. The return value is ignored.
+    """

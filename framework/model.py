@@ -135,15 +135,21 @@ class RNN:
         Hprev[1:] = H[:-1]
         xp.matmul(dA.T, Hprev, out=g["W"])
         xp.sum(dA, axis=0, out=g["b"])
-        g["U"][...] = 0.0
-        be.scatter_add(g["U"].T, x, dA)
+        be.segment_sum(x, dA, g["U"].T)
         return loss, H[T - 1].copy()
 
-    def loss(self, x: Array, y: Array, h0: Array) -> float:
-        """The summed cross-entropy only, as a host float (for checks, not the hot path)."""
+    def loss(self, x: Array, y: Array, h0: Array, return_hidden: bool = False):
+        """The summed cross-entropy only, as a host float (for checks and evaluation).
+
+        With ``return_hidden`` also returns a copy of the last hidden state, so that a long text
+        can be read in chunks.
+        """
         buf = self._buffers(x.shape[0])
         P = self._forward(x, h0, buf)
-        return self.backend.to_float(-self.backend.xp.log(P[buf["rows"], y]).sum())
+        loss = self.backend.to_float(-self.backend.xp.log(P[buf["rows"], y]).sum())
+        if return_hidden:
+            return loss, buf["H"][-1].copy()
+        return loss
 
     def _forward(self, x: Array, h0: Array, buf: Dict[str, Array]) -> Array:
         """Input projection as a row gather, the recurrence, then the output layer for all steps."""

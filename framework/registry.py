@@ -49,20 +49,45 @@ class Registry:
         self.pm = pm
         self.plugins = plugins
         self.items: Dict[str, Dict[str, Registered]] = {k: {} for k in self.KINDS}
-        by_name = {p.name: p for p in plugins}
+        self.run_options: List[Any] = []  # click.Option objects added by plugins
+        self._by_name = {p.name: p for p in plugins}
         for kind in self.KINDS:
-            caller = getattr(pm.hook, f"register_{kind}s")
-            # Each implementation is called on its own so that what it registers is attributed
-            # to the plugin (and distribution) it came from, and so one failing plugin is
-            # recorded instead of aborting the others.
-            for impl in reversed(caller.get_hookimpls()):
-                info = by_name.get(impl.plugin_name) or PluginInfo(
-                    impl.plugin_name, repr(impl.plugin), "unknown", "unknown"
-                )
-                try:
-                    impl.function(register=self._register_fn(kind, info))
-                except Exception as exc:  # a plugin's own bug must not stop the launcher
-                    info.error = _one_line(exc)
+            self._call_each(f"register_{kind}s",
+                            lambda info, kind=kind: {"register": self._register_fn(kind, info)})
+        self._call_each("add_run_options", lambda info: {"add_option": self._add_option_fn(info)})
+
+    def _call_each(self, hook: str, make_kwargs: Callable[[PluginInfo], Dict[str, Any]]) -> None:
+        """Call each implementation of ``hook`` on its own, with arguments made for its plugin.
+
+        What a plugin registers is then attributed to the plugin (and distribution) it came
+        from, and a plugin that raises is recorded instead of aborting the others.
+        """
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            info = self._by_name.get(impl.plugin_name) or PluginInfo(
+                impl.plugin_name, repr(impl.plugin), "unknown", "unknown"
+            )
+            try:
+                impl.function(**make_kwargs(info))
+            except Exception as exc:  # a plugin's own bug must not stop the launcher
+                info.error = _one_line(exc)
+
+    def _add_option_fn(self, info: PluginInfo) -> Callable[..., None]:
+        import click
+
+        def add_option(*param_decls: str, **attrs: Any) -> None:
+            option = click.Option(list(param_decls), **attrs)
+            taken = {o.name for o in self.run_options}
+            if option.name in taken:
+                info.error = f"option {option.name!r} is already defined; this one was ignored"
+                return
+            option.plugin = info  # type: ignore[attr-defined]
+            self.run_options.append(option)
+
+        return add_option
+
+    def add_commands(self, cli: Any) -> None:
+        """Let each plugin add its subcommands to the launcher's group."""
+        self._call_each("register_commands", lambda info: {"cli": cli})
 
     def _register_fn(self, kind: str, info: PluginInfo) -> Callable[[Any], None]:
         def register(obj: Any) -> None:

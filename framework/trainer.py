@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from .backend import Array
 from .callbacks import Callback
 from .model import RNN
 from .optimizer import Optimizer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .checkpoint import Checkpoint
 
 SMOOTHING = 0.999
 CLIP = 5.0
@@ -24,7 +27,7 @@ class Trainer:
     def __init__(self, model: RNN, optimizer: Optimizer, ids: Array, seq_length: int,
                  iterations: int, callbacks: Sequence[Callback] = (),
                  config: Optional[Dict[str, Any]] = None, corpus: Any = None,
-                 run_dir: Optional[str] = None) -> None:
+                 run_dir: Optional[str] = None, val_ids: Optional[Array] = None) -> None:
         self.model = model
         self.backend = model.backend
         self.optimizer = optimizer
@@ -36,6 +39,9 @@ class Trainer:
         self.config = dict(config or {})
         self.corpus = corpus
         self.run_dir = run_dir
+        self.val_ids = val_ids
+        #: Latest values callbacks publish for each other (``val_loss``, ...), saved in checkpoints.
+        self.logs: Dict[str, Any] = {}
         # State carried across updates (and across a resume).
         self.update = 0
         self.epoch = 0
@@ -68,6 +74,66 @@ class Trainer:
         """The input sequence of the next update (after a wrap, the start of the text)."""
         p = 0 if self.position + self.seq_length + 1 > self.n else self.position
         return self.ids[p : p + self.seq_length]
+
+    def checkpoint(self) -> "Checkpoint":
+        """Everything needed to continue this run exactly, as host data."""
+        from . import __version__
+        from .checkpoint import Checkpoint
+
+        be = self.backend
+        meta = {
+            "charrnn_version": __version__,
+            "backend": be.name,
+            "dtype": be.dtype.name,
+            "optimizer": self.optimizer.name,
+            "config": self.config,
+            "vocab": list(self.corpus.chars) if self.corpus is not None else None,
+            "update": self.update,
+            "epoch": self.epoch,
+            "position": self.position,
+            "next_input_id": int(be.to_numpy(self.current_input()[:1])[0]),
+            "smooth_loss": self.smooth_loss_value(),
+            "loss": self.loss_value(),
+            "logs": self.logs,
+            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
+        }
+        return Checkpoint(meta=meta, params=self.model.get_params(),
+                          optimizer=self.optimizer.state_dict(), hidden=be.to_numpy(self.h).copy())
+
+    def restore(self, ckpt: "Checkpoint") -> None:
+        """Continue from ``ckpt``: the inverse of :meth:`checkpoint`."""
+        meta = ckpt.meta
+        self.model.set_params(ckpt.params)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.h = self.backend.asarray(ckpt.hidden, dtype=self.backend.dtype)
+        self.update = int(meta["update"])
+        self.epoch = int(meta["epoch"])
+        self.position = int(meta["position"])
+        self.smooth_loss = float(meta["smooth_loss"])
+        self.loss = meta.get("loss")
+        self.logs = dict(meta.get("logs") or {})
+        states = meta.get("callbacks") or {}
+        for cb in self.callbacks:
+            if cb.name in states:
+                cb.load_state_dict(states[cb.name])
+
+    def validation_loss(self, chunk: int = 1000) -> Optional[float]:
+        """Mean cross-entropy per character (nats) over the held-out text, from ``h = 0``.
+
+        The hidden state is carried across chunks so the whole held-out text is read as one
+        sequence; the chunking only bounds memory.
+        """
+        if self.val_ids is None or self.val_ids.shape[0] < 2:
+            return None
+        ids, n = self.val_ids, int(self.val_ids.shape[0])
+        h = self.backend.zeros(self.model.m)
+        total = 0.0
+        for start in range(0, n - 1, chunk):
+            stop = min(start + chunk, n - 1)
+            loss, h = self.model.loss(ids[start:stop], ids[start + 1 : stop + 1], h,
+                                      return_hidden=True)
+            total += loss
+        return total / (n - 1)
 
     def stop(self, reason: str) -> None:
         self.should_stop = True

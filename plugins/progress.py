@@ -37,6 +37,8 @@ class Progress(Callback):
             f"update {trainer.update:>{width}}/{trainer.iterations}  epoch {trainer.epoch}  "
             f"smooth loss {trainer.smooth_loss_value():8.3f}  "
             f"{trainer.updates_per_second():8.0f} updates/s"
+            + (f"  val {trainer.logs['val_loss']:.3f} nats/char ({trainer.logs['val_bpc']:.3f} bpc)"
+               if "val_loss" in trainer.logs else "")
         )
 
     def emit(self, trainer) -> None:

@@ -1,19 +1,32 @@
-"""Text samples as training goes: every N updates and at the end of the run.
+"""Text samples as training goes, and ``charrnn sample`` from a saved checkpoint.
 
-Sampling starts from the trainer's current hidden state with the first character of the current
-input as ``x0``, as the course assignment describes, and draws from the sampler's own seeded
-random stream, so that taking samples never changes what training computes.
+During a run, sampling starts from the trainer's current hidden state with the first character of
+the current input as ``x0``, as the course assignment describes. Draws come from the sampler's own
+seeded random stream, saved in checkpoints, so taking samples never changes what training
+computes and a resumed run samples exactly what an uninterrupted one would.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+import os
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import click
 import numpy
 
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
-from charrnn.sampling import sample_ids
+from charrnn.errors import CharrnnError
+from charrnn.sampling import sample_ids, warm_up
+
+POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+
+
+def fenced(text: str) -> str:
+    """``text`` in a Markdown code fence longer than any run of backticks inside it."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
 
 
 class Sampler(Callback):
@@ -21,31 +34,42 @@ class Sampler(Callback):
     order = 50
 
     def __init__(self, every: int = 10_000, length: int = 200, temperature: float = 1.0,
-                 top_k: Optional[int] = None, seed: int = 0) -> None:
+                 top_k: Optional[int] = None, seed: int = 0, echo: bool = True) -> None:
         self.every = every
         self.length = length
         self.temperature = temperature
         self.top_k = top_k
         self.rng = numpy.random.default_rng(seed)
-        self.samples: list = []
+        self.echo = echo
+        #: (update, smooth loss, text) for every sample of the run, resumed runs included.
+        self.samples: List[Tuple[int, float, str]] = []
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Optional["Sampler"]:
-        every = options.get("sample_every", 10_000)
-        if not every:
-            return None
-        return cls(every=int(every), length=int(options.get("sample_length", 200)),
-                   seed=int(options.get("seed") or 0))
+        return cls(every=int(options.get("sample_every") or 10_000),
+                   length=int(options.get("sample_length") or 200),
+                   temperature=float(options.get("temperature") or 1.0),
+                   top_k=options.get("top_k"),
+                   seed=int(options.get("sample_seed") or 0),
+                   echo=not options.get("quiet"))
 
     def take(self, trainer) -> str:
         x0 = int(trainer.backend.to_numpy(trainer.current_input()[:1])[0])
-        ids = sample_ids(trainer.model, trainer.h, x0, self.length,
-                         temperature=self.temperature, top_k=self.top_k, rng=self.rng)
+        h = trainer.h if trainer.position + trainer.seq_length + 1 <= trainer.n else \
+            trainer.backend.zeros(trainer.model.m)
+        ids = sample_ids(trainer.model, h, x0, self.length, temperature=self.temperature,
+                         top_k=self.top_k, rng=self.rng)
         text = trainer.corpus.decode(ids)
-        self.samples.append((trainer.update, trainer.smooth_loss_value(), text))
+        entry = (trainer.update, trainer.smooth_loss_value(), text)
+        self.samples.append(entry)
+        if trainer.run_dir:
+            with open(os.path.join(trainer.run_dir, "samples.md"), "a", encoding="utf-8") as fh:
+                fh.write(f"## Update {entry[0]} (smooth loss {entry[1]:.3f})\n\n{fenced(text)}\n\n")
         return text
 
     def show(self, trainer, text: str) -> None:
+        if not self.echo:
+            return
         for cb in trainer.callbacks:  # end a progress line that is being rewritten in place
             if hasattr(cb, "close_line"):
                 cb.close_line()
@@ -54,15 +78,99 @@ class Sampler(Callback):
         click.echo(text)
         click.echo("---")
 
+    def on_train_begin(self, trainer) -> None:
+        if trainer.update == 0:  # before the first update, as the assignment asks
+            self.show(trainer, self.take(trainer))
+
     def on_update_end(self, trainer) -> None:
         if trainer.update % self.every == 0:
             self.show(trainer, self.take(trainer))
 
     def on_train_end(self, trainer) -> None:
-        if trainer.update % self.every != 0 or trainer.update == 0:
+        if not self.samples or self.samples[-1][0] != trainer.update:
             self.show(trainer, self.take(trainer))
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "samples": [list(s) for s in self.samples]}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.samples = [(int(u), float(l), str(t)) for u, l, t in state.get("samples", [])]
 
 
 @hookimpl
 def register_callbacks(register):
     register(Sampler)
+
+
+@hookimpl
+def add_run_options(add_option):
+    add_option("--sample-every", type=click.IntRange(min=1), default=10_000, show_default=True,
+               help="Updates between samples (one is also taken before the first update and at "
+                    "the end).")
+    add_option("--sample-length", type=click.IntRange(min=1), default=200, show_default=True,
+               help="Characters per sample.")
+    add_option("--temperature", type=POSITIVE_FLOAT, default=1.0, show_default=True,
+               help="Sampling temperature (below 1: more conservative).")
+    add_option("--top-k", type=click.IntRange(min=1), default=None,
+               help="Sample only among the k likeliest characters.")
+    add_option("--sample-seed", type=int, default=0, show_default=True,
+               help="Seed of the sampler's own random stream.")
+
+
+def read_prime(prime: Optional[str], prime_file: Optional[str]) -> str:
+    if prime is not None and prime_file is not None:
+        raise CharrnnError("give --prime or --prime-file, not both")
+    if prime_file is not None:
+        from charrnn.data import read_text
+
+        return read_text(prime_file)
+    return prime or ""
+
+
+@hookimpl
+def register_commands(cli):
+    from charrnn.cli import RegistryChoice
+
+    @cli.command("sample")
+    @click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
+                  help="A checkpoint file, or a run directory (its best.npz, else latest.npz).")
+    @click.option("--length", type=click.IntRange(min=1), default=1000, show_default=True,
+                  help="Characters to generate.")
+    @click.option("--temperature", type=POSITIVE_FLOAT, default=1.0, show_default=True)
+    @click.option("--top-k", type=click.IntRange(min=1), default=None,
+                  help="Sample only among the k likeliest characters.")
+    @click.option("--prime", type=str, default=None, help="Text to feed the network first.")
+    @click.option("--prime-file", type=str, default=None, help="File whose text to feed first.")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--backend", type=RegistryChoice("backend"), default="numpy",
+                  show_default=True)
+    def sample_cmd(checkpoint: str, length: int, temperature: float, top_k: Optional[int],
+                   prime: Optional[str], prime_file: Optional[str], seed: int,
+                   backend: str) -> None:
+        """Generate text from a saved checkpoint."""
+        from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path
+        from charrnn.model import RNN
+        from charrnn.session import make_backend
+
+        ckpt = load_checkpoint(resolve_checkpoint_path(checkpoint))
+        prime_text = read_prime(prime, prime_file)
+        vocab = ckpt.vocab
+        lookup = {c: i for i, c in enumerate(vocab)}
+        for c in prime_text:
+            if c not in lookup:
+                raise CharrnnError(f"prime character {c!r} (U+{ord(c):04X}) is not in the "
+                                   "checkpoint's vocabulary; remove it from the prime")
+        be = make_backend(backend, ckpt.meta.get("dtype", "float64"))
+        model = RNN(be, len(vocab), int(ckpt.config["hidden"]), params=ckpt.params)
+        rng = numpy.random.default_rng(seed)
+        if prime_text:
+            ids = [lookup[c] for c in prime_text]
+            h = warm_up(model, be.zeros(model.m), ids)
+            x0 = ids[-1]
+        else:  # continue from where training stood
+            h = be.asarray(ckpt.hidden, dtype=be.dtype)
+            x0 = int(ckpt.meta.get("next_input_id", 0))
+        out = sample_ids(model, h, x0, length, temperature=temperature, top_k=top_k, rng=rng)
+        click.echo(prime_text + "".join(vocab[i] for i in out))
+

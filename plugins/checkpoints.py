@@ -1,0 +1,73 @@
+"""Keeps ``latest.npz`` and ``best.npz`` in the run directory.
+
+``best`` is the lowest validation loss when the run holds out a validation split, else the lowest
+smooth loss, judged at each checkpoint interval and at the end of the run.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, Mapping, Optional
+
+import click
+
+from charrnn import hookimpl
+from charrnn.callbacks import Callback
+from charrnn.checkpoint import save_checkpoint
+
+
+class Checkpoints(Callback):
+    name = "checkpoints"
+    order = 20  # after validation (which publishes val_loss), before reports
+
+    def __init__(self, every: int = 1000) -> None:
+        self.every = every
+        self.best: Optional[float] = None
+        self.best_update: Optional[int] = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> "Checkpoints":
+        return cls(every=int(options.get("checkpoint_every") or 1000))
+
+    @staticmethod
+    def metric(trainer) -> float:
+        val = trainer.logs.get("val_loss")
+        return float(val) if val is not None else trainer.smooth_loss_value()
+
+    def save(self, trainer) -> None:
+        if not trainer.run_dir:
+            return
+        value = self.metric(trainer)
+        improved = math.isfinite(value) and (self.best is None or value < self.best)
+        if improved:
+            self.best, self.best_update = value, trainer.update
+        ckpt = trainer.checkpoint()  # taken after best is updated, so both files agree on it
+        save_checkpoint(os.path.join(trainer.run_dir, "latest.npz"), ckpt)
+        if improved:
+            save_checkpoint(os.path.join(trainer.run_dir, "best.npz"), ckpt)
+
+    def on_update_end(self, trainer) -> None:
+        if trainer.update % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer) -> None:
+        if trainer.update > 0:
+            self.save(trainer)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"best": self.best, "best_update": self.best_update}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.best_update = state.get("best_update")
+
+
+@hookimpl
+def register_callbacks(register):
+    register(Checkpoints)
+
+
+@hookimpl
+def add_run_options(add_option):
+    add_option("--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True,
+               help="Updates between checkpoints (latest.npz, best.npz) in the run directory.")

@@ -1,0 +1,58 @@
+"""Validation loss on the held-out end of the text (``--val-frac``), in nats and bits per char.
+
+Publishes ``val_loss`` and ``val_bpc`` in ``trainer.logs`` for the checkpoints (which then pick
+``best`` by it), the progress line, the metrics file and the report.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Mapping, Optional
+
+import click
+
+from charrnn import hookimpl
+from charrnn.callbacks import Callback
+
+
+class Validation(Callback):
+    name = "validation"
+    order = 10
+
+    def __init__(self, every: int = 5000) -> None:
+        self.every = every
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Optional["Validation"]:
+        if not options.get("val_frac"):
+            return None
+        return cls(every=int(options.get("val_every") or 5000))
+
+    def evaluate(self, trainer) -> None:
+        loss = trainer.validation_loss()
+        if loss is not None:
+            trainer.logs["val_loss"] = loss
+            trainer.logs["val_bpc"] = loss / math.log(2)
+            trainer.logs["val_update"] = trainer.update
+
+    def on_train_begin(self, trainer) -> None:
+        if "val_loss" not in trainer.logs:
+            self.evaluate(trainer)
+
+    def on_update_end(self, trainer) -> None:
+        if trainer.update % self.every == 0:
+            self.evaluate(trainer)
+
+    def on_train_end(self, trainer) -> None:
+        if trainer.logs.get("val_update") != trainer.update:
+            self.evaluate(trainer)
+
+
+@hookimpl
+def register_callbacks(register):
+    register(Validation)
+
+
+@hookimpl
+def add_run_options(add_option):
+    add_option("--val-every", type=click.IntRange(min=1), default=5000, show_default=True,
+               help="Updates between validation losses (with --val-frac).")

@@ -1,0 +1,117 @@
+"""Reading a corpus: vocabulary, compact ids, the default text, encodings and user errors."""
+from __future__ import annotations
+
+import numpy
+import pytest
+
+from charrnn.data import DEFAULT_SOURCE, Corpus, load_corpus
+from charrnn.errors import CharrnnError
+
+
+def write(tmp_path, content, name="text.txt"):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    return path
+
+
+def test_vocabulary_is_the_sorted_set_of_distinct_characters(tmp_path):
+    text = "hello, world!\nHELLO again\r\n\tzebra é ü"
+    corpus = load_corpus(str(write(tmp_path, text)), seq_length=5)
+    assert corpus.chars == sorted(set(text))
+    assert corpus.vocab_size == len(set(text))
+    assert corpus.text == text  # newlines (\r\n included) are kept as they are
+    assert corpus.char_to_id == {c: i for i, c in enumerate(sorted(set(text)))}
+    assert corpus.source == str(tmp_path / "text.txt")
+
+
+def test_ids_are_compact_unsigned_and_decode_back(tmp_path):
+    text = "abracadabra — über naïve café\n" * 3
+    corpus = load_corpus(str(write(tmp_path, text)), seq_length=5)
+    assert isinstance(corpus.ids, numpy.ndarray)
+    assert corpus.ids.dtype == numpy.uint8
+    assert corpus.ids.shape == (len(text),)
+    assert corpus.ids.max() == corpus.vocab_size - 1
+    assert [corpus.chars[i] for i in corpus.ids[:5]] == list(text[:5])
+    assert corpus.decode(corpus.ids) == text
+
+
+def test_more_than_256_characters_use_uint16():
+    text = "".join(chr(0x100 + i) for i in range(300)) * 2
+    corpus = Corpus.from_text(text, "wide")
+    assert corpus.vocab_size == 300
+    assert corpus.ids.dtype == numpy.uint16
+    assert corpus.decode(corpus.ids) == text
+    assert Corpus.from_text("ab" * 10, "narrow").ids.dtype == numpy.uint8
+
+
+def test_default_corpus_loads():
+    corpus = load_corpus(None)
+    assert corpus.source == DEFAULT_SOURCE
+    assert len(corpus.text) > 100_000
+    assert corpus.vocab_size > 60 and "a" in corpus.chars and "\n" in corpus.chars
+    assert corpus.chars == sorted(set(corpus.text))
+    assert corpus.ids.dtype == (numpy.uint8 if corpus.vocab_size <= 256 else numpy.uint16)
+    assert corpus.decode(corpus.ids[:2000]) == corpus.text[:2000]
+
+
+def test_latin1_file_with_encoding_option(tmp_path):
+    text = "café crème brûlée, naïve façade\n" * 2
+    path = write(tmp_path, text.encode("latin-1"))
+    corpus = load_corpus(str(path), encoding="latin-1", seq_length=10)
+    assert corpus.text == text
+    assert "é" in corpus.chars
+    # the same bytes are not valid UTF-8: a clear error that names the fix
+    with pytest.raises(CharrnnError, match="--encoding"):
+        load_corpus(str(path), encoding="utf-8", seq_length=10)
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing", r"does not exist"),
+        ("directory", r"is a directory"),
+        ("empty", r"is empty"),
+        ("short", r"has 5 characters but --seq-length 25 needs at least 26"),
+        ("undecodable", r"cannot be decoded as utf-8 \(byte 0\).*--encoding"),
+        ("bad-encoding", r"unknown encoding 'no-such-codec'"),
+    ],
+)
+def test_errors_raise_charrnn_error_with_a_useful_message(tmp_path, case, expected):
+    encoding = "utf-8"
+    if case == "missing":
+        path = tmp_path / "nope.txt"
+    elif case == "directory":
+        path = tmp_path / "adir"
+        path.mkdir()
+    elif case == "empty":
+        path = write(tmp_path, "")
+    elif case == "short":
+        path = write(tmp_path, "abcde")
+    elif case == "undecodable":
+        path = write(tmp_path, b"\xff\xfe\xfa")
+    else:
+        path, encoding = write(tmp_path, "plenty of text here, more than enough" * 2), "no-such-codec"
+    with pytest.raises(CharrnnError, match=expected) as info:
+        load_corpus(str(path), encoding=encoding, seq_length=25)
+    message = str(info.value)
+    assert "\n" not in message
+    if case != "bad-encoding":
+        assert str(path) in message  # says which file
+
+
+def test_exactly_seq_length_plus_one_characters_is_enough(tmp_path):
+    corpus = load_corpus(str(write(tmp_path, "abcdef")), seq_length=5)
+    assert len(corpus.ids) == 6
+    with pytest.raises(CharrnnError):
+        load_corpus(str(write(tmp_path, "abcde")), seq_length=5)
+
+
+def test_checkpoint_vocabulary_is_reused_and_enforced():
+    corpus = Corpus.from_text("abba", "t", chars=["a", "b", "c"])
+    assert corpus.chars == ["a", "b", "c"]
+    assert corpus.ids.tolist() == [0, 1, 1, 0]
+    with pytest.raises(CharrnnError, match="not in the checkpoint's vocabulary"):
+        Corpus.from_text("abd", "t", chars=["a", "b", "c"])
