@@ -59,7 +59,7 @@ import numpy as np
 import charrnn
 from charrnn.data import Corpus, load_corpus
 from charrnn.errors import CharrnnError
-from charrnn.model import PARAM_NAMES, RNN, param_shapes
+from charrnn.model import RNN
 from charrnn.session import make_backend, make_optimizer
 from charrnn.trainer import Trainer
 
@@ -193,14 +193,7 @@ def make_trainer(corpus: Corpus) -> Trainer:
 
 def adagrad_memory(trainer: Trainer) -> Dict[str, np.ndarray]:
     """charrnn's flat AdaGrad memory split by parameter (it is laid out like the parameters)."""
-    mem = np.asarray(trainer.optimizer.state_dict()["mem"])
-    out, offset = {}, 0
-    for name in PARAM_NAMES:
-        shape = param_shapes(trainer.model.K, trainer.model.m)[name]
-        size = math.prod(shape)
-        out[name] = mem[offset : offset + size].reshape(shape).copy()
-        offset += size
-    return out
+    return trainer.model.split_flat(trainer.optimizer.state_dict()["mem"])
 
 
 def max_param_diff(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> float:

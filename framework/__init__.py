@@ -10,11 +10,11 @@ from importlib import metadata as _metadata
 
 from .hookspecs import hookimpl
 
+DISTRIBUTION = "charrnn-kit"
+
 try:
-    __version__ = _metadata.version("charrnn-kit")
+    __version__ = _metadata.version(DISTRIBUTION)
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
-
-DISTRIBUTION = "charrnn-kit"
 
 __all__ = ["hookimpl", "__version__", "DISTRIBUTION"]

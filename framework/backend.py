@@ -70,21 +70,20 @@ class Backend:
 
     # -- the operations the model is written against ------------------------------------------
 
-    def rnn_forward(self, W: Array, A_in: Array, h0: Array, H: Array, tmp: Array) -> Array:
-        """The recurrence ``H[t] = tanh(W @ H[t-1] + A_in[t])`` with ``H[-1] = h0``.
+    def rnn_forward(self, W: Array, A_in: Array, H: Array, tmp: Array) -> Array:
+        """The recurrence ``H[t+1] = tanh(W @ H[t] + A_in[t])``; ``H[0]`` holds the incoming state.
 
-        ``A_in`` (T, m) already holds the input projection and bias. ``H`` (T, m) is written in
-        place; ``tmp`` (m,) is scratch. Only this loop and its backward twin step through time.
+        ``A_in`` (T, m) already holds the input projection and bias. ``H`` (T+1, m) is written in
+        place from row 1; ``tmp`` (m,) is scratch. Only this loop and its backward twin step
+        through time.
         """
         # Iterating rows and passing ``out`` positionally keeps the per-step Python overhead low:
-        # at m=100 each step's arithmetic costs less than the calls that launch it.
+        # at m=100 each step's arithmetic costs about as much as the calls that launch it.
         dot, add, tanh = self.xp.dot, self.xp.add, self.xp.tanh
-        h = h0
-        for a_t, h_t in zip(A_in, H):
-            dot(W, h, tmp)
+        for a_t, h_prev, h_t in zip(A_in, H[:-1], H[1:]):
+            dot(W, h_prev, tmp)
             add(tmp, a_t, h_t)
             tanh(h_t, h_t)
-            h = h_t
         return H
 
     def rnn_backward(self, W: Array, D: Array, dH: Array, dA: Array, tmp: Array) -> Array:
@@ -129,12 +128,18 @@ class Backend:
         """``param -= eta * grad`` in place."""
         param -= eta * grad
 
-    def adagrad_(self, param: Array, grad: Array, mem: Array, eta: float, eps: float) -> None:
-        """AdaGrad in place: ``mem += grad**2; param -= eta * grad / sqrt(mem + eps)``."""
+    def adagrad_(self, param: Array, grad: Array, mem: Array, eta: float, eps: float,
+                 scratch: Array) -> None:
+        """AdaGrad in place: ``mem += grad**2; param -= eta * grad / sqrt(mem + eps)``.
+
+        ``scratch`` has ``param``'s shape; reusing it avoids allocating (and, for large arrays,
+        page-faulting in) fresh temporaries every update.
+        """
         xp = self.xp
-        mem += grad * grad
-        step = mem + eps
-        xp.sqrt(step, out=step)
-        xp.divide(grad, step, out=step)
-        step *= eta
-        param -= step
+        xp.multiply(grad, grad, scratch)
+        xp.add(mem, scratch, mem)
+        xp.add(mem, eps, scratch)
+        xp.sqrt(scratch, scratch)
+        xp.divide(grad, scratch, scratch)
+        xp.multiply(scratch, eta, scratch)
+        xp.subtract(param, scratch, param)

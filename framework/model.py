@@ -42,17 +42,25 @@ def init_params(vocab_size: int, hidden: int, sigma: float, seed: int) -> Dict[s
 
 
 class _Views:
-    """Named views into one flat array."""
+    """Named views into one flat array.
+
+    U is stored transposed, as ``Ut`` (K, m), so that the input projection gathers contiguous
+    rows and dU is a contiguous segment sum; ``U`` is the (m, K) view of it that users, checks
+    and checkpoints see.
+    """
+
+    LAYOUT = ("b", "c", "V", "W", "Ut")
 
     def __init__(self, flat: Array, shapes: Dict[str, Tuple[int, ...]]):
         self.flat = flat
         self.views: Dict[str, Array] = {}
         offset = 0
-        for name in PARAM_NAMES:
-            shape = shapes[name]
+        for name in self.LAYOUT:
+            shape = shapes[name] if name != "Ut" else shapes["U"][::-1]
             size = math.prod(shape)
             self.views[name] = flat[offset : offset + size].reshape(shape)
             offset += size
+        self.views["U"] = self.views["Ut"].T
 
     def __getitem__(self, name: str) -> Array:
         return self.views[name]
@@ -90,19 +98,27 @@ class RNN:
     def get_params(self) -> Dict[str, numpy.ndarray]:
         return {name: self.backend.to_numpy(self.params[name]).copy() for name in PARAM_NAMES}
 
+    def split_flat(self, flat: Any) -> Dict[str, numpy.ndarray]:
+        """A flat array laid out like the parameters (an optimizer's state, say), by name."""
+        views = _Views(numpy.asarray(flat), self.shapes)
+        return {name: views[name].copy() for name in PARAM_NAMES}
+
     def get_grads(self) -> Dict[str, numpy.ndarray]:
         return {name: self.backend.to_numpy(self.grads[name]).copy() for name in PARAM_NAMES}
 
     # -- training ----------------------------------------------------------------------------
 
     def _buffers(self, T: int) -> Dict[str, Array]:
+        """Scratch arrays for sequences of length T, allocated once and reused every update."""
         buf = self._scratch.get(T)
         if buf is None:
             z = self.backend.zeros
             buf = {
-                "A": z((T, self.m)), "H": z((T, self.m)), "Hprev": z((T, self.m)),
-                "dA": z((T, self.m)), "tmp": z(self.m), "O": z((T, self.K)),
-                "rows": self.backend.xp.arange(T),
+                # H[0] is the incoming hidden state, H[1:] the states the sequence produces, so
+                # the "previous state" matrix dW needs is the view H[:-1], not a copy.
+                "H": z((T + 1, self.m)), "A": z((T, self.m)), "O": z((T, self.K)),
+                "dH": z((T, self.m)), "D": z((T, self.m)), "dA": z((T, self.m)),
+                "tmp": z(self.m), "rows": self.backend.xp.arange(T),
             }
             self._scratch[T] = buf
         return buf
@@ -116,27 +132,25 @@ class RNN:
         """
         be, xp = self.backend, self.backend.xp
         p, g = self.params, self.grads
-        T = x.shape[0]
-        buf = self._buffers(T)
-        H, Hprev, dA, rows = buf["H"], buf["Hprev"], buf["dA"], buf["rows"]
+        buf = self._buffers(x.shape[0])
+        H, D, dH, dA, rows = buf["H"], buf["D"], buf["dH"], buf["dA"], buf["rows"]
+        Hs = H[1:]
 
         P = self._forward(x, h0, buf)
         loss = -xp.log(P[rows, y]).sum()
 
-        # Backward: output layer for all steps at once; P becomes dO in place.
+        # Backward: the output layer for all steps at once; P becomes dO in place.
         P[rows, y] -= 1.0
-        xp.matmul(P.T, H, out=g["V"])
+        xp.dot(P.T, Hs, out=g["V"])
         xp.sum(P, axis=0, out=g["c"])
-        dH = P @ p["V"]
-        D = H * H
+        xp.dot(P, p["V"], out=dH)
+        xp.multiply(Hs, Hs, out=D)
         xp.subtract(1.0, D, out=D)
         be.rnn_backward(p["W"], D, dH, dA, buf["tmp"])
-        Hprev[0] = h0
-        Hprev[1:] = H[:-1]
-        xp.matmul(dA.T, Hprev, out=g["W"])
+        xp.dot(dA.T, H[:-1], out=g["W"])
         xp.sum(dA, axis=0, out=g["b"])
-        be.segment_sum(x, dA, g["U"].T)
-        return loss, H[T - 1].copy()
+        be.segment_sum(x, dA, g["Ut"])
+        return loss, H[-1].copy()
 
     def loss(self, x: Array, y: Array, h0: Array, return_hidden: bool = False):
         """The summed cross-entropy only, as a host float (for checks and evaluation).
@@ -154,10 +168,12 @@ class RNN:
     def _forward(self, x: Array, h0: Array, buf: Dict[str, Array]) -> Array:
         """Input projection as a row gather, the recurrence, then the output layer for all steps."""
         be, xp, p = self.backend, self.backend.xp, self.params
-        xp.add(p["U"].T[x], p["b"], out=buf["A"])
-        be.rnn_forward(p["W"], buf["A"], h0, buf["H"], buf["tmp"])
+        xp.add(p["Ut"][x], p["b"], out=buf["A"])
+        H = buf["H"]
+        H[0] = h0
+        be.rnn_forward(p["W"], buf["A"], H, buf["tmp"])
         O = buf["O"]
-        xp.matmul(buf["H"], p["V"].T, out=O)
+        xp.dot(H[1:], p["V"].T, out=O)
         O += p["c"]
         return be.softmax(O)
 

@@ -35,7 +35,7 @@ class Optimizer:
         self.eta = float(state["eta"])
 
     def _load_array(self, state: Dict[str, Any], key: str) -> Array:
-        value = numpy.asarray(state[key])
+        value = numpy.array(state[key])  # a copy: the caller's dict must not alias our state
         if value.shape != (self.size,):
             raise ValueError(f"optimizer state {key!r} has shape {value.shape}, expected ({self.size},)")
         return self.backend.asarray(value, dtype=self.backend.dtype)

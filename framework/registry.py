@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pluggy
 
-from . import hookspecs
+from . import DISTRIBUTION, hookspecs
+
+
 
 ENTRY_POINT_GROUP = "charrnn"
 
@@ -62,7 +64,7 @@ class Registry:
         What a plugin registers is then attributed to the plugin (and distribution) it came
         from, and a plugin that raises is recorded instead of aborting the others.
         """
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+        for impl in sorted(getattr(self.pm.hook, hook).get_hookimpls(), key=self._precedence):
             info = self._by_name.get(impl.plugin_name) or PluginInfo(
                 impl.plugin_name, repr(impl.plugin), "unknown", "unknown"
             )
@@ -70,6 +72,18 @@ class Registry:
                 impl.function(**make_kwargs(info))
             except Exception as exc:  # a plugin's own bug must not stop the launcher
                 info.error = _one_line(exc)
+
+    def _precedence(self, impl: Any) -> Tuple[int, int]:
+        """charrnn's own plugins first, then others in the order they were found.
+
+        The first registration of a name wins, so a third-party package can add a backend but
+        cannot silently replace a built-in one.
+        """
+        names = list(self._by_name)
+        info = self._by_name.get(impl.plugin_name)
+        own = info is not None and info.distribution == DISTRIBUTION
+        index = names.index(impl.plugin_name) if impl.plugin_name in self._by_name else len(names)
+        return (0 if own else 1, index)
 
     def _add_option_fn(self, info: PluginInfo) -> Callable[..., None]:
         import click

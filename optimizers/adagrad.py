@@ -14,9 +14,10 @@ class AdaGrad(Optimizer):
         super().__init__(backend, size, eta)
         self.eps = float(eps)
         self.mem = backend.zeros(size)
+        self._scratch = backend.zeros(size)
 
     def step(self, params, grads) -> None:
-        self.backend.adagrad_(params, grads, self.mem, self.eta, self.eps)
+        self.backend.adagrad_(params, grads, self.mem, self.eta, self.eps, self._scratch)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"eta": self.eta, "eps": self.eps, "mem": self.backend.to_numpy(self.mem).copy()}

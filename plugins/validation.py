@@ -6,7 +6,7 @@ Publishes ``val_loss`` and ``val_bpc`` in ``trainer.logs`` for the checkpoints (
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import click
 

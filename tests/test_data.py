@@ -13,7 +13,7 @@ def write(tmp_path, content, name="text.txt"):
     if isinstance(content, bytes):
         path.write_bytes(content)
     else:
-        path.write_text(content, encoding="utf-8", newline="")
+        path.write_bytes(content.encode("utf-8"))  # as is: no newline translation
     return path
 
 
