@@ -352,16 +352,15 @@ def print_report(result: Dict[str, Any]) -> None:
 
 
 def resolve_data(path: Optional[str]) -> Optional[str]:
-    if path is not None:
-        return path
-    return str(DEFAULT_DATA) if DEFAULT_DATA.is_file() else None
+    """``None`` (charrnn's embedded corpus, what ``charrnn run`` trains on) unless a file is given."""
+    return None if path in (None, "default") else path
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None,
-                        help=f"text file to train on [default: {DEFAULT_DATA} if it exists, "
-                             "else charrnn's embedded corpus]")
+                        help="text file to train on [default: charrnn's embedded corpus, as "
+                             f"`charrnn run` uses; e.g. {DEFAULT_DATA} for Shakespeare]")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per peer")
     parser.add_argument("--updates", type=int, default=2000, help="updates per timed repeat")
     parser.add_argument("--warmup", type=int, default=200, help="untimed updates per peer first")

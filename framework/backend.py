@@ -104,22 +104,25 @@ class Backend:
             nxt = da_t
         return dA
 
-    def softmax(self, O: Array) -> Array:
-        """Row-wise softmax, stable against overflow; overwrites and returns ``O``."""
+    def softmax(self, O: Array, axis: int = -1) -> Array:
+        """Softmax along ``axis``, stable against overflow; overwrites and returns ``O``."""
         xp = self.xp
-        O -= O.max(axis=-1, keepdims=True)
+        O -= O.max(axis=axis, keepdims=True)
         xp.exp(O, out=O)
-        O /= O.sum(axis=-1, keepdims=True)
+        O /= O.sum(axis=axis, keepdims=True)
         return O
 
-    def segment_sum(self, ids: Array, values: Array, out: Array) -> Array:
+    def segment_sum(self, ids: Array, values: Array, out: Array) -> Array | None:
         """``out[k] = sum of values[t] where ids[t] == k``; rows of ``out`` no id names are zero.
 
-        This is the gradient of a row gather (the input projection ``U[:, x]``).
+        This is the gradient of a row gather (the input projection ``U[:, x]``). A backend that
+        learns the distinct ids cheaply along the way returns them, sorted, so optimizers can
+        skip the rows that stayed zero; one that would need a device-to-host sync to know them
+        returns None.
         """
         out[...] = 0
         self.xp.add.at(out, ids, values)
-        return out
+        return None
 
     def clip_(self, x: Array, lo: float, hi: float) -> None:
         self.xp.clip(x, lo, hi, out=x)

@@ -9,18 +9,31 @@ backend, instead of once per parameter.
 
 Back-propagation through time is vectorised: only the recurrence steps through time; the input
 projection is a row gather, and the output layer, softmax, loss and the gradients of V, c, W and b
-are one matrix operation each over the whole sequence. dU is a scatter-add by character id.
+are one matrix operation each over the whole sequence. dU is a segment sum by character id.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, NamedTuple, Tuple
 
 import numpy
 
 from .backend import Array, Backend
 
 PARAM_NAMES = ("b", "c", "U", "V", "W")
+
+
+class GradientSupport(NamedTuple):
+    """Where a flat gradient can be non-zero: entries ``[0, dense)``, and after them, of the
+    ``row_size``-wide rows that follow, only ``rows``.
+
+    A hint for optimizers whose update is zero where the gradient is zero (SGD, AdaGrad): they
+    can skip the rest exactly. Others ignore it.
+    """
+
+    dense: int
+    row_size: int
+    rows: Array
 
 
 def param_shapes(vocab_size: int, hidden: int) -> Dict[str, Tuple[int, ...]]:
@@ -41,29 +54,31 @@ def init_params(vocab_size: int, hidden: int, sigma: float, seed: int) -> Dict[s
     return out
 
 
-class _Views:
-    """Named views into one flat array.
+class _Views(dict):
+    """Named views into one flat array, laid out for the hot path.
 
-    U is stored transposed, as ``Ut`` (K, m), so that the input projection gathers contiguous
-    rows and dU is a contiguous segment sum; ``U`` is the (m, K) view of it that users, checks
-    and checkpoints see.
+    ``Vc`` (K, m+1) holds V with c as its last column, so that one product with the hidden states
+    (padded with a column of ones) gives the logits, and one gives dV and dc together. ``Ut``
+    (K, m) is U stored transposed, so the input projection gathers contiguous rows and dU is a
+    segment sum of rows; it comes last, after the parameters whose gradients are always dense,
+    so an optimizer can skip its rows that no character of the sequence touched. Users, checks
+    and checkpoints see the assignment's names and shapes (``b c U V W``) as views.
     """
 
-    LAYOUT = ("b", "c", "V", "W", "Ut")
-
-    def __init__(self, flat: Array, shapes: Dict[str, Tuple[int, ...]]):
+    def __init__(self, flat: Array, vocab_size: int, hidden: int):
+        super().__init__()
+        K, m = vocab_size, hidden
         self.flat = flat
-        self.views: Dict[str, Array] = {}
         offset = 0
-        for name in self.LAYOUT:
-            shape = shapes[name] if name != "Ut" else shapes["U"][::-1]
+        for name, shape in (("Vc", (K, m + 1)), ("W", (m, m)), ("b", (m,)), ("Ut", (K, m))):
             size = math.prod(shape)
-            self.views[name] = flat[offset : offset + size].reshape(shape)
+            self[name] = flat[offset : offset + size].reshape(shape)
             offset += size
-        self.views["U"] = self.views["Ut"].T
-
-    def __getitem__(self, name: str) -> Array:
-        return self.views[name]
+        #: Entries [0, dense) have dense gradients; the rest are the rows of ``Ut``.
+        self.dense = offset - K * m
+        self["V"] = self["Vc"][:, :m]
+        self["c"] = self["Vc"][:, m]
+        self["U"] = self["Ut"].T
 
 
 class RNN:
@@ -77,8 +92,10 @@ class RNN:
         self.m = hidden
         self.shapes = param_shapes(vocab_size, hidden)
         self.size = sum(math.prod(s) for s in self.shapes.values())
-        self.params = _Views(backend.zeros(self.size), self.shapes)
-        self.grads = _Views(backend.zeros(self.size), self.shapes)
+        self.params = _Views(backend.zeros(self.size), vocab_size, hidden)
+        self.grads = _Views(backend.zeros(self.size), vocab_size, hidden)
+        #: Where the last gradient can be non-zero (see :class:`GradientSupport`), or None.
+        self.support: GradientSupport | None = None
         if params is None:
             params = init_params(vocab_size, hidden, sigma, seed)
         self.set_params(params)
@@ -100,7 +117,7 @@ class RNN:
 
     def split_flat(self, flat: Any) -> Dict[str, numpy.ndarray]:
         """A flat array laid out like the parameters (an optimizer's state, say), by name."""
-        views = _Views(numpy.asarray(flat), self.shapes)
+        views = _Views(numpy.asarray(flat), self.K, self.m)
         return {name: views[name].copy() for name in PARAM_NAMES}
 
     def get_grads(self) -> Dict[str, numpy.ndarray]:
@@ -112,13 +129,16 @@ class RNN:
         """Scratch arrays for sequences of length T, allocated once and reused every update."""
         buf = self._scratch.get(T)
         if buf is None:
-            z = self.backend.zeros
+            z, m = self.backend.zeros, self.m
+            # H1[t] is [h_{t-1}, 1]: row 0 the incoming state, rows 1.. the states the sequence
+            # produces. The column of ones turns "add the bias" into part of a product, and the
+            # previous-state matrix dW needs is the view H[:-1], not a copy.
+            H1 = z((T + 1, m + 1))
+            H1[:, m] = 1.0
             buf = {
-                # H[0] is the incoming hidden state, H[1:] the states the sequence produces, so
-                # the "previous state" matrix dW needs is the view H[:-1], not a copy.
-                "H": z((T + 1, self.m)), "A": z((T, self.m)), "O": z((T, self.K)),
-                "dH": z((T, self.m)), "D": z((T, self.m)), "dA": z((T, self.m)),
-                "tmp": z(self.m), "rows": self.backend.xp.arange(T),
+                "H1": H1, "H": H1[:, :m], "HT1": z((m + 1, T)), "OT": z((self.K, T)),
+                "A": z((T, m)), "dH": z((T, m)), "D": z((T, m)), "dA": z((T, m)),
+                "tmp": z(m), "cols": self.backend.xp.arange(T),
             }
             self._scratch[T] = buf
         return buf
@@ -127,29 +147,29 @@ class RNN:
         """Forward and backward over one sequence.
 
         ``x`` and ``y`` are integer id arrays of equal length T on the device; ``h0`` (m,) is the
-        carried hidden state. Fills :attr:`grads` (unclipped) and returns the summed
-        cross-entropy as a device scalar and a copy of the last hidden state.
+        carried hidden state. Fills :attr:`grads` (unclipped) and :attr:`support`, and returns
+        the summed cross-entropy as a device scalar and a copy of the last hidden state.
         """
         be, xp = self.backend, self.backend.xp
         p, g = self.params, self.grads
         buf = self._buffers(x.shape[0])
-        H, D, dH, dA, rows = buf["H"], buf["D"], buf["dH"], buf["dA"], buf["rows"]
+        H, D, dH, dA, cols = buf["H"], buf["D"], buf["dH"], buf["dA"], buf["cols"]
+
+        PT = self._forward(x, h0, buf)  # (K, T): column t is p_t
+        loss = -xp.log(PT[y, cols]).sum()
+
+        # Backward: the output layer for all steps at once; PT becomes dO^T in place.
+        PT[y, cols] -= 1.0
+        xp.dot(PT, buf["H1"][1:], out=g["Vc"])  # [dV | dc] in one product
+        xp.dot(PT.T, p["V"], out=dH)
         Hs = H[1:]
-
-        P = self._forward(x, h0, buf)
-        loss = -xp.log(P[rows, y]).sum()
-
-        # Backward: the output layer for all steps at once; P becomes dO in place.
-        P[rows, y] -= 1.0
-        xp.dot(P.T, Hs, out=g["V"])
-        xp.sum(P, axis=0, out=g["c"])
-        xp.dot(P, p["V"], out=dH)
         xp.multiply(Hs, Hs, out=D)
         xp.subtract(1.0, D, out=D)
         be.rnn_backward(p["W"], D, dH, dA, buf["tmp"])
         xp.dot(dA.T, H[:-1], out=g["W"])
-        xp.sum(dA, axis=0, out=g["b"])
-        be.segment_sum(x, dA, g["Ut"])
+        xp.add.reduce(dA, 0, out=g["b"])
+        rows = be.segment_sum(x, dA, g["Ut"])
+        self.support = None if rows is None else GradientSupport(g.dense, self.m, rows)
         return loss, H[-1].copy()
 
     def loss(self, x: Array, y: Array, h0: Array, return_hidden: bool = False):
@@ -159,23 +179,28 @@ class RNN:
         can be read in chunks.
         """
         buf = self._buffers(x.shape[0])
-        P = self._forward(x, h0, buf)
-        loss = self.backend.to_float(-self.backend.xp.log(P[buf["rows"], y]).sum())
+        PT = self._forward(x, h0, buf)
+        loss = self.backend.to_float(-self.backend.xp.log(PT[y, buf["cols"]]).sum())
         if return_hidden:
             return loss, buf["H"][-1].copy()
         return loss
 
     def _forward(self, x: Array, h0: Array, buf: Dict[str, Array]) -> Array:
-        """Input projection as a row gather, the recurrence, then the output layer for all steps."""
+        """Input projection as a row gather, the recurrence, then the output layer for all steps.
+
+        Returns the probabilities transposed, (K, T): the logits come from ``Vc @ [H, 1]^T``
+        with both operands contiguous, which BLAS runs markedly faster at this size than a
+        product with a transposed right-hand operand.
+        """
         be, xp, p = self.backend, self.backend.xp, self.params
         xp.add(p["Ut"][x], p["b"], out=buf["A"])
         H = buf["H"]
         H[0] = h0
         be.rnn_forward(p["W"], buf["A"], H, buf["tmp"])
-        O = buf["O"]
-        xp.dot(H[1:], p["V"].T, out=O)
-        O += p["c"]
-        return be.softmax(O)
+        HT1, OT = buf["HT1"], buf["OT"]
+        HT1[...] = buf["H1"][1:].T
+        xp.dot(p["Vc"], HT1, out=OT)
+        return be.softmax(OT, axis=0)
 
     def step_hidden(self, h: Array, x_id: int) -> Tuple[Array, Array]:
         """One step of generation: the next hidden state and the output logits."""

@@ -6,11 +6,12 @@ as host NumPy arrays, which is what checkpoints store.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import numpy
 
 from .backend import Array, Backend
+from .model import GradientSupport
 
 
 class Optimizer:
@@ -23,9 +24,20 @@ class Optimizer:
         self.size = size
         self.eta = float(eta)
 
-    def step(self, params: Array, grads: Array) -> None:
-        """Update ``params`` in place from ``grads`` (both flat, on the backend's device)."""
+    def step(self, params: Array, grads: Array, support: Optional[GradientSupport] = None) -> None:
+        """Update ``params`` in place from ``grads`` (both flat, on the backend's device).
+
+        ``support``, when given, says where ``grads`` can be non-zero. An optimizer whose update
+        is exactly zero for a zero gradient may skip the rest; any other must ignore it.
+        """
         raise NotImplementedError
+
+    @staticmethod
+    def sparse_parts(support: GradientSupport, *flats: Array) -> Tuple[List[Array], List[Array]]:
+        """For each flat array: its dense prefix (a view) and the matrix of its rows (a view)
+        that ``support.rows`` indexes."""
+        d, r = support.dense, support.row_size
+        return [f[:d] for f in flats], [f[d:].reshape(-1, r) for f in flats]
 
     def state_dict(self) -> Dict[str, Any]:
         """Host copies of everything :meth:`load_state_dict` needs to continue exactly."""

@@ -154,7 +154,7 @@ class Trainer:
         loss, self.h = self.model.loss_and_grads(x, y, self.h)
         grads = self.model.grads.flat
         self.backend.clip_(grads, -CLIP, CLIP)
-        self.optimizer.step(self.model.params.flat, grads)
+        self.optimizer.step(self.model.params.flat, grads, self.model.support)
         self.position = p + T
         self.update += 1
         self.loss = loss

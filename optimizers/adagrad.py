@@ -16,8 +16,21 @@ class AdaGrad(Optimizer):
         self.mem = backend.zeros(size)
         self._scratch = backend.zeros(size)
 
-    def step(self, params, grads) -> None:
-        self.backend.adagrad_(params, grads, self.mem, self.eta, self.eps, self._scratch)
+    def step(self, params, grads, support=None) -> None:
+        be = self.backend
+        if support is None:
+            be.adagrad_(params, grads, self.mem, self.eta, self.eps, self._scratch)
+            return
+        # A zero gradient changes neither m nor theta: update the dense part and the touched
+        # rows only (for a text, most rows of U are untouched by any one sequence).
+        (p, g, m, s), (P, G, M, _) = self.sparse_parts(support, params, grads, self.mem,
+                                                       self._scratch)
+        be.adagrad_(p, g, m, self.eta, self.eps, s)
+        rows = support.rows
+        p_rows, m_rows = P[rows], M[rows]
+        be.adagrad_(p_rows, G[rows], m_rows, self.eta, self.eps, be.zeros(p_rows.shape))
+        P[rows] = p_rows
+        M[rows] = m_rows
 
     def state_dict(self) -> Dict[str, Any]:
         return {"eta": self.eta, "eps": self.eps, "mem": self.backend.to_numpy(self.mem).copy()}

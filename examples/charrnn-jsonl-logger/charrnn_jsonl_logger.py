@@ -1,0 +1,80 @@
+"""An example third-party charrnn plugin: metrics as JSON lines.
+
+Every ``--jsonl-every`` updates it appends one JSON object to ``metrics.jsonl`` in the run
+directory, and one more with ``"event": "end"`` when training ends. Between those lines
+``on_update_end`` does a single modulo check: the losses live on the device, and reading them
+(``smooth_loss_value()``) synchronises it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Dict, Mapping, Optional
+
+import click
+
+from charrnn import hookimpl
+from charrnn.callbacks import Callback
+
+__version__ = "0.1.0"
+
+
+class JsonlLogger(Callback):
+    name = "jsonl"
+    # After validation (10, publishes val_loss), checkpoints (20) and early stopping (30); before
+    # the loss plot (40) and samples (50), whose end-of-run work would count in updates/s.
+    order = 35
+
+    def __init__(self, every: int = 1000) -> None:
+        self.every = every
+        self.path: Optional[str] = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Optional["JsonlLogger"]:
+        return cls(every=int(options.get("jsonl_every") or 1000))
+
+    def on_train_begin(self, trainer) -> None:
+        if trainer.run_dir:
+            self.path = os.path.join(trainer.run_dir, "metrics.jsonl")
+
+    def on_update_end(self, trainer) -> None:
+        if trainer.update % self.every == 0:  # the only work done on every update
+            self.write(self.record(trainer))
+
+    def on_train_end(self, trainer) -> None:
+        record = self.record(trainer)
+        record["event"] = "end"
+        if trainer.stop_reason:
+            record["stop_reason"] = trainer.stop_reason
+        self.write(record)
+
+    def record(self, trainer) -> Dict[str, Any]:
+        record: Dict[str, Any] = {
+            "update": trainer.update,
+            "epoch": trainer.epoch,
+            "smooth_loss": trainer.smooth_loss_value(),  # syncs the device: only here
+            "loss": trainer.loss_value(),
+            "updates_per_second": trainer.updates_per_second(),
+            "timestamp": time.time(),  # Unix seconds
+        }
+        if "val_loss" in trainer.logs:
+            record["val_loss"] = trainer.logs["val_loss"]
+        return record
+
+    def write(self, record: Dict[str, Any]) -> None:
+        if self.path is None:  # a trainer built from Python without a run directory
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+@hookimpl
+def register_callbacks(register):
+    register(JsonlLogger)
+
+
+@hookimpl
+def add_run_options(add_option):
+    add_option("--jsonl-every", type=click.IntRange(min=1), default=1000, show_default=True,
+               help="Updates between lines of metrics.jsonl in the run directory.")

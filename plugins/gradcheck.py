@@ -1,0 +1,452 @@
+"""Gradient check: the model's analytic gradients against centred finite differences.
+
+Before the first update of a run (``--gradcheck``, on by default) and as ``charrnn gradcheck``,
+a fresh small RNN is built on the run's backend and, for each of W, U, V, b and c, the gradient
+that :meth:`charrnn.model.RNN.loss_and_grads` computes (unclipped) is compared entry by entry
+with ``(L(p + h) - L(p - h)) / 2h`` from :meth:`charrnn.model.RNN.loss`, as the course
+assignment's gradient check does. Per parameter the check reports
+
+    max relative error  max |ga - gn| / max(eps, |ga| + |gn|)     (eps = 1e-12)
+    max absolute error  max |ga - gn|
+
+and it passes when every relative error is at most the threshold (1e-4 by default).
+
+Choices, and why:
+
+* **Float64.** Centred differences in float32 lose about 1e-3 of the loss to rounding, which is
+  far above any useful threshold; the check runs in float64 whenever the backend supports it
+  (``Backend.supports("float64")``), on a fresh backend instance, whatever dtype the run trains
+  in. A backend without float64 is checked in its own dtype: the table is then shown for
+  information and a run is not stopped by it (``charrnn gradcheck`` still judges it).
+* **Its own weights, sigma 0.1.** The check verifies the backend's gradient code, not a
+  particular point, so it uses its own small model (hidden size 5 by default, as the
+  assignment's reports; 25 also works) with weights drawn as a run draws them (``randn * sigma``)
+  and biases drawn the same way, so the point is generic. With a run's usual ``sigma = 0.01``
+  the hidden units stay in tanh's nearly linear range: a backward pass that forgot the
+  ``1 - h**2`` factor is then off by only ~1e-3, barely above the threshold, and some gradient
+  entries are so small (~1e-7) that rounding in the loss (~1e-10 on the numerical gradient) alone
+  pushes their relative error past 1e-4 (3e-4 in W at hidden size 25 on the default text). At
+  ``sigma = 0.1`` the same bug gives relative errors of 0.1 to 1, while rounding and truncation
+  stay small: on 60 texts the worst relative error of correct gradients over *all* entries was
+  2e-5 at hidden size 5 and 3e-5 at 25, and with the run's 20 entries per parameter 1e-6 and
+  4e-6. (At hidden size 100 tiny entries become common enough that an all-entry check can come
+  near the threshold.)
+* **The sequence.** ``x`` is the first ``seq_length`` characters of the text, ``y`` the same
+  shifted by one, ``h0 = 0``.
+* **Which entries.** ``entries = 0`` (or None) checks every entry. Otherwise up to that many per
+  parameter, chosen by a ``numpy`` Generator seeded with ``seed``, so a check is reproducible. For
+  U only the columns of characters that occur in ``x`` have a non-zero gradient (the input
+  projection is a gather of those columns), so a uniform sample of a large vocabulary would
+  mostly compare zero with zero. About three quarters of U's entries are therefore drawn from
+  those columns and the rest from the others, whose gradient must be exactly zero (a stale
+  scatter-add would show there).
+* **Perturbations** are made in place on the backend's parameter arrays and undone exactly; the
+  difference quotient divides by the values actually stored, not by ``2h``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import click
+import numpy
+
+from charrnn import hookimpl
+from charrnn.callbacks import Callback
+from charrnn.errors import CharrnnError
+
+POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+
+
+class GradCheckFailed(CharrnnError):
+    """The gradients disagree with the loss. Exit status 1 (2 is for bad input)."""
+
+    exit_code = 1
+
+#: Parameters in the order the assignment lists them.
+CHECK_ORDER = ("W", "U", "V", "b", "c")
+DEFAULT_HIDDEN = 5
+DEFAULT_SEQ_LENGTH = 25
+DEFAULT_STEP = 1e-4
+DEFAULT_THRESHOLD = 1e-4
+DEFAULT_SIGMA = 0.1
+#: Entries per parameter before each run: ~100 entries, ~10 ms at hidden size 5.
+DEFAULT_RUN_ENTRIES = 20
+#: Floor of the relative error's denominator, so that 0 against 0 counts as agreement.
+EPS = 1e-12
+#: Share of U's sampled entries taken from columns of characters that occur in x.
+USED_COLUMN_SHARE = 0.75
+
+
+# -- the check ---------------------------------------------------------------------------------
+
+def _choose(rng: numpy.random.Generator, pool: numpy.ndarray, n: int) -> numpy.ndarray:
+    if n >= pool.size:
+        return pool
+    return numpy.sort(rng.choice(pool, size=n, replace=False))
+
+
+def choose_entries(name: str, shape: Tuple[int, ...], entries: Optional[int],
+                   rng: numpy.random.Generator, used_ids: Sequence[int] = ()) -> numpy.ndarray:
+    """Flat indices of the entries of parameter ``name`` to check (sorted, no repeats)."""
+    size = math.prod(shape)
+    everything = numpy.arange(size)
+    if not entries or entries >= size:
+        return everything
+    if name != "U":
+        return _choose(rng, everything, entries)
+    # U is (m, K): entry (i, k) has a non-zero gradient only when character k occurs in x.
+    used_col = numpy.zeros(shape[1], dtype=bool)
+    used_col[numpy.asarray(list(used_ids), dtype=numpy.int64)] = True
+    used_entry = numpy.broadcast_to(used_col, shape).reshape(-1)
+    used, unused = everything[used_entry], everything[~used_entry]
+    n_used = min(used.size, max(int(math.ceil(entries * USED_COLUMN_SHARE)),
+                                entries - unused.size))
+    n_unused = min(unused.size, entries - n_used)
+    return numpy.sort(numpy.concatenate([_choose(rng, used, n_used),
+                                         _choose(rng, unused, n_unused)]))
+
+
+def check_dtype(backend_cls: type, fallback: Any) -> str:
+    """The dtype a check on ``backend_cls`` runs in: float64 if it supports it, else ``fallback``."""
+    return "float64" if backend_cls.supports("float64") else numpy.dtype(fallback).name
+
+
+def gradient_check(backend, corpus_ids_host, vocab_size: int, hidden: int = DEFAULT_HIDDEN,
+                   seq_length: int = DEFAULT_SEQ_LENGTH, step: float = DEFAULT_STEP,
+                   entries: Optional[int] = DEFAULT_RUN_ENTRIES, seed: int = 0,
+                   sigma: float = DEFAULT_SIGMA, threshold: float = DEFAULT_THRESHOLD,
+                   eps: float = EPS) -> Dict[str, Any]:
+    """Compare analytic and numerical gradients of a fresh RNN on ``backend``; return a dict.
+
+    The check computes in ``backend``'s own dtype: pass a float64 instance where the backend
+    supports it (see :func:`check_dtype`). ``corpus_ids_host`` is the text as host integer ids;
+    its first ``seq_length + 1`` are used. ``entries`` is the number of entries checked per
+    parameter, 0 or None for all of them.
+
+    The result is plain JSON data::
+
+        {"hidden", "seq_length", "step", "entries", "dtype", "threshold", "passed",
+         "sigma", "seed", "backend", "eps",
+         "params": {"W": {"rel", "abs", "checked", "at"}, "U": ..., "V": ..., "b": ..., "c": ...}}
+
+    where ``rel``/``abs`` are the largest relative/absolute errors over the entries checked (inf
+    if a gradient or loss is not finite), ``checked`` their number and ``at`` the index of the
+    entry with the largest relative error.
+    """
+    from charrnn.model import RNN, init_params
+
+    if hidden < 1 or seq_length < 1:
+        raise ValueError("hidden and seq_length must be at least 1")
+    if not step > 0 or not threshold > 0:
+        raise ValueError("step and threshold must be positive")
+    if entries is not None and entries < 0:
+        raise ValueError("entries must be 0 (all) or positive")
+    ids = numpy.asarray(corpus_ids_host).reshape(-1)
+    if ids.size < seq_length + 1:
+        raise CharrnnError(f"the gradient check needs at least {seq_length + 1} characters of "
+                           f"text for a sequence of {seq_length}, and the text has {ids.size}; "
+                           "use a longer text or a shorter sequence")
+    x_host = ids[:seq_length].astype(numpy.int64)
+    y_host = ids[1 : seq_length + 1].astype(numpy.int64)
+    if int(max(x_host.max(), y_host.max())) >= vocab_size:
+        raise ValueError(f"character ids reach {int(max(x_host.max(), y_host.max()))}, "
+                         f"beyond the vocabulary of {vocab_size}")
+
+    entry_seq, bias_seq = numpy.random.SeedSequence(seed).spawn(2)
+    params = init_params(vocab_size, hidden, sigma, seed)
+    bias_rng = numpy.random.default_rng(bias_seq)
+    params["b"] = bias_rng.standard_normal(hidden) * sigma
+    params["c"] = bias_rng.standard_normal(vocab_size) * sigma
+    model = RNN(backend, vocab_size, hidden, params=params)
+    dtype = numpy.dtype(backend.dtype)
+
+    x, y = backend.asarray(x_host), backend.asarray(y_host)
+    h0 = backend.zeros(hidden)
+    model.loss_and_grads(x, y, h0)
+    analytic = model.get_grads()
+    stored = model.get_params()  # exactly what the device holds, to restore it bit for bit
+
+    rng = numpy.random.default_rng(entry_seq)
+    used_ids = numpy.unique(x_host)
+    out: Dict[str, Dict[str, Any]] = {}
+    passed = True
+    for name in CHECK_ORDER:
+        view, host = model.params[name], stored[name]
+        shape = host.shape
+        chosen = choose_entries(name, shape, entries, rng, used_ids)
+        ga = analytic[name].reshape(-1)[chosen].astype(numpy.float64)
+        gn = numpy.empty(chosen.size)
+        for j, flat in enumerate(chosen):
+            idx = numpy.unravel_index(int(flat), shape)
+            value = host[idx]
+            plus, minus = dtype.type(value + step), dtype.type(value - step)
+            if plus == minus:
+                raise CharrnnError(f"the gradient check's step {step:g} is below the resolution "
+                                   f"of {dtype.name} at {float(value):g}; pass a larger step")
+            view[idx] = plus
+            loss_plus = model.loss(x, y, h0)
+            view[idx] = minus
+            loss_minus = model.loss(x, y, h0)
+            view[idx] = value
+            gn[j] = (loss_plus - loss_minus) / (float(plus) - float(minus))
+        with numpy.errstate(all="ignore"):
+            diff = numpy.abs(ga - gn)
+            rel = diff / numpy.maximum(eps, numpy.abs(ga) + numpy.abs(gn))
+        finite = numpy.isfinite(ga) & numpy.isfinite(gn)
+        if chosen.size == 0:
+            at_j, max_rel, max_abs = None, 0.0, 0.0
+        elif not finite.all():  # a NaN would compare as passing: count it as the worst error
+            at_j, max_rel, max_abs = int(numpy.flatnonzero(~finite)[0]), math.inf, math.inf
+        else:
+            at_j = int(numpy.argmax(rel))
+            max_rel, max_abs = float(rel[at_j]), float(diff.max())
+        at = None if at_j is None else \
+            [int(i) for i in numpy.unravel_index(int(chosen[at_j]), shape)]
+        out[name] = {"rel": max_rel, "abs": max_abs, "checked": int(chosen.size), "at": at}
+        passed = passed and max_rel <= threshold
+    restored = model.get_params()
+    if any(not numpy.array_equal(restored[n], stored[n]) for n in CHECK_ORDER):
+        raise RuntimeError("the gradient check did not restore the parameters it perturbed")
+    return {
+        "hidden": int(hidden), "seq_length": int(seq_length), "step": float(step),
+        "entries": int(entries or 0), "dtype": dtype.name, "threshold": float(threshold),
+        "passed": bool(passed), "sigma": float(sigma), "seed": int(seed),
+        "backend": getattr(backend, "name", type(backend).__name__), "eps": float(eps),
+        "params": out,
+    }
+
+
+# -- presenting a result -----------------------------------------------------------------------
+
+def _sci(value: Any) -> str:
+    try:
+        return f"{float(value):.2e}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _rows(result: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
+    rows = []
+    for name, entry in (result.get("params") or {}).items():
+        entry = entry if isinstance(entry, Mapping) else {}
+        rows.append((str(name), str(entry.get("checked", "")), _sci(entry.get("rel")),
+                     _sci(entry.get("abs"))))
+    return rows
+
+
+HEADER = ("parameter", "entries", "max rel error", "max abs error")
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """A fixed-width text table: parameter, entries checked, max relative and absolute error."""
+    rows = [HEADER] + _rows(result)
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for r in rows:
+        lines.append("  ".join([r[0].ljust(widths[0])] +
+                               [r[i].rjust(widths[i]) for i in range(1, 4)]).rstrip())
+    return "\n".join(lines)
+
+
+def markdown_table(result: Mapping[str, Any]) -> str:
+    """The same table in Markdown, for reports."""
+    lines = ["| parameter | entries | max relative error | max absolute error |",
+             "|---|---:|---:|---:|"]
+    for name, checked, rel, abs_ in _rows(result):
+        lines.append(f"| {name} | {checked} | {rel} | {abs_} |")
+    return "\n".join(lines)
+
+
+def describe(result: Mapping[str, Any]) -> str:
+    """One line on how the check was made."""
+    entries = result.get("entries")
+    per = "all entries" if not entries else f"up to {entries} entries per parameter"
+    return (f"gradient check: {result.get('backend', '?')} backend in {result.get('dtype', '?')}, "
+            f"hidden {result.get('hidden')}, sequence {result.get('seq_length')}, "
+            f"step {result.get('step'):g}, sigma {result.get('sigma'):g}, {per}")
+
+
+def worst(result: Mapping[str, Any]) -> Tuple[Optional[str], float]:
+    """The parameter with the largest relative error, and that error."""
+    name, value = None, -1.0
+    for pname, entry in (result.get("params") or {}).items():
+        rel = float(entry.get("rel", 0.0))
+        if rel > value:
+            name, value = pname, rel
+    return name, max(value, 0.0)
+
+
+def verdict(result: Mapping[str, Any], flag: str = "--threshold") -> str:
+    """``PASS: ...`` or ``FAIL: ...`` in one line."""
+    name, rel = worst(result)
+    where = f" in {name}" if name else ""
+    at = (result.get("params") or {}).get(name, {}).get("at") if name else None
+    if at:
+        where += "[" + ", ".join(map(str, at)) + "]"
+    if result.get("passed"):
+        return f"PASS: max relative error {rel:.2e}{where} <= {flag} {result['threshold']:g}"
+    return f"FAIL: max relative error {rel:.2e}{where} exceeds {flag} {result['threshold']:g}"
+
+
+# -- the callback ------------------------------------------------------------------------------
+
+class GradCheck(Callback):
+    """Runs the gradient check before the first update of a new run (not when resuming)."""
+
+    name = "gradcheck"
+    order = 5  # first: a run with wrong gradients stops before anything else happens
+
+    def __init__(self, hidden: int = DEFAULT_HIDDEN, step: float = DEFAULT_STEP,
+                 entries: int = DEFAULT_RUN_ENTRIES, threshold: float = DEFAULT_THRESHOLD,
+                 sigma: float = DEFAULT_SIGMA, seed: int = 0, echo: bool = True) -> None:
+        self.hidden = hidden
+        self.step = step
+        self.entries = entries
+        self.threshold = threshold
+        self.sigma = sigma
+        self.seed = seed
+        self.echo = echo
+        self.result: Optional[Dict[str, Any]] = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Optional["GradCheck"]:
+        if not options.get("gradcheck", True):
+            return None
+
+        def get(key: str, default: Any) -> Any:
+            value = options.get(key)
+            return default if value is None else value
+
+        return cls(hidden=int(get("gradcheck_hidden", DEFAULT_HIDDEN)),
+                   step=float(get("gradcheck_step", DEFAULT_STEP)),
+                   entries=int(get("gradcheck_entries", DEFAULT_RUN_ENTRIES)),
+                   threshold=float(get("gradcheck_threshold", DEFAULT_THRESHOLD)),
+                   sigma=float(get("gradcheck_sigma", DEFAULT_SIGMA)),
+                   seed=int(get("seed", 0)), echo=not options.get("quiet"))
+
+    def check(self, trainer) -> Dict[str, Any]:
+        cls = type(trainer.backend)
+        dtype = check_dtype(cls, trainer.backend.dtype)
+        backend = cls(dtype=dtype) if dtype == "float64" else trainer.backend
+        if trainer.corpus is not None:
+            ids, vocab = numpy.asarray(trainer.corpus.ids), trainer.corpus.vocab_size
+        else:
+            ids, vocab = trainer.backend.to_numpy(trainer.ids), trainer.model.K
+        seq_length = max(1, min(int(trainer.seq_length), int(ids.size) - 1))
+        return gradient_check(backend, ids, vocab, hidden=self.hidden, seq_length=seq_length,
+                              step=self.step, entries=self.entries, seed=self.seed,
+                              sigma=self.sigma, threshold=self.threshold)
+
+    def on_train_begin(self, trainer) -> None:
+        if trainer.update != 0:  # a resumed run was checked when it started
+            return
+        result = self.result = self.check(trainer)
+        trainer.logs["gradcheck"] = result
+        judged = result["dtype"] == "float64"
+        if self.echo:
+            click.echo(describe(result))
+            click.echo(format_table(result))
+            click.echo(verdict(result, "--gradcheck-threshold"))
+            if not judged:
+                click.echo(f"note: {result['backend']} has no float64, so the check ran in "
+                           f"{result['dtype']}, where rounding alone exceeds the threshold; "
+                           "the run goes on whatever the result")
+        if judged and not result["passed"]:
+            name, rel = worst(result)
+            raise GradCheckFailed(
+                f"gradient check failed: max relative error {rel:.1e} in {name} exceeds "
+                f"--gradcheck-threshold {self.threshold:g} (hidden {self.hidden}, step "
+                f"{self.step:g}); the {result['backend']} backend's gradients disagree with the "
+                "loss, so fix its backward pass (run `charrnn gradcheck` to see every "
+                "parameter), or pass --no-gradcheck to train anyway")
+
+
+@hookimpl
+def register_callbacks(register):
+    register(GradCheck)
+
+
+@hookimpl
+def add_run_options(add_option):
+    add_option("--gradcheck/--no-gradcheck", default=True, show_default=True,
+               help="Check the backend's gradients against finite differences before the first "
+                    "update (not on --resume); stop the run if they disagree.")
+    add_option("--gradcheck-hidden", type=click.IntRange(min=1), default=DEFAULT_HIDDEN,
+               show_default=True, help="Hidden size of the gradient check's own small model.")
+    add_option("--gradcheck-step", type=POSITIVE_FLOAT, default=DEFAULT_STEP, show_default=True,
+               help="Finite-difference step h of the gradient check.")
+    add_option("--gradcheck-entries", type=click.IntRange(min=0), default=DEFAULT_RUN_ENTRIES,
+               show_default=True, help="Entries checked per parameter (0: all).")
+    add_option("--gradcheck-threshold", type=POSITIVE_FLOAT, default=DEFAULT_THRESHOLD,
+               show_default=True,
+               help="Largest relative error the gradient check accepts (in float64).")
+    add_option("--gradcheck-sigma", type=POSITIVE_FLOAT, default=DEFAULT_SIGMA,
+               show_default=True,
+               help="Standard deviation of the gradient check model's weights (see "
+                    "`charrnn gradcheck --help`).")
+
+
+@hookimpl
+def register_commands(cli):
+    from charrnn.cli import RegistryChoice
+
+    @cli.command("gradcheck")
+    @click.option("--data", type=str, default=None,
+                  help="Text file whose start is the check's sequence [default: the Python "
+                       "language reference shipped with CPython].")
+    @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --data.")
+    @click.option("--backend", type=RegistryChoice("backend"), default="numpy",
+                  show_default=True, help="Array backend whose gradients to check.")
+    @click.option("--hidden", type=click.IntRange(min=1), default=DEFAULT_HIDDEN,
+                  show_default=True, help="Hidden size m of the checked model.")
+    @click.option("--seq-length", type=click.IntRange(min=1), default=DEFAULT_SEQ_LENGTH,
+                  show_default=True, help="Characters in the checked sequence.")
+    @click.option("--step", type=POSITIVE_FLOAT, default=DEFAULT_STEP, show_default=True,
+                  help="Finite-difference step h.")
+    @click.option("--entries", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="Entries checked per parameter (0: all).")
+    @click.option("--threshold", type=POSITIVE_FLOAT, default=DEFAULT_THRESHOLD,
+                  show_default=True, help="Largest relative error that passes.")
+    @click.option("--seed", type=int, default=0, show_default=True,
+                  help="Seed of the weights and of the choice of entries.")
+    @click.option("--sigma", type=POSITIVE_FLOAT, default=DEFAULT_SIGMA, show_default=True,
+                  help="Standard deviation of the weights and biases (a run's 0.01 keeps tanh "
+                       "nearly linear, which hides some errors).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    def gradcheck_cmd(data: Optional[str], encoding: str, backend: str, hidden: int,
+                      seq_length: int, step: float, entries: int, threshold: float, seed: int,
+                      sigma: float, as_json: bool) -> None:
+        """Check a backend's gradients against centred finite differences.
+
+        Runs in float64 where the backend supports it. Prints a table of the largest relative
+        error |ga-gn| / (|ga|+|gn|) and absolute error per parameter, then PASS or FAIL; exits
+        with status 1 on FAIL.
+        """
+        import json
+
+        from charrnn.data import load_corpus
+        from charrnn.registry import get_registry
+        from charrnn.session import make_backend
+
+        corpus = load_corpus(data, encoding, seq_length)
+        registry = get_registry()
+        known = backend in registry.names("backend")  # else make_backend says what is available
+        dtype = check_dtype(registry.get("backend", backend), "float32") if known else "float64"
+        be = make_backend(backend, dtype)
+        result = gradient_check(be, corpus.ids, corpus.vocab_size, hidden=hidden,
+                                seq_length=seq_length, step=step, entries=entries, seed=seed,
+                                sigma=sigma, threshold=threshold)
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        else:
+            click.echo(describe(result))
+            click.echo(format_table(result))
+            click.echo(verdict(result))
+        if not result["passed"]:
+            # One line on stderr and exit status 1, through the launcher's handling of
+            # CharrnnError. (``click.exceptions.Exit(1)`` would exit 0: the launcher runs Click
+            # with standalone_mode=False, where Click returns that code instead of raising.)
+            name, rel = worst(result)
+            raise GradCheckFailed(f"gradient check failed: max relative error {rel:.1e} in "
+                                  f"{name} exceeds --threshold {threshold:g}")

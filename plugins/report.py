@@ -1,0 +1,350 @@
+"""``report.md`` in the run directory: the whole run on one page, shaped like the course report.
+
+Written at the end of training, after every other callback (checkpoints, loss plot, samples) has
+finished: the configuration, the gradient check, the loss curve, the samples taken at each
+interval, and a long passage sampled from the best checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+from typing import Any, List, Mapping, Optional, Tuple
+
+import click
+import numpy
+
+from charrnn import __version__, hookimpl
+from charrnn.callbacks import Callback
+
+REPORT_FILE = "report.md"
+LN2 = math.log(2)
+#: Mixed into ``--report-seed`` so that the passage's random stream is not the sampler's: with the
+#: same seed both would draw the same numbers, and a model that forgets its starting state quickly
+#: would then repeat the training samples word for word inside the passage.
+STREAM = 0x7265706F7274  # "report"
+
+
+def passage_rng(seed: int) -> numpy.random.Generator:
+    """The passage's random stream for ``--report-seed`` (any int, negative ones included)."""
+    return numpy.random.default_rng([STREAM, int(seed) & 0xFFFFFFFFFFFFFFFF])
+
+
+def _cell(value: Any) -> str:
+    """A value made safe for one Markdown table cell."""
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _table(rows: List[Tuple[str, Any]], head: Tuple[str, str] = ("", "")) -> str:
+    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
+    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def _fmt_float(value: Any, digits: int = 4) -> str:
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _sci(value: Any) -> str:
+    try:
+        return f"{float(value):.2e}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def gradcheck_table(result: Mapping[str, Any]) -> str:
+    """Markdown for a gradient-check result, rendered here when the gradcheck plugin can't."""
+    lines = ["| parameter | entries | max relative error | max absolute error |",
+             "|---|---:|---:|---:|"]
+    for name, entry in (result.get("params") or {}).items():
+        entry = entry or {}
+        lines.append(f"| {_cell(name)} | {_cell(entry.get('checked', ''))} | "
+                     f"{_sci(entry.get('rel'))} | {_sci(entry.get('abs'))} |")
+    return "\n".join(lines)
+
+
+def _gradcheck_markdown(result: Any) -> str:
+    if not isinstance(result, Mapping):
+        return f"The gradient check left a result this report cannot read: `{_cell(result)}`."
+    passed = result.get("passed")
+    verdict = "passed" if passed else "FAILED" if passed is not None else "finished"
+    facts = [f"hidden size {result['hidden']}" if "hidden" in result else None,
+             f"sequence length {result['seq_length']}" if "seq_length" in result else None,
+             f"finite-difference step {result['step']}" if "step" in result else None,
+             f"{result['entries']} entries per parameter" if "entries" in result else None,
+             f"weights sigma {result['sigma']}" if "sigma" in result else None,
+             f"{result['backend']} backend" if "backend" in result else None,
+             f"{result['dtype']}" if "dtype" in result else None,
+             f"threshold {result['threshold']} on the relative error"
+             if "threshold" in result else None]
+    facts_text = ", ".join(f for f in facts if f)
+    intro = (f"Analytic gradients against centred finite differences"
+             f"{' (' + facts_text + ')' if facts_text else ''}: **{verdict}**.")
+    try:
+        from charrnn.plugins.gradcheck import markdown_table
+
+        table = markdown_table(result)
+    except Exception:  # the plugin is missing, broken, or of another version
+        table = gradcheck_table(result)
+    return f"{intro}\n\n{table}"
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory,
+                       f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _find(trainer, name: str) -> Optional[Callback]:
+    for cb in trainer.callbacks:
+        if getattr(cb, "name", None) == name:
+            return cb
+    return None
+
+
+class Report(Callback):
+    name = "report"
+    order = 200  # last: reads what checkpoints, the loss plot and the sampler have written
+
+    def __init__(self, passage_length: int = 1000, seed: int = 0, quiet: bool = False) -> None:
+        self.passage_length = passage_length
+        self.seed = seed
+        self.quiet = quiet
+        self.path: Optional[str] = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Optional["Report"]:
+        if options.get("report", True) is False:
+            return None
+        length = options.get("report_passage_length")
+        seed = options.get("report_seed")
+        return cls(passage_length=1000 if length is None else int(length),
+                   seed=0 if seed is None else int(seed),
+                   quiet=bool(options.get("quiet")))
+
+    def on_train_end(self, trainer) -> None:
+        if not trainer.run_dir:
+            return
+        self.path = os.path.join(trainer.run_dir, REPORT_FILE)
+        _atomic_write_text(self.path, self.render(trainer))
+        if not self.quiet:
+            for cb in trainer.callbacks:  # end a progress line being rewritten in place
+                if hasattr(cb, "close_line"):
+                    cb.close_line()
+            click.echo(f"report: {self.path}")
+
+    # -- the pieces --------------------------------------------------------------------------
+
+    def best_checkpoint(self, trainer):
+        from charrnn.checkpoint import load_checkpoint
+        from charrnn.errors import CharrnnError
+
+        path = os.path.join(trainer.run_dir, "best.npz")
+        if not os.path.exists(path):
+            return None, "no best.npz in the run directory"
+        try:
+            return load_checkpoint(path), None
+        except CharrnnError as exc:
+            return None, str(exc)
+
+    def passage(self, trainer, ckpt) -> Tuple[str, str]:
+        """The passage and a sentence on where it came from."""
+        from charrnn.model import RNN
+        from charrnn.sampling import sample_ids
+
+        cfg = trainer.config
+        temperature = float(cfg.get("temperature") or 1.0)
+        top_k = cfg.get("top_k")
+        be = trainer.backend
+        if ckpt is not None:
+            vocab = ckpt.vocab
+            model = RNN(be, len(vocab), int(ckpt.config["hidden"]), params=ckpt.params)
+            h = be.asarray(ckpt.hidden, dtype=be.dtype)
+            x0 = int(ckpt.meta.get("next_input_id", 0))
+            origin = (f"the best checkpoint (`best.npz`, update {int(ckpt.meta['update']):,}), "
+                      "starting from its saved hidden state with the next character of its "
+                      f"training text ({vocab[x0]!r}) as the first "
+                      "input")
+        else:
+            vocab = list(trainer.corpus.chars)
+            model = trainer.model
+            x0 = int(be.to_numpy(trainer.current_input()[:1])[0])
+            wrapped = trainer.position + trainer.seq_length + 1 > trainer.n
+            h = be.zeros(model.m) if wrapped else trainer.h
+            origin = ("the model as it stands at the end of training (update "
+                      f"{trainer.update:,}; **no best checkpoint was saved**, so this is not "
+                      "necessarily the best model), starting from the current hidden state with "
+                      f"the next character of the training text ({vocab[x0]!r}) as the first input")
+        ids = sample_ids(model, h, x0, self.passage_length, temperature=temperature,
+                         top_k=top_k, rng=passage_rng(self.seed))
+        how = f"temperature {temperature:g}" + (f", top-k {top_k}" if top_k else "")
+        return "".join(vocab[i] for i in ids), (
+            f"{self.passage_length:,} characters sampled from {origin}; {how}, "
+            f"seed {self.seed} (`--report-seed`).")
+
+    def configuration(self, trainer, ckpt) -> List[Tuple[str, Any]]:
+        cfg = trainer.config
+        corpus = trainer.corpus
+        be = trainer.backend
+        N = trainer.seq_length
+        smooth = trainer.smooth_loss_value()
+        rows: List[Tuple[str, Any]] = []
+        if corpus is not None:
+            rows.append(("corpus", corpus.source))
+            rows.append(("corpus length", f"{len(corpus.text):,} characters"))
+            rows.append(("vocabulary size K", f"{corpus.vocab_size} distinct characters"))
+        else:
+            rows.append(("vocabulary size K", trainer.model.K))
+        train_chars = trainer.n
+        if trainer.val_ids is not None:
+            val_chars = int(trainer.val_ids.shape[0])
+            rows.append(("training / validation split",
+                         f"{train_chars:,} / {val_chars:,} characters "
+                         f"(`--val-frac {cfg.get('val_frac')}`)"))
+        else:
+            rows.append(("training text", f"{train_chars:,} characters (no validation split)"))
+        rows.append(("backend", f"{be.describe()}"))
+        rows.append(("dtype", be.dtype.name))
+        rows.append(("optimizer", f"{cfg.get('optimizer', trainer.optimizer.name)}, "
+                                  f"learning rate eta {cfg.get('eta')}"))
+        rows.append(("hidden size m", trainer.model.m))
+        rows.append(("sequence length", N))
+        if "sigma" in cfg:
+            rows.append(("initial weights", f"normal, sigma {cfg['sigma']}, seed {cfg.get('seed')}"))
+        rows.append(("updates done", f"{trainer.update:,} of {trainer.iterations:,} requested"
+                     + (f" (resumed at update {trainer.start_update:,})"
+                        if trainer.start_update else "")))
+        rows.append(("ended", f"stopped: {trainer.stop_reason}" if trainer.stop_reason
+                     else "finished"))
+        passes = trainer.epoch + (trainer.position / trainer.n if trainer.n else 0.0)
+        rows.append(("epochs", f"{trainer.epoch} completed ({passes:.2f} passes over the "
+                               "training text)"))
+        rows.append(("final smooth loss", f"{smooth:.3f} per sequence of {N} characters "
+                     f"({smooth / N:.4f} nats/char, {smooth / N / LN2:.4f} bits/char)"))
+        if ckpt is not None:
+            meta = ckpt.meta
+            val = (meta.get("logs") or {}).get("val_loss")
+            metric = (f"validation loss {val:.4f} nats/char ({val / LN2:.4f} bits/char)"
+                      if val is not None else f"smooth loss {float(meta['smooth_loss']):.3f}")
+            rows.append(("best checkpoint", f"`best.npz`: update {int(meta['update']):,}, {metric}"))
+        else:
+            rows.append(("best checkpoint", "none saved"))
+        logs = trainer.logs
+        if logs.get("val_loss") is not None:
+            val = float(logs["val_loss"])
+            bpc = float(logs.get("val_bpc", val / LN2))
+            at = logs.get("val_update")
+            rows.append(("validation loss", f"{val:.4f} nats/char, {bpc:.4f} bits/char"
+                         + (f" (at update {int(at):,})" if at is not None else "")))
+        done = trainer.update - trainer.start_update
+        if done > 0:
+            rows.append(("speed", f"{trainer.updates_per_second():,.0f} updates/s "
+                         f"(this process, {done:,} updates)"))
+        return rows
+
+    def options_table(self, trainer) -> str:
+        cfg = trainer.config
+        rows = []
+        for key in sorted(cfg):
+            value = cfg[key]
+            if isinstance(value, bool):
+                shown = "on" if value else "off"
+            elif value is None:
+                shown = "(not set)"
+            else:
+                shown = value
+            rows.append((f"`--{key.replace('_', '-')}`", shown))
+        return _table(rows, ("option", "value"))
+
+    def render(self, trainer) -> str:
+        from charrnn.plugins.sampler import fenced
+
+        run_dir = trainer.run_dir
+        ckpt, why_none = self.best_checkpoint(trainer)
+        out: List[str] = []
+        name = os.path.basename(os.path.normpath(run_dir))
+        out.append(f"# Character-level RNN: run `{name}`\n")
+        out.append(f"Written by charrnn {__version__} on {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                   f"in `{run_dir}`. A vanilla RNN trained with back-propagation through time on "
+                   "sequences of characters, as in the course assignment.\n")
+
+        out.append("## Configuration\n")
+        out.append(_table(self.configuration(trainer, ckpt), ("setting", "value")) + "\n")
+        out.append("Every option of the run is listed at the end, under *All options*.\n")
+
+        out.append("## Gradient check\n")
+        result = trainer.logs.get("gradcheck")
+        if result is None:
+            out.append("The gradient check was not run for this run.\n")
+        else:
+            out.append(_gradcheck_markdown(result) + "\n")
+
+        out.append("## Smooth loss\n")
+        if os.path.exists(os.path.join(run_dir, "loss.png")):
+            out.append("![smooth loss](loss.png)\n")
+        else:
+            out.append("No loss plot was drawn (`loss.png` is absent; see `--plot`).\n")
+        if os.path.exists(os.path.join(run_dir, "metrics.csv")):
+            out.append("The numbers behind it are in [metrics.csv](metrics.csv).\n")
+
+        out.append("## Samples during training\n")
+        sampler = _find(trainer, "sampler")
+        samples = list(getattr(sampler, "samples", None) or [])
+        if not samples:
+            out.append("No samples were taken.\n")
+        else:
+            every = getattr(sampler, "every", None)
+            length = getattr(sampler, "length", None)
+            out.append(f"{length or len(samples[0][2])} characters each"
+                       + (f", every {every:,} updates" if every else "")
+                       + ", from the hidden state training had reached at that update.\n")
+            for update, smooth, text in samples:
+                out.append(f"### Update {int(update):,} (smooth loss {float(smooth):.3f})\n")
+                out.append(fenced(text) + "\n")
+
+        out.append(f"## A {self.passage_length:,}-character passage from the best model\n")
+        if ckpt is None and trainer.corpus is None:
+            out.append("No passage: there is neither a best checkpoint nor a corpus vocabulary "
+                       "to decode the current model's output with.\n")
+        else:
+            text, origin = self.passage(trainer, ckpt)
+            if ckpt is None and why_none:
+                origin += f" ({why_none}.)"
+            out.append(origin + "\n")
+            out.append(fenced(text) + "\n")
+
+        out.append("## All options\n")
+        out.append("As given to `charrnn run` or taken by default (saved in `config.json`).\n")
+        out.append(self.options_table(trainer) + "\n")
+        return "\n".join(out)
+
+
+@hookimpl
+def register_callbacks(register):
+    register(Report)
+
+
+@hookimpl
+def add_run_options(add_option):
+    add_option("--report/--no-report", default=True, show_default=True,
+               help="Write report.md in the run directory at the end: configuration, gradient "
+                    "check, loss plot, samples and a passage from the best checkpoint.")
+    add_option("--report-passage-length", type=click.IntRange(min=1), default=1000,
+               show_default=True, help="Characters of the report's passage from the best model.")
+    add_option("--report-seed", type=int, default=0, show_default=True,
+               help="Seed for sampling the report's passage.")

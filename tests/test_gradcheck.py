@@ -1,0 +1,320 @@
+"""The gradient-check plugin: the pure check, broken gradients caught, the callback, the commands."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy
+import pytest
+
+from charrnn.backends.numpy_backend import NumpyBackend
+from charrnn.data import Corpus
+from charrnn.errors import CharrnnError
+from charrnn.plugins import gradcheck as gc
+
+TEXT = ("The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs!\n"
+        * 3)
+PARAMS = ("W", "U", "V", "b", "c")
+
+
+@pytest.fixture
+def corpus():
+    return Corpus.from_text(TEXT, "test text")
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+# -- backends with a deliberately wrong backward pass -----------------------------------------
+
+class NoRecurrenceBackward(NumpyBackend):
+    """Forgets the ``W.T @ dA[t+1]`` term: gradients stop at each step."""
+
+    name = "norecurrence"
+
+    def rnn_backward(self, W, D, dH, dA, tmp):
+        numpy.multiply(dH, D, out=dA)
+        return dA
+
+
+class NoTanhDerivative(NumpyBackend):
+    """Forgets the ``1 - h**2`` factor of tanh's derivative."""
+
+    name = "notanh"
+
+    def rnn_backward(self, W, D, dH, dA, tmp):
+        return super().rnn_backward(W, numpy.ones_like(D), dH, dA, tmp)
+
+
+class ShiftedScatter(NumpyBackend):
+    """Adds each step's input gradient to the column of the next character id: U only is wrong."""
+
+    name = "shiftedscatter"
+
+    def segment_sum(self, ids, values, out):
+        return super().segment_sum((ids + 1) % out.shape[0], values, out)
+
+
+class NoFloat64(NumpyBackend):
+    name = "nofloat64"
+    capabilities = {"float64": False}
+
+
+def sizes(K, m):
+    return {"W": m * m, "U": m * K, "V": K * m, "b": m, "c": K}
+
+
+# -- the pure function ------------------------------------------------------------------------
+
+def test_check_passes_on_every_entry_at_m5(backend, corpus):
+    result = gc.gradient_check(backend, corpus.ids, corpus.vocab_size, hidden=5, seq_length=25,
+                               entries=0)
+    assert result["passed"] is True
+    assert result["dtype"] == "float64" and result["hidden"] == 5 and result["seq_length"] == 25
+    assert result["entries"] == 0 and result["step"] == 1e-4 and result["threshold"] == 1e-4
+    assert list(result["params"]) == list(PARAMS)
+    expected = sizes(corpus.vocab_size, 5)
+    for name in PARAMS:
+        entry = result["params"][name]
+        assert entry["checked"] == expected[name]
+        assert 0 <= entry["rel"] < 1e-6, (name, entry)
+        assert 0 <= entry["abs"] < 1e-7, (name, entry)
+    # plain JSON, as checkpoints store it
+    assert json.loads(json.dumps(result, allow_nan=False)) == result
+
+
+def test_check_at_m25_on_a_sample_of_entries_is_reproducible(backend, corpus):
+    a = gc.gradient_check(backend, corpus.ids, corpus.vocab_size, hidden=25, entries=20, seed=3)
+    b = gc.gradient_check(backend, corpus.ids, corpus.vocab_size, hidden=25, entries=20, seed=3)
+    assert a == b and a["passed"]
+    assert {n: e["checked"] for n, e in a["params"].items()} == \
+        {"W": 20, "U": 20, "V": 20, "b": 20, "c": 20}
+    assert max(e["rel"] for e in a["params"].values()) < 1e-5
+
+
+def test_u_sample_favours_columns_of_characters_in_x():
+    rng = numpy.random.default_rng(0)
+    used = [2, 7, 11]
+    chosen = gc.choose_entries("U", (5, 40), 20, rng, used)
+    cols = chosen % 40
+    in_used = numpy.isin(cols, used)
+    assert len(chosen) == 20 == len(set(chosen.tolist()))
+    assert in_used.sum() == 15 and (~in_used).sum() == 5  # zero-gradient columns are checked too
+    # too few used entries: all of them, the rest from other columns
+    chosen = gc.choose_entries("U", (2, 40), 20, rng, [5])
+    assert numpy.isin(chosen % 40, [5]).sum() == 2 and len(chosen) == 20
+    # 0 or None: everything
+    assert len(gc.choose_entries("U", (5, 40), 0, rng, used)) == 200
+    assert len(gc.choose_entries("W", (5, 5), None, rng)) == 25
+
+
+@pytest.mark.parametrize("broken, wrong", [
+    (NoRecurrenceBackward, {"W", "U", "b"}),
+    (NoTanhDerivative, {"W", "U", "b"}),
+    (ShiftedScatter, {"U"}),
+])
+def test_a_wrong_gradient_is_caught_in_the_parameters_it_affects(corpus, broken, wrong):
+    result = gc.gradient_check(broken(dtype="float64"), corpus.ids, corpus.vocab_size,
+                               hidden=5, entries=0)
+    assert result["passed"] is False
+    for name in PARAMS:
+        rel = result["params"][name]["rel"]
+        if name in wrong:
+            assert rel > 1e-3, (name, rel)
+        else:  # V and c do not go through the recurrence
+            assert rel < 1e-6, (name, rel)
+    # the default sample of a run finds it too
+    assert not gc.gradient_check(broken(dtype="float64"), corpus.ids, corpus.vocab_size)["passed"]
+
+
+def test_text_shorter_than_the_sequence_is_a_user_error(backend):
+    short = Corpus.from_text("abcabc", "short")
+    with pytest.raises(CharrnnError, match="at least 26 characters"):
+        gc.gradient_check(backend, short.ids, short.vocab_size, seq_length=25)
+
+
+def test_tables():
+    result = {"hidden": 5, "seq_length": 10, "step": 1e-5, "entries": 20, "dtype": "float64",
+              "threshold": 1e-6, "passed": True,
+              "params": {"W": {"rel": 1.2e-9, "abs": 3.4e-11, "checked": 20},
+                         "U": {"rel": 2.0e-9, "abs": 1.0e-11, "checked": 20}}}
+    lines = gc.format_table(result).splitlines()
+    assert lines[0].split() == ["parameter", "entries", "max", "rel", "error", "max", "abs",
+                                "error"]
+    assert lines[1].split() == ["W", "20", "1.20e-09", "3.40e-11"]
+    assert len({len(line) for line in lines}) == 1  # fixed width
+    md = gc.markdown_table(result).splitlines()
+    assert md[0].startswith("| parameter | entries |")
+    assert "| W | 20 | 1.20e-09 | 3.40e-11 |" in md and "| U | 20 | 2.00e-09 | 1.00e-11 |" in md
+    assert gc.verdict(result).startswith("PASS: max relative error 2.00e-09 in U")
+    assert gc.verdict({**result, "passed": False}).startswith("FAIL")
+
+
+# -- the callback -----------------------------------------------------------------------------
+
+def make_trainer(backend, corpus, hidden=4, **callback_args):
+    from charrnn.model import RNN
+    from charrnn.optimizers.sgd import SGD
+    from charrnn.trainer import Trainer
+
+    model = RNN(backend, corpus.vocab_size, hidden)
+    return Trainer(model, SGD(backend, model.size, 0.1), backend.asarray(corpus.ids), 25, 3,
+                   [gc.GradCheck(echo=False, **callback_args)], corpus=corpus)
+
+
+def test_callback_checks_in_float64_and_logs_the_result(corpus):
+    trainer = make_trainer(NumpyBackend(dtype="float32"), corpus)
+    trainer.fit()
+    assert trainer.update == 3
+    result = trainer.logs["gradcheck"]
+    assert result["passed"] and result["dtype"] == "float64" and result["hidden"] == 5
+
+
+def test_callback_stops_a_run_with_wrong_gradients(corpus):
+    trainer = make_trainer(NoRecurrenceBackward(dtype="float64"), corpus)
+    with pytest.raises(gc.GradCheckFailed) as info:
+        trainer.fit()
+    assert isinstance(info.value, CharrnnError) and info.value.exit_code == 1
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("gradient check failed: max relative error ")
+    assert "--gradcheck-threshold 0.0001" in message and "--no-gradcheck" in message
+    assert trainer.update == 0 and trainer.logs["gradcheck"]["passed"] is False
+
+
+def test_callback_is_skipped_on_resume(corpus):
+    trainer = make_trainer(NoRecurrenceBackward(dtype="float64"), corpus)
+    trainer.update = 2  # as after restoring a checkpoint
+    trainer.logs["gradcheck"] = {"kept": True}
+    trainer.fit()
+    assert trainer.update == 3 and trainer.logs["gradcheck"] == {"kept": True}
+
+
+def test_backend_without_float64_is_checked_in_its_dtype_and_not_stopped(corpus, capsys):
+    trainer = make_trainer(NoFloat64(dtype="float32"), corpus)
+    trainer.callbacks[0].echo = True
+    trainer.fit()
+    assert trainer.update == 3 and trainer.logs["gradcheck"]["dtype"] == "float32"
+    assert "has no float64" in capsys.readouterr().out
+
+
+def test_from_options():
+    assert gc.GradCheck.from_options({"gradcheck": False}) is None
+    cb = gc.GradCheck.from_options({})
+    assert (cb.hidden, cb.step, cb.entries, cb.threshold) == (5, 1e-4, 20, 1e-4) and cb.echo
+    cb = gc.GradCheck.from_options({"gradcheck": True, "gradcheck_hidden": 25,
+                                    "gradcheck_step": 1e-5, "gradcheck_entries": 0,
+                                    "gradcheck_threshold": 1e-6, "quiet": True, "seed": 4})
+    assert (cb.hidden, cb.step, cb.entries, cb.threshold, cb.seed, cb.echo) == \
+        (25, 1e-5, 0, 1e-6, 4, False)
+
+
+# -- the commands, end to end -----------------------------------------------------------------
+
+def table_rows(stdout):
+    return {line.split()[0]: line.split()[1:] for line in stdout.splitlines()
+            if line.split()[:1] and line.split()[0] in PARAMS and len(line.split()) == 4}
+
+
+def test_gradcheck_command(run_charrnn, data_file):
+    proc = run_charrnn("gradcheck", "--data", data_file)
+    assert proc.returncode == 0, proc.stderr
+    rows = table_rows(proc.stdout)
+    assert list(rows) == list(PARAMS)
+    assert rows["W"][0] == "25" and rows["b"][0] == "5"  # all entries by default
+    assert all(float(r[1]) < 1e-6 for r in rows.values())
+    assert "float64" in proc.stdout and "\nPASS: max relative error" in proc.stdout
+
+
+def test_gradcheck_command_fails_above_the_threshold(run_charrnn, data_file):
+    proc = run_charrnn("gradcheck", "--data", data_file, "--hidden", 25, "--entries", 5,
+                       "--threshold", 1e-30)
+    assert proc.returncode == 1
+    assert "FAIL: max relative error" in proc.stdout and len(table_rows(proc.stdout)) == 5
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: gradient check failed"), proc.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--step", "0"], "--step"),
+    (["--entries", "-1"], "--entries"),
+    (["--data", "no-such-file.txt"], "does not exist"),
+])
+def test_gradcheck_command_bad_input(run_charrnn, args, expected):
+    proc = run_charrnn("gradcheck", *args)
+    assert proc.returncode not in (0, 1)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], proc.stderr
+
+
+def test_run_prints_the_check_and_continues(run_charrnn, data_file, tmp_path):
+    out = tmp_path / "run"
+    proc = run_charrnn("run", "--data", data_file, "--iterations", 5, "--hidden", 4,
+                       "--gradcheck-hidden", 5, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "gradient check: numpy backend in float64, hidden 5" in proc.stdout
+    rows = table_rows(proc.stdout)
+    assert list(rows) == list(PARAMS) and rows["W"][0] == "20"
+    assert "PASS: max relative error" in proc.stdout and "done: 5 updates" in proc.stdout
+    from charrnn.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(str(out / "latest.npz")).meta["logs"]["gradcheck"]
+    assert saved["passed"] and saved["hidden"] == 5 and list(saved["params"]) == list(PARAMS)
+
+
+def test_run_with_no_gradcheck(run_charrnn, data_file, tmp_path):
+    proc = run_charrnn("run", "--data", data_file, "--iterations", 2, "--hidden", 4,
+                       "--no-gradcheck", "--quiet", "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert "gradient check" not in proc.stdout
+
+
+def test_run_rejects_a_zero_step(run_charrnn, data_file, tmp_path):
+    out = tmp_path / "never"
+    proc = run_charrnn("run", "--data", data_file, "--iterations", 5, "--gradcheck-step", 0,
+                       "--out", out)
+    assert proc.returncode != 0
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "--gradcheck-step" in lines[0]
+    assert not out.exists()
+
+
+def test_run_on_a_backend_with_wrong_gradients_stops_before_training(run_charrnn, data_file,
+                                                                     tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    info = site / "broken_rnn-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-rnn\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[charrnn]\nbrokenrnn = broken_rnn_backend\n")
+    (site / "broken_rnn_backend.py").write_text(textwrap.dedent('''
+        import numpy
+        from charrnn import hookimpl
+        from charrnn.backends.numpy_backend import NumpyBackend
+
+        class BrokenRNN(NumpyBackend):
+            name = "brokenrnn"
+
+            def rnn_backward(self, W, D, dH, dA, tmp):
+                numpy.multiply(dH, D, out=dA)
+                return dA
+
+        @hookimpl
+        def register_backends(register):
+            register(BrokenRNN)
+    '''))
+    out = tmp_path / "run"
+    proc = run_charrnn("run", "--data", data_file, "--iterations", 5, "--backend", "brokenrnn",
+                       "--out", out, env={"PYTHONPATH": str(site)})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: gradient check failed"), proc.stderr
+    assert "FAIL: max relative error" in proc.stdout and "sample at update" not in proc.stdout
+    # the run directory keeps what was written before training (its configuration), no more
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    assert json.loads((out / "config.json").read_text())["gradcheck_threshold"] == 1e-4

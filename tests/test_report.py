@@ -1,0 +1,208 @@
+"""The report plugin: ``report.md`` in the run directory at the end of a run."""
+from __future__ import annotations
+
+import random
+import re
+import sys
+
+import pytest
+
+PASSAGE = 321
+
+
+def make_text() -> str:
+    rng = random.Random(1)
+    words = "the quick brown fox jumps over a lazy dog and then runs into the forest".split()
+    return " ".join(rng.choice(words) for _ in range(600)) + "\n"
+
+
+def run_options(*args) -> dict:
+    """The options ``charrnn run ARGS`` would pass, plugin options and defaults included."""
+    from charrnn.cli import run
+
+    return dict(run.make_context("run", [str(a) for a in args]).params)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One short run with samples every 1,000 updates, shared by the tests that only read it."""
+    import subprocess
+    from pathlib import Path
+    import shutil
+
+    base = tmp_path_factory.mktemp("report")
+    data = base / "words.txt"
+    data.write_text(make_text(), encoding="utf-8")
+    script = shutil.which("charrnn", path=str(Path(sys.executable).parent))
+    assert script, "the charrnn console script is not installed next to the interpreter"
+    out = base / "run"
+    proc = subprocess.run([script, "run", "--data", str(data), "--hidden", "16",
+                           "--iterations", "3000", "--sample-every", "1000", "--sample-length",
+                           "60", "--report-passage-length", str(PASSAGE), "--out", str(out)],
+                          cwd=str(base), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc, (out / "report.md").read_text(encoding="utf-8")
+
+
+def fenced_after(report: str, heading: str) -> str:
+    """The text of the first fenced block after ``heading``, exactly as fenced."""
+    rest = report.split(heading, 1)[1] if heading else report
+    match = re.search(r"^(`{3,})text\n(.*?)\n\1$", rest, flags=re.S | re.M)
+    assert match, f"no fenced block after {heading!r}"
+    return match.group(2)
+
+
+def section(report: str, heading: str) -> str:
+    rest = report.split(f"\n## {heading}\n", 1)[1]
+    return rest.split("\n## ", 1)[0]
+
+
+def test_report_written_and_announced(finished_run):
+    out, proc, report = finished_run
+    assert f"report: {out / 'report.md'}" in proc.stdout.splitlines()
+    assert report.startswith("# ")
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_configuration_table(finished_run):
+    _, _, report = finished_run
+    config = section(report, "Configuration")
+    for row in ("| hidden size m | 16 |", "| sequence length | 25 |", "| dtype | float64 |",
+                "| updates done | 3,000 of 3,000 requested |", "| ended | finished |"):
+        assert row in config, row
+    text = make_text()
+    assert f"| vocabulary size K | {len(set(text))} distinct characters |" in config
+    assert f"| corpus length | {len(text):,} characters |" in config
+    assert "| backend | numpy" in config
+    assert "| optimizer | adagrad, learning rate eta 0.1 |" in config
+    assert re.search(r"\| final smooth loss \| \d+\.\d{3} per sequence of 25 characters", config)
+    assert re.search(r"\| best checkpoint \| `best.npz`: update [\d,]+, smooth loss", config)
+    assert re.search(r"\| epochs \| \d+ completed", config)
+    assert "| `--sample-every` | 1000 |" in section(report, "All options")
+
+
+def test_gradcheck_section(finished_run):
+    _, _, report = finished_run
+    body = section(report, "Gradient check")
+    # the gradcheck plugin runs by default where it is installed
+    assert "not run" in body or re.search(r"^\| W \|", body, flags=re.M)
+
+
+def test_plot_link_and_samples(finished_run):
+    out, _, report = finished_run
+    assert (out / "loss.png").exists()
+    assert "![smooth loss](loss.png)" in report
+    samples = section(report, "Samples during training")
+    updates = [int(u.replace(",", "")) for u in re.findall(r"^### Update ([\d,]+) ", samples,
+                                                             flags=re.M)]
+    assert updates == [0, 1000, 2000, 3000]
+    for u in ("1,000", "3,000"):
+        assert len(fenced_after(samples, f"### Update {u} ")) == 60
+
+
+def test_passage_has_the_requested_length_and_comes_from_best(finished_run):
+    from charrnn.checkpoint import load_checkpoint
+    from charrnn.model import RNN
+    from charrnn.plugins.report import passage_rng
+    from charrnn.registry import get_registry
+    from charrnn.sampling import sample_ids
+
+    out, _, report = finished_run
+    heading = f"## A {PASSAGE:,}-character passage from the best model"
+    assert heading in report
+    passage = fenced_after(report, heading)
+    assert len(passage) == PASSAGE
+    assert "best.npz" in section(report, heading[3:])
+    # the same draws from best.npz, as the report describes
+    ckpt = load_checkpoint(str(out / "best.npz"))
+    be = get_registry().get("backend", "numpy")(dtype="float64")
+    model = RNN(be, len(ckpt.vocab), 16, params=ckpt.params)
+    ids = sample_ids(model, be.asarray(ckpt.hidden), ckpt.meta["next_input_id"], PASSAGE,
+                     rng=passage_rng(0))
+    assert passage == "".join(ckpt.vocab[i] for i in ids)
+
+
+def test_no_report(run_charrnn, tmp_path):
+    data = tmp_path / "words.txt"
+    data.write_text(make_text(), encoding="utf-8")
+    proc = run_charrnn("run", "--data", data, "--hidden", 8, "--iterations", 50, "--no-report",
+                       "--no-plot", "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "run" / "report.md").exists()
+    assert "report:" not in proc.stdout
+
+
+def test_validation_resume_and_quiet(run_charrnn, tmp_path):
+    data = tmp_path / "words.txt"
+    data.write_text(make_text(), encoding="utf-8")
+    out = tmp_path / "run"
+    proc = run_charrnn("run", "--data", data, "--hidden", 8, "--iterations", 200, "--val-frac",
+                       0.1, "--val-every", 100, "--sample-every", 100, "--sample-length", 20,
+                       "--report-passage-length", 50, "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "report:" not in proc.stdout  # --quiet
+    proc = run_charrnn("run", "--resume", out, "--iterations", 300, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    report = (out / "report.md").read_text(encoding="utf-8")
+    config = section(report, "Configuration")
+    assert "(resumed at update 200)" in config
+    assert re.search(r"\| validation loss \| \d+\.\d{4} nats/char, \d+\.\d{4} bits/char "
+                     r"\(at update 300\) \|", config)
+    assert re.search(r"best.npz`: update [\d,]+, validation loss \d+\.\d{4} nats/char", config)
+    updates = re.findall(r"^### Update ([\d,]+) ", report, flags=re.M)
+    assert updates == ["0", "100", "200", "300"]  # samples from before the resume included
+    assert len(fenced_after(report, "## A 50-character passage")) == 50
+
+
+def test_without_best_checkpoint_uses_current_model(tmp_path):
+    from charrnn.session import build_trainer
+
+    data = tmp_path / "words.txt"
+    data.write_text(make_text(), encoding="utf-8")
+    trainer = build_trainer(run_options("--data", data, "--hidden", 8, "--iterations", 40,
+                                        "--report-passage-length", 77, "--no-plot", "--quiet"),
+                            run_dir=str(tmp_path))
+    trainer.callbacks = [cb for cb in trainer.callbacks
+                         if cb.name not in ("checkpoints", "gradcheck")]
+    trainer.fit()
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "The gradient check was not run" in section(report, "Gradient check")
+    assert not (tmp_path / "best.npz").exists()
+    assert "| best checkpoint | none saved |" in report
+    body = section(report, "A 77-character passage from the best model")
+    assert "no best checkpoint was saved" in body
+    assert len(fenced_after(body, "")) == 77
+    assert "![smooth loss]" not in report  # --no-plot
+
+
+RESULT = {"hidden": 5, "seq_length": 10, "step": 1e-5, "entries": 20, "dtype": "float64",
+          "threshold": 1e-6, "passed": True,
+          "params": {"W": {"rel": 1.2e-9, "abs": 3.4e-11, "checked": 20},
+                     "U": {"rel": 2.0e-9, "abs": 1.0e-11, "checked": 20}}}
+
+
+def test_gradcheck_table_fallback(monkeypatch):
+    from charrnn.plugins import report
+
+    monkeypatch.setitem(sys.modules, "charrnn.plugins.gradcheck", None)  # import fails
+    text = report._gradcheck_markdown(RESULT)
+    assert "**passed**" in text and "hidden size 5" in text and "threshold 1e-06" in text
+    assert "| W | 20 | 1.20e-09 | 3.40e-11 |" in text
+    assert "| U | 20 | 2.00e-09 | 1.00e-11 |" in text
+    failed = report._gradcheck_markdown({**RESULT, "passed": False})
+    assert "**FAILED**" in failed
+
+
+def test_gradcheck_result_in_report(tmp_path):
+    from charrnn.session import build_trainer
+
+    data = tmp_path / "words.txt"
+    data.write_text(make_text(), encoding="utf-8")
+    trainer = build_trainer(run_options("--data", data, "--hidden", 8, "--iterations", 20,
+                                        "--no-plot", "--quiet", "--report-passage-length", 10),
+                            run_dir=str(tmp_path))
+    trainer.callbacks = [cb for cb in trainer.callbacks if cb.name != "gradcheck"]
+    trainer.logs["gradcheck"] = RESULT
+    trainer.fit()
+    body = section((tmp_path / "report.md").read_text(encoding="utf-8"), "Gradient check")
+    assert "**passed**" in body and "W" in body and "U" in body

@@ -1,0 +1,307 @@
+"""Third-party plugins installed for real: the two distributions under ``examples/``.
+
+Each example is installed with pip, in a subprocess, into its own ``--target`` folder, so the
+test environment is never changed and nothing is fetched from the network. The installed
+``charrnn`` console script then runs with ``PYTHONPATH`` set to that folder: the plugin is found
+through the ``charrnn`` entry point in the installed ``*.dist-info`` metadata, as any installed
+plugin is, not registered by hand.
+
+How the example is built without network access: ``pip install --no-build-isolation`` builds the
+wheel with the setuptools of the test environment. That needs setuptools >= 70.1 (which has
+``bdist_wheel`` built in) or an older setuptools >= 61 together with the ``wheel`` package. A
+fresh ``python3 -m venv`` on Python 3.11 has setuptools 65.5 and no ``wheel``: there setuptools
+stops with "invalid command 'bdist_wheel'". In that case the wheel is assembled here from what
+setuptools itself writes for the project (``egg_info``: name, version, entry points, read from
+the example's ``pyproject.toml``) and that wheel is installed with pip, which needs no build
+tools for a wheel. Without setuptools >= 61 at all (Python 3.12+ venvs have none) the tests are
+skipped with the reason.
+
+Examples are copied to a temporary folder before building, so no ``build/`` or ``*.egg-info``
+is left in the source tree.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib import metadata
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+JSONL = "charrnn-jsonl-logger"
+BROKEN = "charrnn-broken-plugin"
+BROKEN_MESSAGE = "RuntimeError: this example plugin is broken on purpose"
+RECORD_KEYS = {"update", "epoch", "smooth_loss", "loss", "updates_per_second", "timestamp"}
+TEXT = ("First Citizen: Before we proceed any further, hear me speak.\n"
+        "All: Speak, speak.\n"
+        "First Citizen: You are all resolved rather to die than to famish?\n") * 8
+
+
+# -- installing ---------------------------------------------------------------------------------
+
+def _version_tuple(text: str) -> tuple:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def _installed(name: str) -> Optional[str]:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _build_mode() -> str:
+    """``"pip"`` when setuptools here can build a wheel offline, ``"egg_info"`` when only its
+    metadata step works (setuptools 61 to 70.0 without ``wheel``)."""
+    setuptools = _installed("setuptools")
+    if setuptools is None or _version_tuple(setuptools) < (61,):
+        pytest.skip(f"building the examples offline needs setuptools>=61 in {sys.prefix} "
+                    f"(found {setuptools or 'none'}); pip install 'setuptools>=70.1'")
+    if _version_tuple(setuptools) >= (70, 1) or _installed("wheel") is not None:
+        return "pip"
+    return "egg_info"
+
+
+def _subprocess_env(**extra: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env["PIP_NO_INDEX"] = "1"  # nothing may be downloaded
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env.update(extra)
+    return env
+
+
+def _check(proc: subprocess.CompletedProcess, what: str) -> None:
+    assert proc.returncode == 0, f"{what} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def _record_line(path: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}"
+
+
+def _wheel_from_egg_info(src: Path, out: Path) -> Path:
+    """A pure-Python wheel of the project in ``src``, from the metadata setuptools writes.
+
+    What ``bdist_wheel`` would do for a project of plain modules, minus the need for ``wheel``.
+    """
+    egg_base = out / "egg-base"
+    egg_base.mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from setuptools import setup; setup()",
+         "egg_info", "--egg-base", str(egg_base)],
+        cwd=str(src), env=_subprocess_env(), capture_output=True, text=True, timeout=120)
+    _check(proc, f"setuptools egg_info in {src}")
+    (egg_info,) = egg_base.glob("*.egg-info")
+    pkg_info = (egg_info / "PKG-INFO").read_text(encoding="utf-8")
+    headers = dict(re.findall(r"^(Name|Version): (.+)$", pkg_info, flags=re.M))
+    stem = f"{re.sub(r'[-_.]+', '_', headers['Name'])}-{headers['Version']}"
+    dist_info = f"{stem}.dist-info"
+
+    requires = []
+    if (egg_info / "requires.txt").exists():
+        for line in (egg_info / "requires.txt").read_text(encoding="utf-8").splitlines():
+            if line.startswith("["):  # extras follow; the examples have none
+                break
+            if line.strip():
+                requires.append(f"Requires-Dist: {line.strip()}")
+    head, sep, body = pkg_info.partition("\n\n")
+    metadata_text = head.rstrip("\n") + "".join(f"\n{r}" for r in requires) + "\n" + sep + body
+
+    files: Dict[str, bytes] = {}
+    for top in (egg_info / "top_level.txt").read_text(encoding="utf-8").split():
+        if (src / f"{top}.py").is_file():
+            files[f"{top}.py"] = (src / f"{top}.py").read_bytes()
+        for path in sorted((src / top).rglob("*.py")) if (src / top).is_dir() else ():
+            files[path.relative_to(src).as_posix()] = path.read_bytes()
+    assert files, f"no modules found for {headers['Name']} in {src}"
+    files[f"{dist_info}/METADATA"] = metadata_text.encode()
+    files[f"{dist_info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: charrnn-tests\n"
+                                   b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+    if (egg_info / "entry_points.txt").exists():
+        files[f"{dist_info}/entry_points.txt"] = (egg_info / "entry_points.txt").read_bytes()
+    record = [_record_line(name, data) for name, data in files.items()]
+    record.append(f"{dist_info}/RECORD,,")
+    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+
+    wheel = out / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return wheel
+
+
+def pip_install(example: str, work: Path) -> Path:
+    """Install ``examples/<example>`` with pip into ``work/site`` and return that folder."""
+    src = work / "src"
+    shutil.copytree(EXAMPLES / example, src,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = work / "site"
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target)]
+    if _build_mode() == "pip":
+        cmd += ["--no-build-isolation", str(src)]
+    else:
+        cmd += [str(_wheel_from_egg_info(src, work / "wheel"))]
+    proc = subprocess.run(cmd, env=_subprocess_env(), capture_output=True, text=True, timeout=180)
+    _check(proc, " ".join(cmd))
+    assert list(target.glob("*.dist-info")), f"pip left no metadata in {target}"
+    return target
+
+
+@pytest.fixture(scope="module")
+def jsonl_site(tmp_path_factory) -> Path:
+    return pip_install(JSONL, tmp_path_factory.mktemp("jsonl"))
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory) -> Path:
+    return pip_install(BROKEN, tmp_path_factory.mktemp("broken"))
+
+
+# -- running the launcher -----------------------------------------------------------------------
+
+def _console_script() -> str:
+    found = shutil.which("charrnn", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.fail(f"the `charrnn` console script is not installed next to {sys.executable}")
+    return found
+
+
+def charrnn(*args: object, sites: List[Path], cwd: Path) -> subprocess.CompletedProcess:
+    env = _subprocess_env(PYTHONPATH=os.pathsep.join(str(s) for s in sites))
+    return subprocess.run([_console_script(), *map(str, args)], cwd=str(cwd), env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def run_extra(tmp_path_factory, jsonl_site) -> List[str]:
+    """Options every test run passes: ``--no-gradcheck`` where a gradient check plugin adds it."""
+    proc = charrnn("run", "--help", sites=[jsonl_site], cwd=tmp_path_factory.mktemp("help"))
+    _check(proc, "charrnn run --help")
+    return ["--no-gradcheck"] if "--no-gradcheck" in proc.stdout else []
+
+
+@pytest.fixture
+def data_file(tmp_path) -> Path:
+    path = tmp_path / "small.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def plugins_json(sites: List[Path], cwd: Path) -> dict:
+    proc = charrnn("plugins", "--json", sites=sites, cwd=cwd)
+    _check(proc, "charrnn plugins --json")
+    return json.loads(proc.stdout)
+
+
+def read_metrics(run_dir: Path) -> List[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def check_metrics(records: List[dict], updates: List[int], val: bool) -> None:
+    assert [r["update"] for r in records] == updates + [updates[-1]]
+    for r in records[:-1]:
+        assert "event" not in r
+    assert records[-1]["event"] == "end"
+    for r in records:
+        assert RECORD_KEYS <= set(r), r
+        assert isinstance(r["smooth_loss"], float) and r["smooth_loss"] > 0
+        assert isinstance(r["loss"], float) and r["loss"] > 0
+        assert r["updates_per_second"] > 0
+        assert r["epoch"] >= 0
+        assert ("val_loss" in r) == val, r
+    assert [r["timestamp"] for r in records] == sorted(r["timestamp"] for r in records)
+
+
+# -- the jsonl logger ---------------------------------------------------------------------------
+
+def test_pip_installed_real_metadata(jsonl_site):
+    (dist_info,) = jsonl_site.glob("charrnn_jsonl_logger-0.1.0.dist-info")
+    assert "[charrnn]\njsonl = charrnn_jsonl_logger" in (dist_info / "entry_points.txt").read_text()
+    assert (dist_info / "RECORD").exists() and (jsonl_site / "charrnn_jsonl_logger.py").exists()
+
+
+def test_plugins_lists_the_jsonl_callback(jsonl_site, tmp_path):
+    listing = plugins_json([jsonl_site], tmp_path)
+    rows = [r for r in listing["plugins"] if r["name"] == "jsonl"]
+    assert rows == [{"kind": "callback", "name": "jsonl", "distribution": JSONL,
+                     "version": "0.1.0", "entry_point": "jsonl"}]
+    assert "jsonl" not in [f["entry_point"] for f in listing["failed"]]
+
+    proc = charrnn("plugins", sites=[jsonl_site], cwd=tmp_path)
+    _check(proc, "charrnn plugins")
+    assert re.search(r"^  jsonl +charrnn-jsonl-logger 0\.1\.0  \(entry point jsonl\)$",
+                     proc.stdout, flags=re.M), proc.stdout
+
+
+def test_run_help_shows_the_option(jsonl_site, tmp_path):
+    proc = charrnn("run", "--help", sites=[jsonl_site], cwd=tmp_path)
+    _check(proc, "charrnn run --help")
+    assert "--jsonl-every" in proc.stdout
+    if _installed(JSONL) is not None:  # also installed in the test environment itself
+        return
+    # without the plugin on the path the option is not there
+    proc = charrnn("run", "--help", sites=[], cwd=tmp_path)
+    _check(proc, "charrnn run --help")
+    assert "--jsonl-every" not in proc.stdout
+
+
+def test_run_writes_metrics_jsonl(jsonl_site, run_extra, data_file, tmp_path):
+    out = tmp_path / "run"
+    proc = charrnn("run", "--iterations", 300, "--jsonl-every", 100, "--hidden", 16,
+                   "--data", data_file, "--out", out, "--val-frac", 0.2, "--val-every", 100,
+                   "--quiet", *run_extra, sites=[jsonl_site], cwd=tmp_path)
+    _check(proc, "charrnn run")
+    check_metrics(read_metrics(out), [100, 200, 300], val=True)
+
+
+def test_jsonl_every_zero_is_one_error_line(jsonl_site, run_extra, data_file, tmp_path):
+    out = tmp_path / "run"
+    proc = charrnn("run", "--iterations", 10, "--jsonl-every", 0, "--data", data_file,
+                   "--out", out, *run_extra, sites=[jsonl_site], cwd=tmp_path)
+    assert proc.returncode != 0
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("Error: ") and "--jsonl-every" in lines[0]
+    assert not out.exists()
+
+
+# -- a broken plugin ----------------------------------------------------------------------------
+
+def test_plugins_survives_a_broken_plugin(jsonl_site, broken_site, tmp_path):
+    sites = [jsonl_site, broken_site]
+    listing = plugins_json(sites, tmp_path)
+    names = {(r["kind"], r["name"]) for r in listing["plugins"]}
+    assert {("backend", "numpy"), ("optimizer", "adagrad"), ("optimizer", "sgd"),
+            ("callback", "sampler"), ("callback", "progress"), ("callback", "jsonl")} <= names
+    (failed,) = [f for f in listing["failed"] if f["distribution"] == BROKEN]
+    assert failed["entry_point"] == "broken" and failed["version"] == "0.1.0"
+    assert failed["error"] == BROKEN_MESSAGE
+
+    proc = charrnn("plugins", sites=sites, cwd=tmp_path)
+    _check(proc, "charrnn plugins")
+    assert "failed to load:" in proc.stdout
+    assert f"{BROKEN} 0.1.0: {BROKEN_MESSAGE}" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_run_works_with_a_broken_plugin_installed(jsonl_site, broken_site, run_extra, data_file,
+                                                  tmp_path):
+    out = tmp_path / "run"
+    proc = charrnn("run", "--iterations", 300, "--jsonl-every", 100, "--hidden", 16,
+                   "--data", data_file, "--out", out, *run_extra,
+                   sites=[broken_site, jsonl_site], cwd=tmp_path)
+    _check(proc, "charrnn run")
+    assert "Traceback" not in proc.stderr
+    check_metrics(read_metrics(out), [100, 200, 300], val=False)
