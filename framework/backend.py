@@ -96,12 +96,10 @@ class Backend:
         dot, add, multiply = self.xp.dot, self.xp.add, self.xp.multiply
         T = dH.shape[0]
         multiply(dH[T - 1], D[T - 1], dA[T - 1])
-        nxt = dA[T - 1]
-        for dh_t, d_t, da_t in zip(dH[T - 2 :: -1], D[T - 2 :: -1], dA[T - 2 :: -1]):
-            dot(nxt, W, tmp)
-            add(tmp, dh_t, tmp)
-            multiply(tmp, d_t, da_t)
-            nxt = da_t
+        for t in range(T - 2, -1, -1):
+            dot(dA[t + 1], W, tmp)
+            add(tmp, dH[t], tmp)
+            multiply(tmp, D[t], dA[t])
         return dA
 
     def softmax(self, O: Array, axis: int = -1) -> Array:

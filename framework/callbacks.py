@@ -1,8 +1,9 @@
 """The callback interface, after Keras and Lightning.
 
 The trainer calls every callback, in ``order``, at named events. A callback that wants training to
-end sets ``trainer.should_stop = True``; the trainer checks that flag at one documented place:
-after each update, once every callback's :meth:`Callback.on_update_end` has run.
+end calls ``trainer.stop(reason)``, which sets ``trainer.should_stop`` and records the reason the
+launcher prints; the trainer checks that flag at one documented place: after each update, once
+every callback's :meth:`Callback.on_update_end` has run.
 """
 from __future__ import annotations
 

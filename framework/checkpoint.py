@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
@@ -20,6 +19,7 @@ from typing import Any, Dict, Optional
 import numpy
 
 from .errors import CharrnnError
+from .files import atomic_write
 from .model import PARAM_NAMES
 
 FORMAT = "charrnn-checkpoint"
@@ -57,18 +57,7 @@ def save_checkpoint(path: str, ckpt: Checkpoint) -> None:
     meta = {**ckpt.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
             "optimizer_state": optimizer_scalars}
     arrays["meta"] = numpy.array(json.dumps(meta))
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            numpy.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda fh: numpy.savez(fh, **arrays))
 
 
 def resolve_checkpoint_path(path: str, prefer: str = "best") -> str:

@@ -136,11 +136,29 @@ def plugins_cmd(as_json: bool) -> None:
             click.echo(f"  {f['entry_point']:<14} {f['distribution']} {f['version']}: {f['error']}")
 
 
+@cli.command("conformance", context_settings={"ignore_unknown_options": True})
+@click.option("--backend", "backend_name", type=RegistryChoice("backend"), required=True,
+              help="Registered backend to check against the NumPy reference.")
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def conformance_cmd(ctx: click.Context, backend_name: str, pytest_args: Sequence[str]) -> None:
+    """Check a backend against the NumPy reference with the conformance suite (needs pytest).
+
+    PYTEST_ARGS go to pytest, e.g. charrnn conformance --backend cupy -- -x -k softmax
+    """
+    from .testing import run_conformance
+
+    ctx.exit(run_conformance(backend_name, list(pytest_args)))
+
+
 def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
     """Console-script entry point: runs the group and turns user errors into one line."""
     try:
         get_registry().add_commands(cli)
-        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        # Without standalone mode Click returns, rather than raises, a subcommand's exit code.
+        code = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

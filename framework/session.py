@@ -104,7 +104,9 @@ def prepare_run_dir(path: str) -> str:
     """Create a fresh run directory; refuse one that already holds a run, so nothing is lost."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise CharrnnError(f"run directory {path} is a file; pass a directory path to --out")
-    if os.path.isdir(path) and os.listdir(path):
+    # A directory holding only the config.json of a run that stopped before its first
+    # checkpoint (a failed gradient check, say) holds nothing worth keeping.
+    if os.path.isdir(path) and set(os.listdir(path)) - {"config.json"}:
         raise CharrnnError(f"run directory {path} already holds files; pass a new --out, "
                            f"or continue that run with --resume {path}")
     check_writable(path)

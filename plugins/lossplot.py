@@ -16,13 +16,13 @@ import csv
 import io
 import math
 import os
-import secrets
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import click
 
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
+from charrnn.files import atomic_write, atomic_write_text
 
 COLUMNS = ("update", "epoch", "loss", "smooth_loss", "val_loss", "updates_per_second")
 METRICS_FILE = "metrics.csv"
@@ -72,26 +72,6 @@ def _csv_text(rows: Sequence[Row], header: bool) -> str:
                          _fmt(row["loss"]), _fmt(row["smooth_loss"]), _fmt(row["val_loss"]),
                          _fmt(row["updates_per_second"], 1)])
     return buf.getvalue()
-
-
-def _atomic_write(path: str, write) -> None:
-    """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it there.
-
-    The temporary file is created with the usual permissions (the umask applies), unlike
-    ``tempfile.mkstemp``'s owner-only ones, so the result is as readable as any other file.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
@@ -145,7 +125,7 @@ def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
         ax.text(0.5, 0.5, "no losses logged yet", transform=ax.transAxes, ha="center")
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     fig.tight_layout()
-    _atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
 
 
 class LossPlot(Callback):
@@ -200,10 +180,10 @@ class LossPlot(Callback):
             # Rewritten rather than appended to, so that a line cut short by a crash (or an old
             # header) cannot run into the rows this process appends.
             text = _csv_text(self.rows, header=True)
-            _atomic_write(self.metrics_path, lambda fh: fh.write(text.encode("utf-8")))
+            atomic_write_text(self.metrics_path, text)
         else:
             text = _csv_text([], header=True)
-            _atomic_write(self.metrics_path, lambda fh: fh.write(text.encode("utf-8")))
+            atomic_write_text(self.metrics_path, text)
 
     def on_update_end(self, trainer) -> None:
         update = trainer.update

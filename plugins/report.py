@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import time
 from typing import Any, List, Mapping, Optional, Tuple
 
@@ -17,6 +16,7 @@ import numpy
 
 from charrnn import __version__, hookimpl
 from charrnn.callbacks import Callback
+from charrnn.files import atomic_write_text
 
 REPORT_FILE = "report.md"
 LN2 = math.log(2)
@@ -76,7 +76,8 @@ def _gradcheck_markdown(result: Any) -> str:
     facts = [f"hidden size {result['hidden']}" if "hidden" in result else None,
              f"sequence length {result['seq_length']}" if "seq_length" in result else None,
              f"finite-difference step {result['step']}" if "step" in result else None,
-             f"{result['entries']} entries per parameter" if "entries" in result else None,
+             (f"{result['entries']} entries per parameter" if result["entries"]
+              else "all entries") if "entries" in result else None,
              f"weights sigma {result['sigma']}" if "sigma" in result else None,
              f"{result['backend']} backend" if "backend" in result else None,
              f"{result['dtype']}" if "dtype" in result else None,
@@ -92,22 +93,6 @@ def _gradcheck_markdown(result: Any) -> str:
     except Exception:  # the plugin is missing, broken, or of another version
         table = gradcheck_table(result)
     return f"{intro}\n\n{table}"
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory,
-                       f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _find(trainer, name: str) -> Optional[Callback]:
@@ -141,7 +126,7 @@ class Report(Callback):
         if not trainer.run_dir:
             return
         self.path = os.path.join(trainer.run_dir, REPORT_FILE)
-        _atomic_write_text(self.path, self.render(trainer))
+        atomic_write_text(self.path, self.render(trainer))
         if not self.quiet:
             for cb in trainer.callbacks:  # end a progress line being rewritten in place
                 if hasattr(cb, "close_line"):

@@ -1,0 +1,32 @@
+"""Writing run files so that an interrupted write never leaves a truncated one behind."""
+from __future__ import annotations
+
+import os
+import secrets
+from typing import BinaryIO, Callable
+
+
+def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it there.
+
+    A crash or Ctrl-C mid-write leaves the previous file intact: checkpoints, plots and reports
+    are replaced whole or not at all. The temporary file gets the usual permissions (the umask
+    applies), unlike ``tempfile.mkstemp``'s owner-only ones.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory,
+                       f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))

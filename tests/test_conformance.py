@@ -1,0 +1,292 @@
+"""The backend conformance suite: run for every installed backend, and shown to be able to fail.
+
+For each backend the plugin registry knows, a ``TestConformance_<name>`` class below runs the whole
+of :class:`charrnn.testing.BackendConformance` (the CuPy backend's cases are skipped, with the
+reason, where CuPy or a GPU is missing). The other tests check the suite itself: a third-party
+test module with a wrong backend fails it, a backend declaring ``{"float64": False}`` has its
+float64 cases skipped, ``run_conformance`` reports a summary, and the CuPy backend's own code
+runs the suite on a CPU stand-in for CuPy.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import types
+import xml.etree.ElementTree as ET
+
+import numpy
+import pytest
+
+from charrnn.errors import BackendUnavailable, CharrnnError
+from charrnn.registry import get_registry
+from charrnn.testing import BackendConformance, run_conformance
+
+for _name in get_registry().names("backend"):
+    _class_name = "TestConformance_" + re.sub(r"\W", "_", _name)
+    globals()[_class_name] = type(_class_name, (BackendConformance,),
+                                  {"backend": _name, "__module__": __name__,
+                                   "__qualname__": _class_name})
+
+
+# -- a third party's test module, run by pytest in a subprocess ---------------------------------
+
+THIRD_PARTY_MODULE = '''
+import numpy
+
+from charrnn.backends.numpy_backend import NumpyBackend
+from charrnn.testing import BackendConformance
+
+
+class NoFloat64(NumpyBackend):
+    name = "nofloat64"
+    capabilities = {"float64": False}
+
+
+class WrongSoftmax(NumpyBackend):
+    """Forgets to subtract the maximum, so large logits overflow."""
+
+    name = "wrongsoftmax"
+
+    def softmax(self, O, axis=-1):
+        numpy.exp(O, out=O)
+        O /= O.sum(axis=axis, keepdims=True)
+        return O
+
+
+class WrongBackward(NumpyBackend):
+    """Multiplies by W instead of W.T on the way back."""
+
+    name = "wrongbackward"
+
+    def rnn_backward(self, W, D, dH, dA, tmp):
+        T = dH.shape[0]
+        numpy.multiply(dH[T - 1], D[T - 1], dA[T - 1])
+        for t in range(T - 2, -1, -1):
+            numpy.dot(W, dA[t + 1], tmp)
+            numpy.add(tmp, dH[t], tmp)
+            numpy.multiply(tmp, D[t], dA[t])
+        return dA
+
+
+class TestNoFloat64(BackendConformance):
+    backend = NoFloat64
+
+
+class TestWrongSoftmax(BackendConformance):
+    backend = WrongSoftmax
+
+
+class TestWrongBackward(BackendConformance):
+    backend = WrongBackward
+'''
+
+
+@pytest.fixture(scope="module")
+def third_party_run(tmp_path_factory):
+    """Outcomes of pytest on THIRD_PARTY_MODULE: {class: {test id: (outcome, message)}}, rc."""
+    tmp = tmp_path_factory.mktemp("third_party")
+    (tmp / "test_third_party_backends.py").write_text(THIRD_PARTY_MODULE, encoding="utf-8")
+    (tmp / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # no conftest, no project ini
+    report = tmp / "report.xml"
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "pytest.ini",
+         "--rootdir", str(tmp), f"--junitxml={report}", "-W", "ignore::RuntimeWarning",
+         "test_third_party_backends.py"],
+        cwd=str(tmp), env=env, capture_output=True, text=True, timeout=300)
+    assert report.exists(), proc.stdout + proc.stderr
+    outcomes: dict = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        cls = case.get("classname").rsplit(".", 1)[-1]
+        outcome, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                outcome, message = child.tag, child.get("message") or ""
+        outcomes.setdefault(cls, {})[case.get("name")] = (outcome, message)
+    return outcomes, proc.returncode, proc.stdout
+
+
+def test_a_wrong_softmax_fails_the_suite(third_party_run):
+    outcomes, rc, stdout = third_party_run
+    assert rc == 1, stdout
+    cases = outcomes["TestWrongSoftmax"]
+    failed = {name for name, (outcome, _) in cases.items() if outcome == "failure"}
+    assert failed == {f"test_softmax[{dtype}-large-{axis}]"
+                      for dtype in ("float64", "float32") for axis in ("rows", "columns")}, stdout
+    assert cases["test_softmax[float64-ordinary-rows]"][0] == "passed"
+
+
+def test_a_wrong_backward_pass_fails_the_suite(third_party_run):
+    outcomes, _, stdout = third_party_run
+    cases = outcomes["TestWrongBackward"]
+    for name in ("test_rnn_backward[float64-7]", "test_rnn_backward[float32-7]",
+                 "test_loss_and_grads[float64]", "test_gradient_check[full sequence]",
+                 "test_train_steps[float64-adagrad]", "test_checkpoint_portability[float64-backend]"):
+        assert cases[name][0] == "failure", f"{name}: {cases[name]}\n{stdout}"
+    # A sequence of one step never multiplies by W on the way back.
+    assert cases["test_rnn_backward[float64-1]"][0] == "passed"
+    assert cases["test_rnn_forward[float64-7]"][0] == "passed"
+
+
+def test_a_backend_without_float64_has_those_cases_skipped(third_party_run):
+    cases = third_party_run[0]["TestNoFloat64"]
+    float64 = {n: r for n, r in cases.items() if "float64" in n or "gradient_check" in n}
+    others = {n: r for n, r in cases.items() if n not in float64}
+    assert float64 and all(outcome == "skipped" for outcome, _ in float64.values()), float64
+    assert all("float64" in message and "nofloat64" in message
+               for _, message in float64.values()), float64
+    assert any("float32" in n for n in others)
+    assert all(outcome == "passed" for outcome, _ in others.values()), others
+
+
+# -- CuPy ---------------------------------------------------------------------------------------
+
+
+def _cupy_backend():
+    from charrnn.backends.cupy_backend import CupyBackend
+
+    return CupyBackend
+
+
+def test_cupy_cases_skip_with_a_reason_naming_cupy(capsys):
+    CupyBackend = _cupy_backend()
+    try:
+        CupyBackend.check_available()
+    except BackendUnavailable as exc:
+        reason = str(exc)
+    else:
+        pytest.skip("CuPy and a GPU are usable here: the cupy conformance cases ran instead")
+    assert "CuPy" in reason and ("GPU" in reason or "install" in reason), reason
+    assert "\n" not in reason
+    assert run_conformance("cupy") == 1  # nothing was checked: not a pass
+    out = capsys.readouterr().out
+    assert "backend 'cupy'" in out and "nothing was checked" in out, out
+    assert re.search(r"skipped \d+: " + re.escape(reason), out), out
+
+
+def test_cupy_unavailable_messages(monkeypatch):
+    from charrnn.backends import cupy_backend
+
+    probe = cupy_backend._unavailable_reason
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ModuleNotFoundError
+    probe.cache_clear()
+    try:
+        assert probe() == ("CuPy is not installed; install it with: pip install "
+                           "'charrnn-kit[cuda12]' (or [cuda13] for CUDA 13)")
+
+        def no_device():
+            raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+        fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+            runtime=types.SimpleNamespace(getDeviceCount=no_device)))
+        monkeypatch.setitem(sys.modules, "cupy", fake)
+        probe.cache_clear()
+        reason = probe()
+        assert reason.startswith("CuPy is installed but no usable CUDA GPU was found (")
+        assert "cudaErrorNoDevice" in reason and "--backend numpy" in reason
+        with pytest.raises(BackendUnavailable, match="no usable CUDA GPU"):
+            cupy_backend.CupyBackend(dtype="float32")
+    finally:
+        monkeypatch.undo()
+        probe.cache_clear()
+
+
+def _fake_cupy():
+    """NumPy dressed as CuPy: device arrays are an ndarray subclass with ``.get()``.
+
+    Not a test of CuPy: it runs the CupyBackend class's own code (its overrides, its data
+    movement, its availability probe) on the CPU, where CI has no GPU.
+    """
+
+    class DeviceArray(numpy.ndarray):
+        def get(self):
+            return numpy.array(self)
+
+    def device(array):
+        return array.view(DeviceArray)
+
+    cupy = types.ModuleType("cupy")
+    cupy.__getattr__ = lambda name: getattr(numpy, name)  # everything else is NumPy's
+    cupy.__version__ = "0+cpu-stand-in"
+    cupy.ndarray = DeviceArray
+    cupy.asarray = lambda data, dtype=None: (
+        data.astype(dtype or data.dtype, copy=False) if isinstance(data, DeviceArray)
+        else device(numpy.array(data, dtype=dtype, copy=True)))
+    cupy.zeros = lambda shape, dtype=float: device(numpy.zeros(shape, dtype))
+    cupy.arange = lambda *args, **kwargs: device(numpy.arange(*args, **kwargs))
+    cupy.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(
+            getDeviceCount=lambda: 1,
+            getDeviceProperties=lambda i: {"name": b"CPU stand-in", "major": 0, "minor": 0}),
+        Device=lambda: types.SimpleNamespace(id=0),
+        get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None))
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scatter_add = numpy.add.at
+    return cupy, cupyx
+
+
+class TestCupyBackendCodeOnACpuStandIn(BackendConformance):
+    """The CuPy backend's code against the NumPy reference, with NumPy standing in for CuPy."""
+
+    backend = "cupy"
+
+    @pytest.fixture
+    def backend_class(self, monkeypatch):
+        from charrnn.backends import cupy_backend
+
+        cupy, cupyx = _fake_cupy()
+        monkeypatch.setitem(sys.modules, "cupy", cupy)
+        monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+        cupy_backend._unavailable_reason.cache_clear()
+        yield cupy_backend.CupyBackend
+        cupy_backend._unavailable_reason.cache_clear()
+
+    def test_stand_in_is_used(self, impl):
+        assert "CPU stand-in" in impl.describe()
+        dev = impl.asarray(numpy.arange(3.0))
+        assert type(dev).__name__ == "DeviceArray" and type(impl.to_numpy(dev)) is numpy.ndarray
+        assert impl.segment_sum(impl.asarray(numpy.array([1, 1])), impl.zeros((2, 3)) + 1,
+                                impl.zeros((3, 3))) is None
+
+
+# -- run_conformance (what `charrnn conformance --backend NAME` calls) --------------------------
+
+
+def test_run_conformance_numpy_passes_and_prints_a_summary(capsys):
+    assert run_conformance("numpy") == 0
+    out = capsys.readouterr().out
+    summary = [line for line in out.splitlines() if line.startswith("charrnn conformance:")]
+    assert len(summary) == 1, out
+    assert re.fullmatch(r"charrnn conformance: backend 'numpy' \(charrnn-kit [^)]+\): passed: "
+                        r"\d+ passed, 0 failed, 0 skipped", summary[0]), summary[0]
+
+
+def test_run_conformance_passes_extra_arguments_to_pytest(capsys):
+    assert run_conformance("numpy", ["-k", "softmax and float32 and large"]) == 0
+    out = capsys.readouterr().out
+    counts = re.search(r": passed: (\d+) passed, 0 failed, 0 skipped", out)
+    assert counts and 0 < int(counts.group(1)) <= 4, out
+
+
+def test_run_conformance_unknown_backend():
+    with pytest.raises(CharrnnError, match=r"unknown backend 'nope'; available: .*numpy"):
+        run_conformance("nope")
+
+
+def test_run_conformance_without_pytest(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pytest", None)
+    with pytest.raises(CharrnnError) as info:
+        run_conformance("numpy")
+    monkeypatch.undo()
+    assert str(info.value) == "the conformance suite needs pytest: pip install 'charrnn-kit[test]'"
+
+
+def test_the_suite_gets_assertion_rewriting(request):
+    if not request.config.pluginmanager.has_plugin("charrnn"):
+        pytest.skip("charrnn's pytest11 plugin is not loaded (plugin autoload disabled?)")
+    import charrnn.testing
+
+    assert type(charrnn.testing.__loader__).__name__ == "AssertionRewritingHook"
