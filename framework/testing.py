@@ -13,8 +13,10 @@ A backend author (built-in or third-party) gets the whole suite by subclassing
 Then ``pytest tests/test_my_backend.py``. The same suite runs from the launcher, against any
 registered backend, with ``charrnn conformance --backend NAME`` (see :func:`run_conformance`).
 
-What it checks, each against :class:`charrnn.backends.numpy_backend.NumpyBackend` computing on the
-host from the same host-initialised inputs, in float64 and in float32:
+What it checks, each against the NumPy reference computing on the host from the same
+host-initialised inputs, in float64 and in float32. The reference is the base class
+:class:`charrnn.backend.Backend` itself, whose operations are written once against NumPy (the core
+imports no backend, so the NumPy backend plugin is checked like any other):
 
 * every operation of :class:`charrnn.backend.Backend`: ``asarray``/``to_numpy`` round trip,
   ``to_float``, ``zeros``, ``rnn_forward``, ``rnn_backward`` (sequences of length 1 included),
@@ -212,10 +214,8 @@ class BackendConformance:
 
     @_fixture
     def reference(self, dtype: str) -> Backend:
-        """The NumPy reference backend, in :attr:`reference_dtype` (or ``dtype``)."""
-        from .backends.numpy_backend import NumpyBackend
-
-        return NumpyBackend(dtype=self.reference_dtype or dtype)
+        """The NumPy reference, in :attr:`reference_dtype` (or ``dtype``)."""
+        return Backend(dtype=self.reference_dtype or dtype)
 
     @_fixture
     def tol(self, dtype: str) -> Dict[str, float]:
@@ -630,13 +630,12 @@ class BackendConformance:
     def test_checkpoint_portability(self, backend_class, impl, dtype, training_tol, tmp_path,
                                     writer):
         """A checkpoint written on one backend resumes on the other with the same losses."""
-        from .backends.numpy_backend import NumpyBackend
         from .checkpoint import load_checkpoint, save_checkpoint
 
         corpus = self.corpus()
         params = self.host_params(corpus.vocab_size, dtype, seed=11, sigma=0.1)
         other_params = self.host_params(corpus.vocab_size, dtype, seed=12, sigma=0.1)
-        numpy_be = NumpyBackend(dtype=dtype)
+        numpy_be = Backend(dtype=dtype)
         writer_be = impl if writer == "backend" else numpy_be
 
         first = self.make_trainer(writer_be, params, corpus)
