@@ -10,6 +10,7 @@ import time
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 
 import click
+import numpy
 
 from . import __version__
 from .checkpoint import load_checkpoint
@@ -17,7 +18,7 @@ from .data import load_corpus
 from .errors import BackendUnavailable, CharrnnError
 from .model import RNN
 from .registry import get_registry
-from .trainer import Trainer
+from .trainer import DIVERGED, INTERRUPTED, Trainer
 
 #: Options that fix the model's shape or its data; a resumed run may not change them.
 FIXED_ON_RESUME = ("data", "encoding", "hidden", "seq_length", "val_frac", "sigma", "seed")
@@ -164,10 +165,19 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
                    f"smooth loss {trainer.smooth_loss_value():.3f})")
     click.echo(f"run directory: {run_dir}")
     t0 = time.perf_counter()
-    trainer.fit()
+    # Overflow in a diverging run is reported once, as a divergence, not as NumPy warnings.
+    with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        trainer.fit()
     elapsed = time.perf_counter() - t0
     done = trainer.update - trainer.start_update
     status = f"stopped ({trainer.stop_reason})" if trainer.stop_reason else "done"
     click.echo(f"{status}: {done:,} updates in {elapsed:.1f} s ({done / max(elapsed, 1e-9):,.0f} "
                f"updates/s), smooth loss {trainer.smooth_loss_value():.3f}; run directory {run_dir}")
+    if trainer.stop_reason == INTERRUPTED:
+        click.echo(f"continue with: charrnn run --resume {run_dir}", err=True)
+        raise SystemExit(130)
+    if trainer.stop_reason and trainer.stop_reason.startswith(DIVERGED):
+        kept = (f" (latest.npz in {run_dir} keeps the last finite state)"
+                if os.path.exists(os.path.join(run_dir, "latest.npz")) else "")
+        raise CharrnnError(f"{trainer.stop_reason}; lower --eta or --sigma and start again{kept}")
     return trainer

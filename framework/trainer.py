@@ -19,6 +19,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SMOOTHING = 0.999
 CLIP = 5.0
+#: ``stop_reason`` after Ctrl-C; callbacks' on_train_end still run (the checkpoint is saved).
+INTERRUPTED = "interrupted"
+#: ``stop_reason`` prefix when the loss stopped being a finite number.
+DIVERGED = "training diverged"
 
 
 class Trainer:
@@ -177,7 +181,7 @@ class Trainer:
                 cb.on_exception(self, exc)
             if not isinstance(exc, KeyboardInterrupt):
                 raise
-            self.stop("interrupted")
+            self.stop(INTERRUPTED)
         for cb in callbacks:
             cb.on_train_end(self)
         return self

@@ -14,6 +14,7 @@ import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.checkpoint import save_checkpoint
+from charrnn.trainer import DIVERGED
 
 
 class Checkpoints(Callback):
@@ -36,6 +37,11 @@ class Checkpoints(Callback):
 
     def save(self, trainer) -> None:
         if not trainer.run_dir:
+            return
+        smooth = trainer.smooth_loss_value()
+        if not math.isfinite(smooth):
+            # Never overwrite a good checkpoint with NaN parameters: keep the last finite state.
+            trainer.stop(f"{DIVERGED}: the smooth loss is {smooth} at update {trainer.update}")
             return
         value = self.metric(trainer)
         improved = math.isfinite(value) and (self.best is None or value < self.best)
