@@ -227,6 +227,21 @@ def test_backend_choices_in_run_help_come_from_the_registry(run_charrnn, plugin_
     assert "'numpy'" in bad.stderr and "'toynumpy'" in bad.stderr
 
 
+def test_shell_completion_offers_installed_backends(run_charrnn, plugin_dir):
+    """Click's bash completion of ``--backend`` reads the registry too."""
+    env = {"_CHARRNN_COMPLETE": "bash_complete", "COMP_WORDS": "charrnn run --backend ",
+           "COMP_CWORD": "3"}
+    plain = run_charrnn(env=env)
+    extended = run_charrnn(env={**env, "PYTHONPATH": str(plugin_dir)})
+
+    def offered(proc):
+        return {line.split(",", 1)[1] for line in proc.stdout.split()}
+
+    installed = set(get_registry(refresh=True).names("backend"))
+    assert plain.returncode == 0 and offered(plain) == installed
+    assert extended.returncode == 0 and offered(extended) == installed | {"toynumpy"}
+
+
 @pytest.fixture
 def plugin_path(plugin_dir):
     """``plugin_dir`` on sys.path for this process, removed (with its modules) afterwards."""
