@@ -24,7 +24,6 @@ import functools
 from typing import Any, Optional
 
 import numpy
-
 from charrnn import hookimpl
 from charrnn.backend import Array, Backend
 from charrnn.errors import BackendUnavailable

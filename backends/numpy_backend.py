@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 import numpy
-
 from charrnn import hookimpl
 from charrnn.backend import Backend
 

@@ -54,9 +54,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 import charrnn
+import numpy as np
 from charrnn.data import Corpus, load_corpus
 from charrnn.errors import CharrnnError
 from charrnn.model import RNN

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
-from . import __version__, DISTRIBUTION
+from . import DISTRIBUTION, __version__
 from .errors import CharrnnError
 from .registry import get_registry
 
@@ -34,7 +34,6 @@ class RegistryChoice(click.Choice):
     @choices.setter
     def choices(self, _value: Any) -> None:
         pass
-
 
 
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)

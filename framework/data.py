@@ -66,7 +66,8 @@ def read_text(path: str, encoding: str = "utf-8") -> str:
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise CharrnnError(f"unknown encoding {encoding!r}; pass a Python codec name such as utf-8 or latin-1") from None
+        raise CharrnnError(f"unknown encoding {encoding!r}; pass a Python codec name such as "
+                           "utf-8 or latin-1") from None
     if not os.path.exists(path):
         raise CharrnnError(f"data file {path} does not exist; pass an existing text file to --data")
     if os.path.isdir(path):

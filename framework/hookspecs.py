@@ -53,7 +53,6 @@ def register_callbacks(register: Callable[[type], None]) -> None:
     """
 
 
-
 @hookspec
 def add_run_options(add_option: Callable[..., None]) -> None:
     """Add command-line options to ``charrnn run``, as ``pytest_addoption`` does for pytest.

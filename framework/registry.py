@@ -15,8 +15,6 @@ import pluggy
 
 from . import DISTRIBUTION, hookspecs
 
-
-
 ENTRY_POINT_GROUP = "charrnn"
 
 

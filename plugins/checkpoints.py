@@ -10,7 +10,6 @@ import os
 from typing import Any, Dict, Mapping, Optional
 
 import click
-
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.checkpoint import save_checkpoint

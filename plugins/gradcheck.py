@@ -50,7 +50,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import click
 import numpy
-
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.errors import CharrnnError
@@ -62,6 +61,7 @@ class GradCheckFailed(CharrnnError):
     """The gradients disagree with the loss. Exit status 1 (2 is for bad input)."""
 
     exit_code = 1
+
 
 #: Parameters in the order the assignment lists them.
 CHECK_ORDER = ("W", "U", "V", "b", "c")

@@ -19,7 +19,6 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import click
-
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.files import atomic_write, atomic_write_text

@@ -13,7 +13,6 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import click
 import numpy
-
 from charrnn import __version__, hookimpl
 from charrnn.callbacks import Callback
 from charrnn.files import atomic_write_text

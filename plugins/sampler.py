@@ -13,7 +13,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import click
 import numpy
-
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.errors import CharrnnError
@@ -173,4 +172,3 @@ def register_commands(cli):
             x0 = int(ckpt.meta.get("next_input_id", 0))
         out = sample_ids(model, h, x0, length, temperature=temperature, top_k=top_k, rng=rng)
         click.echo(prime_text + "".join(vocab[i] for i in out))
-

@@ -9,7 +9,6 @@ import math
 from typing import Any, Mapping, Optional
 
 import click
-
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import charrnn
+import pytest
 
 #: The two ways to launch: the installed console script, and ``python -m charrnn``.
 LAUNCHERS = ("script", "module")
@@ -197,9 +196,8 @@ def test_unknown_command_and_option(run_charrnn):
 
 def test_cli_runner_in_process(data_file, tmp_path):
     """The same launcher through Click's test runner (the Click layer, not the process)."""
-    from click.testing import CliRunner
-
     from charrnn.cli import cli
+    from click.testing import CliRunner
 
     out = tmp_path / "inproc"
     result = CliRunner().invoke(cli, ["run", "--data", str(data_file), "--iterations", "20",

@@ -18,7 +18,6 @@ import xml.etree.ElementTree as ET
 
 import numpy
 import pytest
-
 from charrnn.errors import BackendUnavailable, CharrnnError
 from charrnn.registry import get_registry
 from charrnn.testing import BackendConformance, run_conformance

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy
 import pytest
-
 from charrnn.data import DEFAULT_SOURCE, Corpus, load_corpus
 from charrnn.errors import CharrnnError
 

@@ -6,7 +6,6 @@ import textwrap
 
 import numpy
 import pytest
-
 from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.data import Corpus
 from charrnn.errors import CharrnnError

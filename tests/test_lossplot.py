@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from charrnn.callbacks import Callback
 
 COLUMNS = ["update", "epoch", "loss", "smooth_loss", "val_loss", "updates_per_second"]

@@ -5,7 +5,6 @@ import math
 
 import numpy
 import pytest
-
 from charrnn.model import PARAM_NAMES, RNN, param_shapes
 from charrnn.registry import get_registry
 from charrnn.trainer import CLIP, Trainer

@@ -5,7 +5,6 @@ import math
 
 import numpy
 import pytest
-
 from charrnn.registry import get_registry
 
 

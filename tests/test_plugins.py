@@ -13,9 +13,8 @@ import textwrap
 import types
 from importlib import metadata
 
-import pytest
-
 import charrnn
+import pytest
 from charrnn.registry import ENTRY_POINT_GROUP, get_registry
 
 BUILTINS = {

@@ -26,9 +26,9 @@ def run_options(*args) -> dict:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """One short run with samples every 1,000 updates, shared by the tests that only read it."""
+    import shutil
     import subprocess
     from pathlib import Path
-    import shutil
 
     base = tmp_path_factory.mktemp("report")
     data = base / "words.txt"

@@ -13,7 +13,6 @@ import time
 from typing import Any, Dict, Mapping, Optional
 
 import click
-
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 
