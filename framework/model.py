@@ -167,7 +167,7 @@ class RNN:
         xp.subtract(1.0, D, out=D)
         be.rnn_backward(p["W"], D, dH, dA, buf["tmp"])
         xp.dot(dA.T, H[:-1], out=g["W"])
-        xp.add.reduce(dA, 0, out=g["b"])
+        xp.sum(dA, axis=0, out=g["b"])
         rows = be.segment_sum(x, dA, g["Ut"])
         self.support = None if rows is None else GradientSupport(g.dense, self.m, rows)
         return loss, H[-1].copy()
