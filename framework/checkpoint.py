@@ -94,6 +94,11 @@ def load_checkpoint(path: str) -> Checkpoint:
         raise unreadable from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise unreadable
+    missing = [k for k in ("update", "epoch", "position", "smooth_loss", "vocab", "config")
+               if k not in meta]
+    if missing:
+        raise CharrnnError(f"{path} lacks {', '.join(missing)} in its header; it is not a complete "
+                           "charrnn checkpoint (damaged or edited)")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CharrnnError(f"{path} was written by a newer charrnn ({meta.get('charrnn_version')});"
                            " upgrade charrnn-kit to read it")

@@ -62,16 +62,16 @@ def default_text() -> str:
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 
-def read_text(path: str, encoding: str = "utf-8") -> str:
+def read_text(path: str, encoding: str = "utf-8", option: str = "--data") -> str:
     try:
         codecs.lookup(encoding)
     except LookupError:
         raise CharrnnError(f"unknown encoding {encoding!r}; pass a Python codec name such as "
                            "utf-8 or latin-1") from None
     if not os.path.exists(path):
-        raise CharrnnError(f"data file {path} does not exist; pass an existing text file to --data")
+        raise CharrnnError(f"data file {path} does not exist; pass an existing text file to {option}")
     if os.path.isdir(path):
-        raise CharrnnError(f"data path {path} is a directory; pass a text file to --data")
+        raise CharrnnError(f"data path {path} is a directory; pass a text file to {option}")
     try:
         with open(path, encoding=encoding, newline="") as fh:
             return fh.read()

@@ -118,6 +118,8 @@ def resume_options(options: Dict[str, Any], explicit: Iterable[str], saved: Mapp
                    run_dir: str, done: int) -> Dict[str, Any]:
     """The saved configuration, with what the user gave explicitly on top where that is allowed."""
     explicit = set(explicit)
+    if options.get("data") is not None:
+        options = {**options, "data": os.path.abspath(options["data"])}
     for key in FIXED_ON_RESUME:
         if key in explicit and key in saved and options[key] != saved[key]:
             flag = "--" + key.replace("_", "-")
@@ -149,6 +151,9 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
         run_dir = trainer.run_dir = resume
     else:
         run_dir = options.get("out") or default_run_dir()
+        if options.get("data") is not None:
+            # Saved as an absolute path, so that --resume reads the same file from anywhere.
+            options = {**options, "data": os.path.abspath(options["data"])}
         trainer = build_trainer(options)  # validate everything before touching the disk
         trainer.run_dir = prepare_run_dir(run_dir)
     with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as fh:

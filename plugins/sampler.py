@@ -7,6 +7,7 @@ computes and a resumed run samples exactly what an uninterrupted one would.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -30,7 +31,9 @@ def fenced(text: str) -> str:
 
 class Sampler(Callback):
     name = "sampler"
-    order = 50
+    # Before the checkpoints (20): a checkpoint written at an update where a sample is taken
+    # must hold the random stream after that sample, or a run resumed from it samples otherwise.
+    order = 15
 
     def __init__(self, every: int = 10_000, length: int = 200, temperature: float = 1.0,
                  top_k: Optional[int] = None, seed: int = 0, echo: bool = True) -> None:
@@ -87,7 +90,11 @@ class Sampler(Callback):
 
     def on_train_end(self, trainer) -> None:
         if not self.samples or self.samples[-1][0] != trainer.update:
+            # A sample an uninterrupted run would not take here: it must not advance the stream
+            # that the checkpoint written next saves.
+            state = copy.deepcopy(self.rng.bit_generator.state)
             self.show(trainer, self.take(trainer))
+            self.rng.bit_generator.state = state
 
     def state_dict(self) -> Dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "samples": [list(s) for s in self.samples]}
@@ -123,7 +130,7 @@ def read_prime(prime: Optional[str], prime_file: Optional[str]) -> str:
     if prime_file is not None:
         from charrnn.data import read_text
 
-        return read_text(prime_file)
+        return read_text(prime_file, option="--prime-file")
     return prime or ""
 
 

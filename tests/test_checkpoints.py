@@ -1,0 +1,582 @@
+"""Checkpoints: what ``latest.npz`` and ``best.npz`` hold, exact resume, and refusing bad input.
+
+The command-line runs go through the installed ``charrnn`` script in a subprocess; the
+trainer-level checks use :func:`charrnn.session.build_trainer` with the real callbacks.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import charrnn
+import numpy
+import pytest
+from charrnn.callbacks import Callback
+from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from charrnn.files import atomic_write
+from charrnn.model import PARAM_NAMES
+
+TEXT = "the quick brown fox jumps over the lazy dog.\nhow vexingly quick daft zebras jump!\n" * 5
+VOCAB = sorted(set(TEXT))
+#: Options that only cost time in these tests.
+LEAN = ("--no-gradcheck", "--no-plot", "--no-report", "--quiet")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def charrnn_cmd(*args, cwd, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The installed console script (next to this interpreter first), as conftest runs it."""
+    exe = shutil.which("charrnn", path=str(Path(sys.executable).parent)) or shutil.which("charrnn")
+    assert exe, "the charrnn console script is not installed"
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([exe, *map(str, args)], cwd=str(cwd), env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_options(*args) -> dict:
+    """The options ``charrnn run ARGS`` would pass, plugin options and defaults included."""
+    from charrnn.cli import run
+
+    return dict(run.make_context("run", [str(a) for a in args]).params)
+
+
+def assert_one_line_error(proc, *parts) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    for part in parts:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
+def digest(directory: Path) -> dict:
+    """Every file in ``directory`` (names and contents), to prove nothing was touched."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def read_csv(path: Path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_samples(path: Path) -> dict:
+    """``samples.md`` as {update: text}; a repeated update would be a bug, so it is refused."""
+    found = re.findall(r"## Update (\d+) \(smooth loss [^)]*\)\n\n(`{3,})text\n(.*?)\n\2\n",
+                       path.read_text(encoding="utf-8"), re.S)
+    updates = [int(u) for u, _, _ in found]
+    assert len(updates) == len(set(updates)), updates
+    return {int(u): text for u, _, text in found}
+
+
+def expected_epoch_position(updates: int, n: int, seq_length: int):
+    """Where the trainer stands after ``updates``: one epoch holds (n - 1) // seq_length updates
+    (an update at p needs p + seq_length + 1 <= n), and the epoch counter starts at 0."""
+    per_epoch = (n - 1) // seq_length
+    return (updates - 1) // per_epoch, ((updates - 1) % per_epoch + 1) * seq_length
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One finished run (150 updates, checkpoints every 50), shared read-only by the tests."""
+    root = tmp_path_factory.mktemp("trained")
+    data = root / "text.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    out = root / "run"
+    proc = charrnn_cmd("run", "--data", data, "--hidden", 16, "--iterations", 150,
+                       "--checkpoint-every", 50, "--log-every", 50, "--sample-every", 50,
+                       "--sample-length", 20, "--out", out, *LEAN, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return {"root": root, "data": data, "out": out}
+
+
+# -- what a checkpoint holds -------------------------------------------------------------------
+
+def test_run_writes_latest_and_best_without_pickle(trained):
+    out = trained["out"]
+    for name in ("latest.npz", "best.npz"):
+        with numpy.load(out / name, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}  # reading every array: no pickle
+        assert "meta" in arrays and arrays["meta"].dtype.kind == "U"
+        assert all(a.dtype != object for a in arrays.values())
+        assert {f"param.{p}" for p in PARAM_NAMES} <= set(arrays)
+
+
+def test_load_checkpoint_returns_everything_a_resume_needs(trained):
+    out, data = trained["out"], trained["data"]
+    ckpt = load_checkpoint(str(out / "latest.npz"))
+    K, m = len(VOCAB), 16
+    shapes = {"b": (m,), "c": (K,), "U": (m, K), "V": (K, m), "W": (m, m)}
+    assert {k: v.shape for k, v in ckpt.params.items()} == shapes
+    assert all(isinstance(v, numpy.ndarray) and numpy.isfinite(v).all()
+               for v in ckpt.params.values())
+    # AdaGrad's accumulated squared gradients, on the host, one entry per parameter
+    mem = ckpt.optimizer["mem"]
+    assert isinstance(mem, numpy.ndarray) and mem.shape == (m + K + 2 * K * m + m * m,)
+    assert (mem >= 0).all() and mem.max() > 0
+    assert ckpt.optimizer["eta"] == 0.1 and ckpt.optimizer["eps"] > 0
+    assert ckpt.hidden.shape == (m,) and numpy.isfinite(ckpt.hidden).all()
+    assert numpy.abs(ckpt.hidden).max() > 0  # carried from the last update, not reset
+
+    meta = ckpt.meta
+    assert meta["update"] == 150
+    epoch, position = expected_epoch_position(150, len(TEXT), 25)
+    assert (meta["epoch"], meta["position"]) == (epoch, position)
+    assert ckpt.vocab == VOCAB and meta["vocab"] == VOCAB
+    cfg = ckpt.config
+    assert cfg["hidden"] == 16 and cfg["seq_length"] == 25 and cfg["iterations"] == 150
+    assert cfg["checkpoint_every"] == 50 and cfg["data"] == str(data)
+    assert not {"out", "resume", "quiet"} & set(cfg)
+    assert meta["backend"] == "numpy" and meta["dtype"] == "float64"
+    assert meta["optimizer"] == "adagrad"
+    assert meta["charrnn_version"] == charrnn.__version__
+    # the smooth loss is the one logged for the same update
+    last = read_csv(out / "metrics.csv")[-1]
+    assert int(last["update"]) == 150
+    assert f"{meta['smooth_loss']:.6f}" == last["smooth_loss"]
+    assert meta["next_input_id"] == VOCAB.index(TEXT[position if position + 26 <= len(TEXT)
+                                                       else 0])
+
+    callbacks = meta["callbacks"]
+    sampler = callbacks["sampler"]
+    fresh = numpy.random.default_rng(0).bit_generator.state
+    assert sampler["rng"]["bit_generator"] == fresh["bit_generator"]
+    assert sampler["rng"] != fresh  # samples were drawn from it
+    restored = numpy.random.default_rng()
+    restored.bit_generator.state = sampler["rng"]  # a state a Generator accepts
+    assert [s[0] for s in sampler["samples"]] == [0, 50, 100, 150]
+    assert callbacks["checkpoints"]["best_update"] in (50, 100, 150)
+
+    best = load_checkpoint(str(out / "best.npz"))
+    assert best.meta["update"] == callbacks["checkpoints"]["best_update"]
+    assert best.meta["callbacks"]["checkpoints"]["best"] == pytest.approx(best.meta["smooth_loss"])
+
+
+# -- exact resume ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sample_every", [100, 150])
+def test_resume_continues_bit_for_bit(run_charrnn, data_file, tmp_path, sample_every):
+    """400 updates in one go against 200 then ``--resume --iterations 400``.
+
+    With --sample-every 150 the first half ends between samples, so it takes an extra sample at
+    update 200 that the uninterrupted run does not; the resumed samples must not notice.
+    """
+    common = ("--data", data_file, "--hidden", 16, "--checkpoint-every", 100, "--log-every", 1,
+              "--sample-every", sample_every, "--sample-length", 40, "--val-frac", 0.1,
+              "--val-every", 100, *LEAN)
+    full, part = tmp_path / "full", tmp_path / "part"
+    proc = run_charrnn("run", *common, "--iterations", 400, "--out", full)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_charrnn("run", *common, "--iterations", 200, "--out", part)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_charrnn("run", "--resume", part, "--iterations", 400, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming at update 200" in proc.stdout
+    assert "done: 200 updates" in proc.stdout
+
+    rows_full, rows_part = read_csv(full / "metrics.csv"), read_csv(part / "metrics.csv")
+    assert [int(r["update"]) for r in rows_full] == list(range(1, 401))
+    assert [int(r["update"]) for r in rows_part] == list(range(1, 401))
+    for a, b in zip(rows_full[200:], rows_part[200:]):
+        assert (a["update"], a["epoch"], a["loss"], a["smooth_loss"], a["val_loss"]) == \
+               (b["update"], b["epoch"], b["loss"], b["smooth_loss"], b["val_loss"])
+
+    a, b = load_checkpoint(str(full / "latest.npz")), load_checkpoint(str(part / "latest.npz"))
+    for name in PARAM_NAMES:
+        assert numpy.array_equal(a.params[name], b.params[name]), name
+    assert numpy.array_equal(a.optimizer["mem"], b.optimizer["mem"])
+    assert numpy.array_equal(a.hidden, b.hidden)
+    for key in ("update", "epoch", "position", "smooth_loss", "loss", "next_input_id"):
+        assert a.meta[key] == b.meta[key], key
+    assert a.meta["logs"]["val_loss"] == b.meta["logs"]["val_loss"]
+    assert a.meta["callbacks"]["sampler"]["rng"] == b.meta["callbacks"]["sampler"]["rng"]
+
+    samples_full, samples_part = read_samples(full / "samples.md"), read_samples(part / "samples.md")
+    after = sorted(u for u in samples_full if u > 200)
+    assert after and after[-1] == 400
+    assert sorted(u for u in samples_part if u > 200) == after
+    for u in after:
+        assert samples_part[u] == samples_full[u], u
+
+
+class Crash(Callback):
+    """A crash in the middle of a run, after the checkpoint at update 200 was written."""
+
+    name = "crash"
+    order = 0
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_update_end(self, trainer) -> None:
+        if trainer.update == self.at:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.fixture(scope="module")
+def crashed_and_resumed(tmp_path_factory):
+    """An uninterrupted run of 400 updates, and one that crashed at 250 (its latest.npz is
+    from update 200, where a sample was also taken) and was resumed to 400."""
+    from charrnn.session import build_trainer, prepare_run_dir
+
+    root = tmp_path_factory.mktemp("crash")
+    data = root / "text.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    common = ("--data", data, "--hidden", 16, "--checkpoint-every", 100, "--log-every", 1,
+              "--sample-every", 100, "--sample-length", 40, "--iterations", 400, *LEAN)
+    full, crashed = root / "full", root / "crashed"
+    proc = charrnn_cmd("run", *common, "--out", full, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    trainer = build_trainer(run_options(*common), run_dir=prepare_run_dir(str(crashed)))
+    trainer.callbacks.append(Crash(at=250))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer.fit()
+    assert load_checkpoint(str(crashed / "latest.npz")).meta["update"] == 200
+    proc = charrnn_cmd("run", "--resume", crashed, "--quiet", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming at update 200" in proc.stdout
+    return full, crashed
+
+
+def test_resume_after_crash_trains_exactly(crashed_and_resumed):
+    full, crashed = crashed_and_resumed
+    rows_full, rows_crashed = read_csv(full / "metrics.csv"), read_csv(crashed / "metrics.csv")
+    assert [int(r["update"]) for r in rows_crashed] == list(range(1, 401))
+    assert [(r["loss"], r["smooth_loss"]) for r in rows_crashed] == \
+           [(r["loss"], r["smooth_loss"]) for r in rows_full]
+    a, b = load_checkpoint(str(full / "latest.npz")), load_checkpoint(str(crashed / "latest.npz"))
+    for name in PARAM_NAMES:
+        assert numpy.array_equal(a.params[name], b.params[name]), name
+
+
+def test_resume_after_crash_samples_what_an_uninterrupted_run_does(crashed_and_resumed):
+    full, crashed = crashed_and_resumed
+    samples_full, samples_crashed = read_samples(full / "samples.md"), \
+        read_samples(crashed / "samples.md")
+    assert sorted(samples_crashed) == sorted(samples_full) == [0, 100, 200, 300, 400]
+    assert samples_crashed == samples_full
+
+
+def _short_options(path, iterations):
+    return run_options("--data", path, "--hidden", 8, "--seq-length", 10, "--iterations",
+                       iterations, "--sample-every", 1, "--sample-length", 5, "--log-every", 1,
+                       "--seed", 3, "--sample-seed", 4, *LEAN)
+
+
+@pytest.mark.parametrize("resume_at", [10, 13])
+def test_trainer_checkpoint_restore_is_exact_across_epochs(tmp_path, resume_at):
+    """Trainer.checkpoint() -> save_checkpoint -> load_checkpoint -> Trainer.restore, with a
+    101-character text and sequences of 10, so an epoch is 10 updates and 35 updates wrap three
+    times. Resuming at 10 resumes right before a wrap (the next update resets the hidden
+    state); at 13, in the middle of an epoch with a carried hidden state."""
+    from charrnn.session import build_trainer
+
+    text = ("the cat sat on the mat. " * 5)[:101]
+    path = tmp_path / "short.txt"
+    path.write_text(text, encoding="utf-8")
+
+    reference = build_trainer(_short_options(path, 35)).fit()
+    assert (reference.update, reference.epoch, reference.position) == (35, 3, 50)
+
+    first = build_trainer(_short_options(path, resume_at)).fit()
+    assert first.update == resume_at
+    if resume_at == 10:
+        assert (first.epoch, first.position) == (0, 100)  # the next update wraps
+    else:
+        assert (first.epoch, first.position) == (1, 30)
+    save_checkpoint(str(tmp_path / "ck.npz"), first.checkpoint())
+    ckpt = load_checkpoint(str(tmp_path / "ck.npz"))
+
+    second = build_trainer(_short_options(path, 35), vocab=ckpt.vocab)
+    second.restore(ckpt)
+    assert (second.update, second.epoch, second.position) == \
+           (first.update, first.epoch, first.position)
+    assert numpy.array_equal(second.backend.to_numpy(second.h), first.backend.to_numpy(first.h))
+    assert second.smooth_loss_value() == first.smooth_loss_value()
+    second.fit()
+
+    assert (second.update, second.epoch, second.position) == (35, 3, 50)
+    assert second.smooth_loss_value() == reference.smooth_loss_value()
+    assert second.loss_value() == reference.loss_value()
+    for name, value in reference.model.get_params().items():
+        assert numpy.array_equal(second.model.get_params()[name], value), name
+    assert numpy.array_equal(second.optimizer.state_dict()["mem"],
+                             reference.optimizer.state_dict()["mem"])
+    assert numpy.array_equal(second.backend.to_numpy(second.h),
+                             reference.backend.to_numpy(reference.h))
+
+    def rows(trainer):
+        cb = next(c for c in trainer.callbacks if c.name == "lossplot")
+        return [(r["update"], r["epoch"], r["loss"], r["smooth_loss"]) for r in cb.rows
+                if r["update"] > resume_at]
+
+    assert rows(second) == rows(reference) and len(rows(second)) == 35 - resume_at
+    sampler = next(c for c in second.callbacks if c.name == "sampler")
+    ref_sampler = next(c for c in reference.callbacks if c.name == "sampler")
+    assert [s[0] for s in sampler.samples] == list(range(36))
+    assert sampler.samples == ref_sampler.samples
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+def test_resume_missing_directory(run_charrnn, tmp_path):
+    proc = run_charrnn("run", "--resume", tmp_path / "nowhere", "--iterations", 10)
+    assert_one_line_error(proc, "--resume", "nowhere", "is not a run directory")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_resume_directory_without_latest(run_charrnn, trained, tmp_path):
+    run = tmp_path / "nolatest"
+    run.mkdir()
+    shutil.copy(trained["out"] / "best.npz", run / "best.npz")
+    shutil.copy(trained["out"] / "config.json", run / "config.json")
+    before = digest(run)
+    proc = run_charrnn("run", "--resume", run, "--iterations", 300)
+    assert_one_line_error(proc, "latest.npz", "does not exist")
+    assert digest(run) == before
+
+
+def _copy_run(trained, dest: Path) -> Path:
+    shutil.copytree(trained["out"], dest)
+    return dest
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "not-npz"])
+def test_resume_unreadable_latest(run_charrnn, trained, tmp_path, damage):
+    original = digest(trained["out"])
+    run = _copy_run(trained, tmp_path / damage)
+    latest = run / "latest.npz"
+    if damage == "truncated":
+        size = latest.stat().st_size
+        with open(latest, "r+b") as fh:
+            fh.truncate(size // 2)
+    elif damage == "foreign":
+        rng = numpy.random.default_rng(1)
+        latest.unlink()
+        with open(latest, "wb") as fh:
+            numpy.savez(fh, weights=rng.standard_normal((4, 4)), bias=rng.standard_normal(4))
+    else:
+        latest.write_text("these are not the arrays you are looking for\n")
+    before = digest(run)
+    proc = run_charrnn("run", "--resume", run, "--iterations", 300)
+    assert_one_line_error(proc, str(latest), "not a readable charrnn checkpoint")
+    assert digest(run) == before
+    assert digest(trained["out"]) == original
+
+
+def test_resume_with_an_edited_header(run_charrnn, trained, tmp_path):
+    """A checkpoint whose JSON header lost a field is refused in one line, not a KeyError."""
+    run = _copy_run(trained, tmp_path / "edited")
+    latest = run / "latest.npz"
+    with numpy.load(latest, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["update"]
+    arrays["meta"] = numpy.array(json.dumps(meta))
+    with open(latest, "wb") as fh:
+        numpy.savez(fh, **arrays)
+    before = digest(run)
+    proc = run_charrnn("run", "--resume", run, "--iterations", 300)
+    assert_one_line_error(proc, str(latest), "lacks update")
+    assert digest(run) == before
+
+
+def test_resume_with_other_hidden_size(run_charrnn, trained):
+    before = digest(trained["out"])
+    proc = run_charrnn("run", "--resume", trained["out"], "--iterations", 300, "--hidden", 32)
+    assert_one_line_error(proc, "--hidden", "16", "32")
+    assert digest(trained["out"]) == before
+
+
+def test_resume_with_other_data_file(run_charrnn, trained, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT + "Zebra\u00e9\n", encoding="utf-8")  # 'Z' and 'é' are new
+    before = digest(trained["out"])
+    proc = run_charrnn("run", "--resume", trained["out"], "--iterations", 300, "--data", other)
+    assert_one_line_error(proc, "--data")
+    assert digest(trained["out"]) == before
+
+
+def test_resume_when_the_data_gained_a_character(run_charrnn, data_file, tmp_path):
+    out = tmp_path / "run"
+    proc = run_charrnn("run", "--data", data_file, "--hidden", 8, "--iterations", 20,
+                       "--out", out, *LEAN)
+    assert proc.returncode == 0, proc.stderr
+    before = digest(out)
+    data_file.write_text(TEXT + "Q\n", encoding="utf-8")  # the same file, a new character
+    proc = run_charrnn("run", "--resume", out, "--iterations", 40)
+    assert_one_line_error(proc, str(data_file), "not in the checkpoint's vocabulary", "'Q'")
+    assert digest(out) == before
+
+
+@pytest.mark.parametrize("iterations", [150, 100])
+def test_resume_with_no_updates_left(run_charrnn, trained, iterations):
+    before = digest(trained["out"])
+    proc = run_charrnn("run", "--resume", trained["out"], "--iterations", iterations)
+    assert_one_line_error(proc, "already done 150 updates", "--iterations")
+    assert digest(trained["out"]) == before
+
+
+def test_resume_without_iterations_when_the_run_is_finished(run_charrnn, trained):
+    before = digest(trained["out"])
+    proc = run_charrnn("run", "--resume", trained["out"])
+    assert_one_line_error(proc, "already done 150 updates")
+    assert digest(trained["out"]) == before
+
+
+def test_resume_with_another_out(run_charrnn, trained, tmp_path):
+    before = digest(trained["out"])
+    proc = run_charrnn("run", "--resume", trained["out"], "--iterations", 300,
+                       "--out", tmp_path / "elsewhere")
+    assert_one_line_error(proc, "--out")
+    assert digest(trained["out"]) == before and not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_checkpoint_every_must_be_positive(run_charrnn, data_file, tmp_path, value):
+    proc = run_charrnn("run", "--data", data_file, "--iterations", 5, "--checkpoint-every",
+                       value, "--out", tmp_path / "never")
+    assert_one_line_error(proc, "--checkpoint-every", f"{value} is not in the range x>=1")
+    assert not (tmp_path / "never").exists()
+
+
+def test_out_that_cannot_be_written(run_charrnn, data_file, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anywhere: use a path below a file
+            afile = tmp_path / "afile"
+            afile.write_text("x")
+            out = afile / "run"
+        else:
+            out = locked / "run"
+        proc = run_charrnn("run", "--data", data_file, "--iterations", 5, "--hidden", 4,
+                           "--out", out, *LEAN)
+        assert_one_line_error(proc, "cannot write to run directory", str(out), "--out")
+        assert not out.exists()
+        assert os.listdir(locked) == []
+    finally:
+        locked.chmod(0o700)
+
+
+# -- portability -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("written, resumed", [("float32", "float64"), ("float64", "float32")])
+def test_resume_in_another_dtype(run_charrnn, data_file, tmp_path, written, resumed):
+    out = tmp_path / "run"
+    proc = run_charrnn("run", "--data", data_file, "--hidden", 16, "--iterations", 100,
+                       "--checkpoint-every", 50, "--dtype", written, "--out", out, *LEAN)
+    assert proc.returncode == 0, proc.stderr
+    before = load_checkpoint(str(out / "latest.npz"))
+    assert before.meta["dtype"] == written
+    assert before.params["W"].dtype == numpy.dtype(written)
+
+    proc = run_charrnn("run", "--resume", out, "--iterations", 160, "--dtype", resumed)
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming at update 100" in proc.stdout and f", {resumed};" in proc.stdout
+    after = load_checkpoint(str(out / "latest.npz"))
+    assert after.meta["update"] == 160 and after.meta["dtype"] == resumed
+    assert after.config["dtype"] == resumed
+    assert all(v.dtype == numpy.dtype(resumed) and numpy.isfinite(v).all()
+               for v in after.params.values())
+    assert after.optimizer["mem"].dtype == numpy.dtype(resumed)
+    assert not numpy.array_equal(after.params["W"], before.params["W"].astype(resumed))
+    # it trained on from where it was, not from scratch
+    assert after.meta["smooth_loss"] < before.meta["smooth_loss"]
+    rows = read_csv(out / "metrics.csv")
+    assert [int(r["update"]) for r in rows][-1] == 160
+
+
+def test_resume_keeps_the_saved_dtype_by_default(run_charrnn, data_file, tmp_path):
+    out = tmp_path / "run"
+    proc = run_charrnn("run", "--data", data_file, "--hidden", 8, "--iterations", 30,
+                       "--dtype", "float32", "--out", out, *LEAN)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_charrnn("run", "--resume", out, "--iterations", 40)
+    assert proc.returncode == 0, proc.stderr
+    after = load_checkpoint(str(out / "latest.npz"))
+    assert after.meta["update"] == 40 and after.meta["dtype"] == "float32"
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+
+
+# -- atomic saves ------------------------------------------------------------------------------
+
+def test_save_checkpoint_twice_leaves_only_the_file(tmp_path, data_file):
+    from charrnn.session import build_trainer
+
+    target = tmp_path / "ckpts"
+    target.mkdir()
+    trainer = build_trainer(run_options("--data", data_file, "--hidden", 8, "--iterations", 3,
+                                        *LEAN))
+    trainer.fit()
+    path = str(target / "latest.npz")
+    save_checkpoint(path, trainer.checkpoint())
+    trainer.iterations = 7
+    trainer.fit()
+    save_checkpoint(path, trainer.checkpoint())
+    assert sorted(os.listdir(target)) == ["latest.npz"]
+    loaded = load_checkpoint(path)
+    assert loaded.meta["update"] == 7  # the second save replaced the first
+    for name, value in trainer.model.get_params().items():
+        assert numpy.array_equal(loaded.params[name], value)
+
+
+def test_interrupted_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "latest.npz"
+    good = Checkpoint(meta={"update": 1, "epoch": 0, "position": 2, "smooth_loss": 1.0,
+                            "vocab": ["a", "b"], "config": {"hidden": 2}},
+                      params={"b": numpy.zeros(2), "c": numpy.zeros(2), "U": numpy.ones((2, 2)),
+                              "V": numpy.ones((2, 2)), "W": numpy.eye(2)},
+                      optimizer={"eta": 0.1, "mem": numpy.arange(14.0)}, hidden=numpy.zeros(2))
+    save_checkpoint(str(path), good)
+    before = path.read_bytes()
+
+    def write_half_then_fail(fh):
+        fh.write(before[: len(before) // 2])
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(str(path), write_half_then_fail)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["latest.npz"]
+    assert numpy.array_equal(load_checkpoint(str(path)).optimizer["mem"], numpy.arange(14.0))
+
+
+# -- resuming from another working directory ---------------------------------------------------
+
+def test_resume_from_another_directory_uses_the_runs_own_text(run_charrnn, tmp_path):
+    inner = tmp_path / "project"
+    inner.mkdir()
+    (inner / "text.txt").write_text(TEXT, encoding="utf-8")
+    (tmp_path / "text.txt").write_text("the lazy dog.\n" * 40, encoding="utf-8")  # another text
+    common = ("--data", "text.txt", "--hidden", 8, "--checkpoint-every", 50, *LEAN)
+    proc = run_charrnn("run", *common, "--iterations", 100, "--out", "ref", cwd=inner)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_charrnn("run", *common, "--iterations", 50, "--out", "run", cwd=inner)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_charrnn("run", "--resume", Path("project") / "run", "--iterations", 100,
+                       cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ref = load_checkpoint(str(inner / "ref" / "latest.npz"))
+    resumed = load_checkpoint(str(inner / "run" / "latest.npz"))
+    assert numpy.array_equal(ref.params["W"], resumed.params["W"])

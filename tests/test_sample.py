@@ -1,0 +1,223 @@
+"""``charrnn sample``: text from a saved checkpoint, through the installed console script."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+from charrnn.checkpoint import load_checkpoint
+
+TEXT = "the quick brown fox jumps over the lazy dog.\nhow vexingly quick daft zebras jump!\n" * 5
+VOCAB = sorted(set(TEXT))
+LEAN = ("--no-gradcheck", "--no-plot", "--no-report", "--quiet")
+
+
+def charrnn_cmd(*args, cwd, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The installed console script (next to this interpreter first), as conftest runs it."""
+    exe = shutil.which("charrnn", path=str(Path(sys.executable).parent)) or shutil.which("charrnn")
+    assert exe, "the charrnn console script is not installed"
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([exe, *map(str, args)], cwd=str(cwd), env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc, *parts) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    for part in parts:
+        assert part in lines[0], lines[0]
+    assert proc.stdout == ""
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A 300-update run, a 30-update run, and a directory whose best.npz is the short run's
+    latest.npz and whose latest.npz is the long run's (to tell which one a directory uses)."""
+    root = tmp_path_factory.mktemp("sample")
+    data = root / "text.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    for name, iterations in (("long", 300), ("short", 30)):
+        proc = charrnn_cmd("run", "--data", data, "--hidden", 16, "--iterations", iterations,
+                           "--checkpoint-every", 100, "--out", root / name, *LEAN, cwd=root)
+        assert proc.returncode == 0, proc.stderr
+    mixed = root / "mixed"
+    mixed.mkdir()
+    shutil.copy(root / "short" / "latest.npz", mixed / "best.npz")
+    shutil.copy(root / "long" / "latest.npz", mixed / "latest.npz")
+    return root
+
+
+def sample(root, *args) -> subprocess.CompletedProcess:
+    return charrnn_cmd("sample", *args, cwd=root)
+
+
+def generated(proc) -> str:
+    """The printed text, without the one newline ``click.echo`` ends it with."""
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr == ""
+    assert proc.stdout.endswith("\n")
+    return proc.stdout[:-1]
+
+
+@pytest.mark.parametrize("which", ["long", "long/latest.npz", "long/best.npz"])
+def test_sample_prints_length_characters_from_the_vocabulary(runs, which):
+    text = generated(sample(runs, "--checkpoint", runs / which, "--length", 120, "--seed", 1))
+    assert len(text) == 120
+    assert set(text) <= set(VOCAB)
+
+
+def test_same_seed_same_text_other_seed_other_text(runs):
+    ckpt = runs / "long"
+    a = generated(sample(runs, "--checkpoint", ckpt, "--length", 200, "--seed", 5))
+    b = generated(sample(runs, "--checkpoint", ckpt, "--length", 200, "--seed", 5))
+    c = generated(sample(runs, "--checkpoint", ckpt, "--length", 200, "--seed", 6))
+    assert a == b
+    assert c != a
+
+
+def test_run_directory_uses_best_npz(runs):
+    args = ("--length", 200, "--seed", 2)
+    from_dir = generated(sample(runs, "--checkpoint", runs / "mixed", *args))
+    from_best = generated(sample(runs, "--checkpoint", runs / "mixed" / "best.npz", *args))
+    from_latest = generated(sample(runs, "--checkpoint", runs / "mixed" / "latest.npz", *args))
+    assert from_dir == from_best
+    assert from_dir != from_latest
+
+
+def test_run_directory_without_best_uses_latest(runs, tmp_path):
+    only_latest = tmp_path / "only-latest"
+    only_latest.mkdir()
+    shutil.copy(runs / "long" / "latest.npz", only_latest / "latest.npz")
+    args = ("--length", 100, "--seed", 4)
+    assert generated(sample(runs, "--checkpoint", only_latest, *args)) == \
+        generated(sample(runs, "--checkpoint", runs / "long" / "latest.npz", *args))
+
+
+def test_prime_comes_first(runs):
+    text = generated(sample(runs, "--checkpoint", runs / "long", "--prime", "ab",
+                            "--length", 50, "--seed", 3))
+    assert text.startswith("ab") and len(text) == 52
+    assert set(text) <= set(VOCAB)
+    # the prime changes what follows it (same seed, no prime: another text)
+    plain = generated(sample(runs, "--checkpoint", runs / "long", "--length", 50, "--seed", 3))
+    assert text[2:] != plain
+
+
+def test_prime_file_is_the_same_as_prime(runs, tmp_path):
+    prime = "the lazy dog.\nhow "
+    path = tmp_path / "prime.txt"
+    path.write_text(prime, encoding="utf-8")
+    args = ("--checkpoint", runs / "long", "--length", 60, "--seed", 8)
+    from_file = generated(sample(runs, *args, "--prime-file", path))
+    from_option = generated(sample(runs, *args, "--prime", prime))
+    assert from_file.startswith(prime) and len(from_file) == len(prime) + 60
+    assert from_file == from_option
+
+
+def _greedy(checkpoint: Path, length: int) -> str:
+    """Argmax decoding from the checkpoint's hidden state and next input, in-process."""
+    from charrnn.model import RNN
+    from charrnn.session import make_backend
+
+    ckpt = load_checkpoint(str(checkpoint))
+    be = make_backend("numpy", ckpt.meta["dtype"])
+    model = RNN(be, len(ckpt.vocab), int(ckpt.config["hidden"]), params=ckpt.params)
+    h, x, out = be.asarray(ckpt.hidden), int(ckpt.meta["next_input_id"]), []
+    for _ in range(length):
+        h, logits = model.step_hidden(h, x)
+        x = int(numpy.argmax(be.to_numpy(logits)))
+        out.append(ckpt.vocab[x])
+    return "".join(out)
+
+
+def test_top_k_1_is_greedy_and_ignores_the_seed(runs):
+    ckpt = runs / "long" / "latest.npz"
+    a = generated(sample(runs, "--checkpoint", ckpt, "--top-k", 1, "--length", 80, "--seed", 1))
+    b = generated(sample(runs, "--checkpoint", ckpt, "--top-k", 1, "--length", 80, "--seed", 99))
+    assert a == b
+    assert a == _greedy(ckpt, 80)
+
+
+def test_temperature_half(runs):
+    args = ("--checkpoint", runs / "long", "--temperature", 0.5, "--length", 150)
+    a = generated(sample(runs, *args, "--seed", 11))
+    assert len(a) == 150 and set(a) <= set(VOCAB)
+    assert generated(sample(runs, *args, "--seed", 11)) == a
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+def test_prime_character_outside_the_vocabulary(runs):
+    proc = sample(runs, "--checkpoint", runs / "long", "--prime", "the Zoo")
+    assert_one_line_error(proc, "'Z'", "U+005A", "vocabulary")
+
+
+def test_prime_file_character_outside_the_vocabulary(runs, tmp_path):
+    path = tmp_path / "prime.txt"
+    path.write_text("the \u00e9t\u00e9", encoding="utf-8")
+    proc = sample(runs, "--checkpoint", runs / "long", "--prime-file", path)
+    assert_one_line_error(proc, "'\u00e9'", "vocabulary")
+
+
+def test_prime_and_prime_file_together(runs, tmp_path):
+    path = tmp_path / "prime.txt"
+    path.write_text("the ", encoding="utf-8")
+    proc = sample(runs, "--checkpoint", runs / "long", "--prime", "ab", "--prime-file", path)
+    assert_one_line_error(proc, "--prime", "--prime-file")
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--length", "0", "'--length': 0 is not in the range x>=1"),
+    ("--temperature", "0", "'--temperature': 0.0 is not in the range x>0"),
+    ("--temperature", "-1", "'--temperature': -1.0 is not in the range x>0"),
+    ("--top-k", "0", "'--top-k': 0 is not in the range x>=1"),
+])
+def test_out_of_range_options(runs, option, value, expected):
+    proc = sample(runs, "--checkpoint", runs / "long", option, value)
+    assert_one_line_error(proc, expected)
+
+
+def test_missing_checkpoint(runs, tmp_path):
+    proc = sample(runs, "--checkpoint", tmp_path / "absent.npz")
+    assert_one_line_error(proc, "absent.npz", "does not exist")
+
+
+def test_truncated_checkpoint(runs, tmp_path):
+    path = tmp_path / "latest.npz"
+    data = (runs / "long" / "latest.npz").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    proc = sample(runs, "--checkpoint", path)
+    assert_one_line_error(proc, str(path), "not a readable charrnn checkpoint")
+
+
+def test_run_directory_without_checkpoint(runs, tmp_path):
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    proc = sample(runs, "--checkpoint", empty)
+    assert_one_line_error(proc, str(empty), "holds no checkpoint")
+
+
+def test_checkpoint_option_is_required(runs):
+    proc = sample(runs, "--length", 10)
+    assert_one_line_error(proc, "--checkpoint")
+
+
+def test_missing_prime_file_gives_one_line(runs, tmp_path):
+    proc = sample(runs, "--checkpoint", runs / "long", "--prime-file", tmp_path / "nope.txt")
+    assert_one_line_error(proc, "nope.txt", "does not exist")
+
+
+def test_missing_prime_file_names_the_right_option(runs, tmp_path):
+    proc = sample(runs, "--checkpoint", runs / "long", "--prime-file", tmp_path / "nope.txt")
+    line = assert_one_line_error(proc, "nope.txt")
+    assert "--prime-file" in line and "--data" not in line
