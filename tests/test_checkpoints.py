@@ -11,8 +11,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import charrnn
@@ -22,41 +20,14 @@ from charrnn.callbacks import Callback
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.files import atomic_write
 from charrnn.model import PARAM_NAMES
-
-TEXT = "the quick brown fox jumps over the lazy dog.\nhow vexingly quick daft zebras jump!\n" * 5
-VOCAB = sorted(set(TEXT))
-#: Options that only cost time in these tests.
-LEAN = ("--no-gradcheck", "--no-plot", "--no-report", "--quiet")
-
+from helpers import LEAN, TEXT, VOCAB, assert_one_line_error, charrnn_cmd, run_options
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def charrnn_cmd(*args, cwd, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The installed console script (next to this interpreter first), as conftest runs it."""
-    exe = shutil.which("charrnn", path=str(Path(sys.executable).parent)) or shutil.which("charrnn")
-    assert exe, "the charrnn console script is not installed"
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    return subprocess.run([exe, *map(str, args)], cwd=str(cwd), env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
-def run_options(*args) -> dict:
-    """The options ``charrnn run ARGS`` would pass, plugin options and defaults included."""
-    from charrnn.cli import run
-
-    return dict(run.make_context("run", [str(a) for a in args]).params)
 
 
-def assert_one_line_error(proc, *parts) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 def digest(directory: Path) -> dict:

@@ -6,6 +6,7 @@ import re
 import sys
 
 import pytest
+from helpers import charrnn_cmd
 
 PASSAGE = 321
 
@@ -26,20 +27,13 @@ def run_options(*args) -> dict:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """One short run with samples every 1,000 updates, shared by the tests that only read it."""
-    import shutil
-    import subprocess
-    from pathlib import Path
-
     base = tmp_path_factory.mktemp("report")
     data = base / "words.txt"
     data.write_text(make_text(), encoding="utf-8")
-    script = shutil.which("charrnn", path=str(Path(sys.executable).parent))
-    assert script, "the charrnn console script is not installed next to the interpreter"
     out = base / "run"
-    proc = subprocess.run([script, "run", "--data", str(data), "--hidden", "16",
-                           "--iterations", "3000", "--sample-every", "1000", "--sample-length",
-                           "60", "--report-passage-length", str(PASSAGE), "--out", str(out)],
-                          cwd=str(base), capture_output=True, text=True, timeout=120)
+    proc = charrnn_cmd("run", "--data", data, "--hidden", 16, "--iterations", 3000,
+                       "--sample-every", 1000, "--sample-length", 60,
+                       "--report-passage-length", PASSAGE, "--out", out, cwd=base)
     assert proc.returncode == 0, proc.stderr
     return out, proc, (out / "report.md").read_text(encoding="utf-8")
 

@@ -1,41 +1,25 @@
 """``charrnn sample``: text from a saved checkpoint, through the installed console script."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy
 import pytest
 from charrnn.checkpoint import load_checkpoint
-
-TEXT = "the quick brown fox jumps over the lazy dog.\nhow vexingly quick daft zebras jump!\n" * 5
-VOCAB = sorted(set(TEXT))
-LEAN = ("--no-gradcheck", "--no-plot", "--no-report", "--quiet")
-
-
-def charrnn_cmd(*args, cwd, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The installed console script (next to this interpreter first), as conftest runs it."""
-    exe = shutil.which("charrnn", path=str(Path(sys.executable).parent)) or shutil.which("charrnn")
-    assert exe, "the charrnn console script is not installed"
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    return subprocess.run([exe, *map(str, args)], cwd=str(cwd), env=env, capture_output=True,
-                          text=True, timeout=timeout)
+from helpers import LEAN, TEXT, VOCAB, charrnn_cmd
+from helpers import assert_one_line_error as _one_line_error
 
 
 def assert_one_line_error(proc, *parts) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    for part in parts:
-        assert part in lines[0], lines[0]
-    assert proc.stdout == ""
-    return lines[0]
+    """``sample`` prints nothing on stdout when it fails."""
+    return _one_line_error(proc, *parts, quiet_stdout=True)
+
+
+
+
+
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from helpers import console_script
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -79,16 +80,9 @@ def broken_site(tmp_path_factory) -> Path:
 
 # -- running the launcher -----------------------------------------------------------------------
 
-def _console_script() -> str:
-    found = shutil.which("charrnn", path=str(Path(sys.executable).parent))
-    if found is None:
-        pytest.fail(f"the `charrnn` console script is not installed next to {sys.executable}")
-    return found
-
-
 def charrnn(*args: object, sites: List[Path], cwd: Path) -> subprocess.CompletedProcess:
     env = _subprocess_env(PYTHONPATH=os.pathsep.join(str(s) for s in sites))
-    return subprocess.run([_console_script(), *map(str, args)], cwd=str(cwd), env=env,
+    return subprocess.run([console_script(), *map(str, args)], cwd=str(cwd), env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -9,15 +9,7 @@ import re
 import pytest
 from charrnn.callbacks import Callback
 from charrnn.checkpoint import load_checkpoint
-
-TEXT = "the quick brown fox jumps over the lazy dog.\nhow vexingly quick daft zebras jump!\n" * 5
-
-
-def run_options(*args) -> dict:
-    """The options ``charrnn run ARGS`` would pass, plugin options and defaults included."""
-    from charrnn.cli import run
-
-    return dict(run.make_context("run", [str(a) for a in args]).params)
+from helpers import TEXT, assert_one_line_error, run_options
 
 
 def read_csv(path):
@@ -25,15 +17,6 @@ def read_csv(path):
         return list(csv.DictReader(fh))
 
 
-def assert_one_line_error(proc, *parts) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture

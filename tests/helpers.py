@@ -1,0 +1,55 @@
+"""Helpers shared by the test modules (pytest puts this folder on ``sys.path``)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+TEXT = "the quick brown fox jumps over the lazy dog.\nhow vexingly quick daft zebras jump!\n" * 5
+VOCAB = sorted(set(TEXT))
+#: Options that only cost time in tests that are not about those parts.
+LEAN = ("--no-gradcheck", "--no-plot", "--no-report", "--quiet")
+
+
+def console_script() -> str:
+    """The installed ``charrnn`` script, the one next to this interpreter first, so that a
+    ``charrnn`` from some other environment on PATH is never tested by mistake."""
+    found = shutil.which("charrnn", path=str(Path(sys.executable).parent)) or shutil.which("charrnn")
+    if found is None:
+        raise AssertionError(f"the `charrnn` console script is not installed next to "
+                             f"{sys.executable} nor on PATH; install the package first")
+    return found
+
+
+def charrnn_cmd(*args, cwd, env=None, launcher: str = "script",
+                timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the launcher in a subprocess, without any PYTHONPATH this process was given."""
+    cmd = [console_script()] if launcher == "script" else [sys.executable, "-m", "charrnn"]
+    full_env = dict(os.environ)
+    full_env.pop("PYTHONPATH", None)
+    full_env.update(env or {})
+    return subprocess.run(cmd + [str(a) for a in args], cwd=str(cwd), env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_options(*args) -> dict:
+    """The options ``charrnn run ARGS`` would pass, plugin options and defaults included."""
+    from charrnn.cli import run
+
+    return dict(run.make_context("run", [str(a) for a in args]).params)
+
+
+def assert_one_line_error(proc, *parts, quiet_stdout: bool = False) -> str:
+    """The command failed with exactly one ``Error: ...`` line naming ``parts``, no traceback."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    for part in parts:
+        assert part in lines[0], lines[0]
+    if quiet_stdout:
+        assert proc.stdout == ""
+    return lines[0]
