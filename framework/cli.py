@@ -113,6 +113,7 @@ def run(ctx: click.Context, **options: Any) -> None:
 def plugins_cmd(as_json: bool) -> None:
     """List installed backends, optimizers and callbacks, and plugins that failed to load."""
     reg = get_registry()
+    run.get_params(click.get_current_context())  # records plugin options that clash with run's
     rows: List[Dict[str, Any]] = []
     for kind in reg.KINDS:
         for name in reg.names(kind):
@@ -145,7 +146,7 @@ def conformance_cmd(ctx: click.Context, backend_name: str, pytest_args: Sequence
 
     PYTEST_ARGS go to pytest, e.g. charrnn conformance --backend cupy -- -x -k softmax
     """
-    from .testing import run_conformance
+    from .conformance import run_conformance
 
     ctx.exit(run_conformance(backend_name, list(pytest_args)))
 

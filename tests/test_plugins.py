@@ -312,3 +312,22 @@ def test_a_third_party_plugin_cannot_shadow_a_builtin_name(tmp_path):
         sys.path.remove(str(root))
         sys.modules.pop("charrnn_test_dup_mod", None)
         get_registry(refresh=True)
+
+
+def test_a_plugin_option_clashing_with_a_built_in_one_is_reported(run_charrnn, tmp_path):
+    root = tmp_path / "site"
+    root.mkdir()
+    make_dist(root, "clash-plugin", "0.3", {"clash": "clash_mod"}, {"clash_mod": '''
+        from charrnn import hookimpl
+
+        @hookimpl
+        def add_run_options(add_option):
+            add_option("--hidden", type=int, default=7, help="a second --hidden")
+    '''})
+    env = {"PYTHONPATH": str(root)}
+    listing = run_charrnn("plugins", env=env)
+    assert listing.returncode == 0, listing.stderr
+    failed = listing.stdout.split("failed to load:")[1]
+    assert "clash-plugin 0.3" in failed and "clashes with a built-in option" in failed
+    help_text = run_charrnn("run", "--help", env=env).stdout
+    assert help_text.count("--hidden") == 1 and "a second --hidden" not in help_text

@@ -1,0 +1,119 @@
+"""``charrnn conformance``: run the backend conformance suite against a registered backend.
+
+Kept apart from :mod:`charrnn.testing` so that the suite's module is first imported by pytest,
+after charrnn's ``pytest11`` plugin has asked for its assertions to be rewritten: failures then
+show the values compared, as they do when a backend author runs the suite with pytest.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import re
+import sys
+import tempfile
+import uuid
+from typing import Any, List, Sequence
+
+from .errors import CharrnnError
+
+PYTEST_MISSING = "the conformance suite needs pytest: pip install 'charrnn-kit[test]'"
+
+
+class _Tally:
+    """A pytest plugin object counting outcomes and skip reasons of one run."""
+
+    def __init__(self) -> None:
+        self.passed = self.failed = self.skipped = self.errors = 0
+        self.skip_reasons: "collections.Counter[str]" = collections.Counter()
+
+    def _skip(self, report: Any) -> None:
+        self.skipped += 1
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        self.skip_reasons[re.sub(r"^Skipped: ", "", str(reason))] += 1
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when == "call":
+            if report.passed:
+                self.passed += 1
+            elif report.failed:
+                self.failed += 1
+            elif report.skipped:
+                self._skip(report)
+        elif report.failed:  # an error in setup or teardown
+            self.errors += 1
+        elif report.skipped and report.when == "setup":
+            self._skip(report)
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.errors += 1
+
+    def summary(self, backend_name: str, origin: str) -> List[str]:
+        counts = (f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped"
+                  + (f", {self.errors} errors" if self.errors else ""))
+        if self.failed or self.errors:
+            verdict = "FAILED"
+        elif self.passed:
+            verdict = "passed"
+        else:
+            verdict = "nothing was checked"
+        lines = [f"charrnn conformance: backend {backend_name!r} ({origin}): {verdict}: {counts}"]
+        for reason, n in self.skip_reasons.most_common():
+            lines.append(f"  skipped {n}: {reason}")
+        return lines
+
+
+def run_conformance(backend_name: str, extra_args: Sequence[str] = ()) -> int:
+    """Run the conformance suite against the registered backend ``backend_name``.
+
+    Writes a three-line test module subclassing :class:`BackendConformance` into a temporary
+    directory and runs pytest on it in this process, with ``extra_args`` appended (``-x``,
+    ``-k softmax``, ``-v``...). Prints pytest's report, then one summary line with the counts of
+    passed, failed and skipped cases (and the skip reasons). Returns pytest's exit code (0 when
+    nothing failed, 1 when a case failed), except that a run where every case was skipped (a
+    backend that cannot run here) returns 1: the summary says that nothing was checked.
+
+    Raises :class:`CharrnnError` for an unknown backend name or when pytest is not installed.
+    """
+    try:
+        import pytest as _pytest
+    except ImportError:
+        raise CharrnnError(PYTEST_MISSING) from None
+    from .registry import get_registry
+
+    registry = get_registry()
+    names = registry.names("backend")
+    if backend_name not in names:
+        raise CharrnnError(f"unknown backend {backend_name!r}; available: "
+                           f"{', '.join(names) or 'none'}")
+    plugin = registry.items["backend"][backend_name].plugin
+    origin = f"{plugin.distribution} {plugin.version}"
+
+    tally = _Tally()
+    with tempfile.TemporaryDirectory(prefix="charrnn-conformance-") as tmp:
+        # A unique module name: pytest caches test modules in sys.modules by name.
+        stem = f"test_conformance_{re.sub(r'[^0-9A-Za-z_]', '_', backend_name)}_{uuid.uuid4().hex[:8]}"
+        with open(os.path.join(tmp, stem + ".py"), "w", encoding="utf-8") as fh:
+            fh.write("from charrnn.testing import BackendConformance\n\n\n"
+                     "class TestConformance(BackendConformance):\n"
+                     f"    backend = {backend_name!r}\n")
+        # Our own ini file, so that the user's pytest configuration (addopts, plugins) does not
+        # apply.
+        ini = os.path.join(tmp, "pytest.ini")
+        with open(ini, "w", encoding="utf-8") as fh:
+            fh.write("[pytest]\n")
+        args = [os.path.join(tmp, stem + ".py"), "-q", "-p", "no:cacheprovider", "-c", ini,
+                "--rootdir", tmp, "--import-mode=importlib", *extra_args]
+        try:
+            code = _pytest.main(args, plugins=[tally])
+        finally:
+            roots = (tmp, os.path.realpath(tmp))
+            for name in [n for n, mod in list(sys.modules.items())
+                         if (getattr(mod, "__file__", None) or "").startswith(roots)]:
+                del sys.modules[name]
+    for line in tally.summary(backend_name, origin):
+        print(line)
+    sys.stdout.flush()
+    if code == 0 and not tally.passed:
+        return 1  # every case skipped: asking to check a backend that cannot run here fails
+    return int(code)
