@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from charrnn.callbacks import Callback
+
 TEXT = "the quick brown fox jumps over the lazy dog.\nhow vexingly quick daft zebras jump!\n" * 5
 VOCAB = sorted(set(TEXT))
 #: Options that only cost time in tests that are not about those parts.
@@ -53,3 +55,19 @@ def assert_one_line_error(proc, *parts, quiet_stdout: bool = False) -> str:
     if quiet_stdout:
         assert proc.stdout == ""
     return lines[0]
+
+
+
+class Crash(Callback):
+    """Fails as a real crash would: an exception at update ``at``, after the last checkpoint and
+    without the one a clean end writes. Append it to ``trainer.callbacks``, after the built-ins."""
+
+    name = "crash"
+    order = 1000
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_update_end(self, trainer) -> None:
+        if trainer.update == self.at:
+            raise RuntimeError("simulated crash")

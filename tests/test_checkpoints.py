@@ -16,11 +16,18 @@ from pathlib import Path
 import charrnn
 import numpy
 import pytest
-from charrnn.callbacks import Callback
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.files import atomic_write
 from charrnn.model import PARAM_NAMES
-from helpers import LEAN, TEXT, VOCAB, assert_one_line_error, charrnn_cmd, run_options
+from helpers import (
+    LEAN,
+    TEXT,
+    VOCAB,
+    Crash,
+    assert_one_line_error,
+    charrnn_cmd,
+    run_options,
+)
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -189,18 +196,6 @@ def test_resume_continues_bit_for_bit(run_charrnn, data_file, tmp_path, sample_e
         assert samples_part[u] == samples_full[u], u
 
 
-class Crash(Callback):
-    """A crash in the middle of a run, after the checkpoint at update 200 was written."""
-
-    name = "crash"
-    order = 0
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_update_end(self, trainer) -> None:
-        if trainer.update == self.at:
-            raise RuntimeError("simulated crash")
 
 
 @pytest.fixture(scope="module")

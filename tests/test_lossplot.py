@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from charrnn.callbacks import Callback
+from helpers import Crash
 
 COLUMNS = ["update", "epoch", "loss", "smooth_loss", "val_loss", "updates_per_second"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -114,18 +114,6 @@ def test_plot_loss_draws_with_and_without_points(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
 
 
-class Crash(Callback):
-    """Fails as a real crash would: after the last checkpoint, without on_train_end."""
-
-    name = "crash"
-    order = 1000
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_update_end(self, trainer) -> None:
-        if trainer.update == self.at:
-            raise RuntimeError("simulated crash")
 
 
 def test_resume_after_crash_drops_rows_past_the_checkpoint(run_charrnn, data_file, tmp_path):
