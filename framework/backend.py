@@ -1,12 +1,20 @@
 """The array backend interface, in the style of thinc's ``Ops``.
 
 Every operation is written once against ``self.xp`` (NumPy's API, which CuPy mirrors). A backend
-sets ``xp`` and overrides only what must differ on its device: a scatter-add, a fused recurrence
-kernel, a fused optimizer update. The model's forward and backward pass is written once, against
-these operations, in :mod:`charrnn.model`.
+sets ``xp`` and overrides only what must differ on its device or what it can do faster: a
+scatter-add, a fused recurrence kernel, a fused optimizer update. The base class is also the
+reference the conformance suite checks every backend against, so its code is kept plain.
 
 Arrays passed to and returned from these methods live on the backend's device. Host data enters
 through :meth:`asarray` and leaves through :meth:`to_numpy`; nothing else crosses.
+
+Shapes follow one convention: time first, then batch, then features, ``(T, B, ·)``, as thinc's
+``(nL, nB, nO)``. A sequence operation sees the whole sequence at once, so a backend can replace
+it with one kernel (thinc's ``Ops.lstm_forward_training`` and ``Ops.backprop_lstm`` are the
+model).
+
+Operations never keep references to their arguments and never assume anything about the contents
+of an output array on entry: every element they are documented to write is written.
 """
 from __future__ import annotations
 
@@ -14,15 +22,20 @@ from typing import Any, ClassVar, Dict, Sequence
 
 import numpy
 
+from .recurrent_ops import RecurrentOps
+
 Array = Any  # an ndarray of the backend's array module
 
 
-class Backend:
+class Backend(RecurrentOps):
     """Base class for array backends.
 
     Subclasses set :attr:`name` (what ``--backend`` takes) and :attr:`xp`. Capability flags in
     :attr:`capabilities` let a backend declare what it does not support (for example
     ``{"float64": False}``); the conformance suite skips those cases instead of failing them.
+
+    The recurrences of the built-in models (:meth:`rnn_forward`, :meth:`lstm_backward`, ...) come
+    from :class:`charrnn.recurrent_ops.RecurrentOps`.
     """
 
     name: ClassVar[str] = "base"
@@ -68,39 +81,19 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work, so that timings mean something."""
 
-    # -- the operations the model is written against ------------------------------------------
+    def dropout_mask(self, rng: numpy.random.Generator, shape: Sequence[int],
+                     p: float) -> Array:
+        """A mask of ``0`` (probability ``p``) and ``1 / (1 - p)`` (inverted dropout).
 
-    def rnn_forward(self, W: Array, A_in: Array, H: Array, tmp: Array) -> Array:
-        """The recurrence ``H[t+1] = tanh(W @ H[t] + A_in[t])``; ``H[0]`` holds the incoming state.
-
-        ``A_in`` (T, m) already holds the input projection and bias. ``H`` (T+1, m) is written in
-        place from row 1; ``tmp`` (m,) is scratch. Only this loop and its backward twin step
-        through time.
+        Draws come from ``rng``, a host generator that the trainer saves in checkpoints, so a
+        resumed run drops exactly the units an uninterrupted one would. A device backend may
+        draw on the device instead, as long as the draws follow from ``rng`` alone (a seed taken
+        from it, say).
         """
-        # Iterating rows and passing ``out`` positionally keeps the per-step Python overhead low:
-        # at m=100 each step's arithmetic costs about as much as the calls that launch it.
-        dot, add, tanh = self.xp.dot, self.xp.add, self.xp.tanh
-        for a_t, h_prev, h_t in zip(A_in, H[:-1], H[1:]):
-            dot(W, h_prev, tmp)
-            add(tmp, a_t, h_t)
-            tanh(h_t, h_t)
-        return H
+        keep = rng.random(tuple(shape)) >= p
+        return self.asarray(keep * (1.0 / (1.0 - p)), dtype=self.dtype)
 
-    def rnn_backward(self, W: Array, D: Array, dH: Array, dA: Array, tmp: Array) -> Array:
-        """Back-propagate through the recurrence.
-
-        ``D`` (T, m) is ``1 - H**2``; ``dH`` (T, m) the loss gradient reaching each hidden state
-        from the output layer. Writes and returns ``dA`` (T, m), the gradient at each
-        pre-activation: ``dA[t] = (dH[t] + W.T @ dA[t+1]) * D[t]``.
-        """
-        dot, add, multiply = self.xp.dot, self.xp.add, self.xp.multiply
-        T = dH.shape[0]
-        multiply(dH[T - 1], D[T - 1], dA[T - 1])
-        for t in range(T - 2, -1, -1):
-            dot(dA[t + 1], W, tmp)
-            add(tmp, dH[t], tmp)
-            multiply(tmp, D[t], dA[t])
-        return dA
+    # -- elementwise and reductions ----------------------------------------------------------
 
     def softmax(self, O: Array, axis: int = -1) -> Array:
         """Softmax along ``axis``, stable against overflow; overwrites and returns ``O``."""
@@ -111,32 +104,44 @@ class Backend:
         return O
 
     def segment_sum(self, ids: Array, values: Array, out: Array) -> Array | None:
-        """``out[k] = sum of values[t] where ids[t] == k``; rows of ``out`` no id names are zero.
+        """``out[k] = sum of values[i] where ids[i] == k``; rows of ``out`` no id names are zero.
 
-        This is the gradient of a row gather (the input projection ``U[:, x]``). A backend that
-        learns the distinct ids cheaply along the way returns them, sorted, so optimizers can
-        skip the rows that stayed zero; one that would need a device-to-host sync to know them
-        returns None.
+        ``ids`` is one-dimensional, of any integer dtype (a corpus stores ids as ``uint8`` or
+        ``uint16``); ``values`` is ``(len(ids), n)`` and ``out`` ``(K, n)``, possibly a view into
+        a larger flat array. This is the gradient of a row lookup (an embedding table, the input
+        projection of every built-in model). A backend that learns the distinct ids cheaply along
+        the way returns them, sorted, so optimizers can skip the rows that stayed zero; one that
+        would need a device-to-host sync to know them returns None.
         """
         out[...] = 0
         self.xp.add.at(out, ids, values)
         return None
 
     def clip_(self, x: Array, lo: float, hi: float) -> None:
+        """Clip ``x`` to ``[lo, hi]`` in place."""
         self.xp.clip(x, lo, hi, out=x)
 
-    def sgd_(self, param: Array, grad: Array, eta: float) -> None:
-        """``param -= eta * grad`` in place."""
+    # -- optimizer updates: clipping and the update are one operation per flat array ------------
+    #
+    # Each takes the model's flat gradient array, clips it elementwise to [-clip, clip] in place
+    # (clip 0 leaves it alone: the array is the model's gradient buffer, rewritten every update),
+    # then updates ``param`` and the optimizer's state in place. ``scratch`` has ``param``'s shape
+    # and holds nothing on entry. A backend fuses each into one kernel where it can.
+
+    def _clip_grad(self, grad: Array, clip: float) -> None:
+        if clip:
+            self.clip_(grad, -clip, clip)
+
+    def sgd_(self, param: Array, grad: Array, eta: float, clip: float = 0.0) -> None:
+        """``param -= eta * clip(grad)``."""
+        self._clip_grad(grad, clip)
         param -= eta * grad
 
     def adagrad_(self, param: Array, grad: Array, mem: Array, eta: float, eps: float,
-                 scratch: Array) -> None:
-        """AdaGrad in place: ``mem += grad**2; param -= eta * grad / sqrt(mem + eps)``.
-
-        ``scratch`` has ``param``'s shape; reusing it avoids allocating (and, for large arrays,
-        page-faulting in) fresh temporaries every update.
-        """
+                 clip: float, scratch: Array) -> None:
+        """AdaGrad: ``g = clip(grad); mem += g**2; param -= eta * g / sqrt(mem + eps)``."""
         xp = self.xp
+        self._clip_grad(grad, clip)
         xp.multiply(grad, grad, scratch)
         xp.add(mem, scratch, mem)
         xp.add(mem, eps, scratch)
@@ -144,3 +149,45 @@ class Backend:
         xp.divide(grad, scratch, scratch)
         xp.multiply(scratch, eta, scratch)
         xp.subtract(param, scratch, param)
+
+    def rmsprop_(self, param: Array, grad: Array, ms: Array, eta: float, decay: float,
+                 eps: float, clip: float, scratch: Array) -> None:
+        """RMSProp as char-rnn's ``optim.rmsprop``:
+        ``g = clip(grad); ms = decay * ms + (1 - decay) * g**2; param -= eta * g / (sqrt(ms) + eps)``.
+        """
+        xp = self.xp
+        self._clip_grad(grad, clip)
+        xp.multiply(grad, grad, scratch)
+        scratch *= 1.0 - decay
+        ms *= decay
+        ms += scratch
+        xp.sqrt(ms, scratch)
+        scratch += eps
+        xp.divide(grad, scratch, scratch)
+        scratch *= eta
+        param -= scratch
+
+    def adam_(self, param: Array, grad: Array, m: Array, v: Array, eta: float, beta1: float,
+              beta2: float, eps: float, step: int, clip: float, scratch: Array) -> None:
+        """Adam with bias correction, as ``torch.optim.Adam``; ``step`` counts from 1.
+
+        ``g = clip(grad); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g**2;
+        param -= eta * (m / (1 - b1**step)) / (sqrt(v / (1 - b2**step)) + eps)``.
+        """
+        xp = self.xp
+        self._clip_grad(grad, clip)
+        m *= beta1
+        xp.multiply(grad, 1.0 - beta1, scratch)
+        m += scratch
+        v *= beta2
+        xp.multiply(grad, grad, scratch)
+        scratch *= 1.0 - beta2
+        v += scratch
+        correction1 = 1.0 - beta1 ** step
+        correction2 = 1.0 - beta2 ** step
+        xp.sqrt(v, scratch)
+        scratch *= 1.0 / correction2 ** 0.5
+        scratch += eps
+        xp.divide(m, scratch, scratch)
+        scratch *= eta / correction1
+        param -= scratch

@@ -1,9 +1,13 @@
 """Checkpoints that are safe to load from anyone: ``.npz`` arrays plus a JSON header, no pickle.
 
-One file holds everything a run needs to continue exactly: parameters, optimizer state, hidden
-state, update count, text position, smooth loss, callbacks' state (random streams included), the
-vocabulary, the configuration, and the backend, dtype and charrnn version that wrote it. Arrays
+One file holds everything a run needs to continue exactly: parameters, optimizer state, the
+streams' recurrent state, update count, stream position, smooth loss, the dropout stream,
+callbacks' state (random streams included), the vocabulary, the configuration, the model's name,
+options and parameter shapes, and the backend, dtype and charrnn version that wrote it. Arrays
 are stored as host NumPy arrays, so a checkpoint written by one backend loads in any other.
+
+Format versions: 1 was written by charrnn 0.1.0 (the vanilla RNN at batch 1, its hidden state in
+``hidden``); 2 names the model and stores the state as ``state.0``, ``state.1``, ... Both load.
 
 Files are written to a temporary name and renamed into place, so an interrupted save never
 leaves a truncated ``latest.npz`` or ``best.npz`` behind.
@@ -14,16 +18,15 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy
 
 from .errors import CharrnnError
 from .files import atomic_write
-from .model import PARAM_NAMES
 
 FORMAT = "charrnn-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -31,7 +34,8 @@ class Checkpoint:
     meta: Dict[str, Any]
     params: Dict[str, numpy.ndarray]
     optimizer: Dict[str, Any]
-    hidden: numpy.ndarray
+    #: The recurrent state, one host array per entry of the model's state tuple.
+    state: List[numpy.ndarray]
     path: Optional[str] = None
     extra: Dict[str, numpy.ndarray] = field(default_factory=dict)
 
@@ -43,6 +47,14 @@ class Checkpoint:
     def config(self) -> Dict[str, Any]:
         return dict(self.meta["config"])
 
+    @property
+    def model_name(self) -> str:
+        return str(self.meta["model"]["name"])
+
+    @property
+    def model_options(self) -> Dict[str, Any]:
+        return dict(self.meta["model"].get("options") or {})
+
 
 def save_checkpoint(path: str, ckpt: Checkpoint) -> None:
     """Write ``ckpt`` to ``path`` atomically."""
@@ -53,9 +65,10 @@ def save_checkpoint(path: str, ckpt: Checkpoint) -> None:
             arrays[f"optim.{key}"] = value
         else:
             optimizer_scalars[key] = value
-    arrays["hidden"] = numpy.asarray(ckpt.hidden)
+    for i, array in enumerate(ckpt.state):
+        arrays[f"state.{i}"] = numpy.asarray(array)
     meta = {**ckpt.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
-            "optimizer_state": optimizer_scalars}
+            "optimizer_state": optimizer_scalars, "state_arrays": len(ckpt.state)}
     arrays["meta"] = numpy.array(json.dumps(meta))
     atomic_write(path, lambda fh: numpy.savez(fh, **arrays))
 
@@ -84,7 +97,7 @@ def load_checkpoint(path: str) -> Checkpoint:
     try:
         with numpy.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, AttributeError):
         raise unreadable from None
     if "meta" not in arrays:
         raise unreadable
@@ -99,36 +112,55 @@ def load_checkpoint(path: str) -> Checkpoint:
     if missing:
         raise CharrnnError(f"{path} lacks {', '.join(missing)} in its header; it is not a complete "
                            "charrnn checkpoint (damaged or edited)")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CharrnnError(f"{path} was written by a newer charrnn ({meta.get('charrnn_version')});"
                            " upgrade charrnn-kit to read it")
+    if not isinstance(meta.get("vocab"), list) or not isinstance(meta.get("config"), dict):
+        raise CharrnnError(f"{path} lacks its vocabulary or configuration; it is not a complete "
+                           "charrnn checkpoint")
+    if version < 2:
+        _upgrade_v1(path, meta, arrays)
+    model = meta.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("shapes"), dict) \
+            or not isinstance(model.get("name"), str):
+        raise CharrnnError(f"{path} does not say which model it holds; it is damaged or was "
+                           "edited")
     try:
-        params = {name: arrays.pop(f"param.{name}") for name in PARAM_NAMES}
-        hidden = arrays.pop("hidden")
-    except KeyError:
+        params = {name: arrays.pop(f"param.{name}") for name in model["shapes"]}
+        state = [arrays.pop(f"state.{i}") for i in range(int(meta.get("state_arrays", 0)))]
+    except (KeyError, TypeError, ValueError):
         raise unreadable from None
+    for name, array in params.items():
+        shape = tuple(model["shapes"][name])
+        if array.shape != shape:
+            raise CharrnnError(f"{path}: parameter {name} has shape {array.shape} but the header "
+                               f"says {shape}; the file is damaged or was edited")
     optimizer: Dict[str, Any] = dict(meta.get("optimizer_state", {}))
     for key in [k for k in arrays if k.startswith("optim.")]:
         optimizer[key[len("optim."):]] = arrays.pop(key)
-    _check_shapes(path, meta, params, hidden)
-    return Checkpoint(meta=meta, params=params, optimizer=optimizer, hidden=hidden, path=path,
+    return Checkpoint(meta=meta, params=params, optimizer=optimizer, state=state, path=path,
                       extra=arrays)
 
 
-def _check_shapes(path: str, meta: Dict[str, Any], params: Dict[str, numpy.ndarray],
-                  hidden: numpy.ndarray) -> None:
-    from .model import param_shapes
-
+def _upgrade_v1(path: str, meta: Dict[str, Any], arrays: Dict[str, numpy.ndarray]) -> None:
+    """A 0.1.0 checkpoint in format 2's terms: the one-layer vanilla RNN at batch 1."""
     try:
         K, m = len(meta["vocab"]), int(meta["config"]["hidden"])
     except (KeyError, TypeError, ValueError):
-        raise CharrnnError(f"{path} lacks its vocabulary or configuration; it is not a complete "
+        raise CharrnnError(f"{path} lacks its vocabulary or hidden size; it is not a complete "
                            "charrnn checkpoint") from None
-    expected = param_shapes(K, m)
-    for name, shape in expected.items():
-        if tuple(params[name].shape) != shape:
-            raise CharrnnError(f"{path}: parameter {name} has shape {tuple(params[name].shape)} "
-                               f"but its vocabulary and hidden size need {shape}; the file is "
-                               "damaged or was edited")
-    if tuple(hidden.shape) != (m,):
-        raise CharrnnError(f"{path}: hidden state has shape {tuple(hidden.shape)}, expected ({m},)")
+    if "hidden" not in arrays:
+        raise CharrnnError(f"{path} lacks its hidden state; it is damaged or was edited")
+    hidden = arrays.pop("hidden")
+    if hidden.shape != (m,):
+        raise CharrnnError(f"{path}: hidden state has shape {hidden.shape}, expected ({m},)")
+    arrays["state.0"] = hidden.reshape(1, 1, m)
+    meta["state_arrays"] = 1
+    meta["model"] = {"name": "rnn", "options": {"hidden": m, "layers": 1},
+                     "shapes": {"W": [m, m], "U": [m, K], "V": [K, m], "b": [m], "c": [K]}}
+    meta.setdefault("batch_size", 1)
+    config = meta["config"]
+    config.setdefault("model", "rnn")
+    config.setdefault("layers", 1)
+    config.setdefault("batch_size", 1)

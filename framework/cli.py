@@ -13,6 +13,7 @@ import click
 
 from . import DISTRIBUTION, __version__
 from .errors import CharrnnError
+from .options import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, FiniteFloat
 from .registry import get_registry
 
 
@@ -36,7 +37,6 @@ class RegistryChoice(click.Choice):
         pass
 
 
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -70,22 +70,42 @@ class RunCommand(click.Command):
 @cli.command(cls=RunCommand)
 @click.option("--backend", type=RegistryChoice("backend"), default="numpy", show_default=True,
               help="Array backend to compute with.")
+@click.option("--model", type=RegistryChoice("model"), default="rnn", show_default=True,
+              help="Model to train: rnn is the course's vanilla RNN; lstm and gru are char-rnn's "
+                   "gated cells.")
 @click.option("--optimizer", type=RegistryChoice("optimizer"), default="adagrad",
               show_default=True, help="Optimizer for the updates.")
 @click.option("--data", type=str, default=None,
               help="Text file to train on [default: the Python language reference shipped with CPython].")
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --data.")
 @click.option("--hidden", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Hidden state size m.")
+              help="Hidden state size m (per layer).")
+@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Recurrent layers stacked on each other.")
+@click.option("--dropout", type=FiniteFloat(min=0, max=1, max_open=True), default=0.0,
+              show_default=True,
+              help="Probability of dropping each unit of a layer's output on its way up, during "
+                   "training only (as in char-rnn).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Streams read in parallel: the text is cut into this many contiguous stripes, "
+                   "each with its own hidden state.")
 @click.option("--seq-length", type=click.IntRange(min=1), default=25, show_default=True,
-              help="Characters per update (back-propagation length).")
-@click.option("--eta", type=POSITIVE_FLOAT, default=0.1, show_default=True, help="Learning rate.")
-@click.option("--sigma", type=POSITIVE_FLOAT, default=0.01, show_default=True,
-              help="Standard deviation of the initial weights.")
-@click.option("--iterations", type=click.IntRange(min=1), default=100_000, show_default=True,
-              help="Number of updates.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed for the initial weights and the sampler.")
+              help="Characters per update and stream (back-propagation length).")
+@click.option("--eta", type=POSITIVE_FLOAT, default=None,
+              help="Learning rate [default: the optimizer's own: 0.1 for adagrad and sgd, 0.002 "
+                   "for adam and rmsprop].")
+@click.option("--clip", type=NON_NEGATIVE_FLOAT, default=5.0, show_default=True,
+              help="Clip every gradient entry to [-clip, clip] before the update (0: no clip).")
+@click.option("--sigma", type=POSITIVE_FLOAT, default=None,
+              help="Standard deviation of the initial weights [default: the model's own: 0.01 "
+                   "for rnn, 0.05 for lstm and gru].")
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="Number of updates [default: 100000, or no limit with --time-limit].")
+@click.option("--time-limit", type=POSITIVE_FLOAT, default=None, metavar="SECONDS",
+              help="Stop after this many seconds of training (over the run's whole life, resumes "
+                   "included), saving a checkpoint and the report.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed for the initial weights, dropout and the sampler.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True, help="Floating-point precision.")
 @click.option("--out", type=str, default=None,
@@ -94,12 +114,12 @@ class RunCommand(click.Command):
               help="Updates between progress lines.")
 @click.option("--resume", type=str, default=None, metavar="RUN_DIR",
               help="Continue the run in RUN_DIR exactly where its latest checkpoint left off.")
-@click.option("--val-frac", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+@click.option("--val-frac", type=FiniteFloat(min=0, max=1, max_open=True), default=0.0,
               show_default=True, help="Fraction of the text, from its end, held out for validation.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
 def run(ctx: click.Context, **options: Any) -> None:
-    """Train a vanilla RNN on a text, printing progress and samples."""
+    """Train a character-level model on a text, printing progress and samples."""
     from .session import start_run
 
     explicit = [name for name in options
@@ -111,7 +131,7 @@ def run(ctx: click.Context, **options: Any) -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def plugins_cmd(as_json: bool) -> None:
-    """List installed backends, optimizers and callbacks, and plugins that failed to load."""
+    """List installed backends, models, optimizers and callbacks, and plugins that failed to load."""
     reg = get_registry()
     run.get_params(click.get_current_context())  # records plugin options that clash with run's
     rows: List[Dict[str, Any]] = []

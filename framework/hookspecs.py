@@ -2,7 +2,10 @@
 
 A plugin is a module (or object) with functions marked ``@charrnn.hookimpl`` whose names match the
 specifications below. It is found through the ``charrnn`` entry-point group, exactly as the
-built-in backends, optimizers and callbacks are.
+built-in backends, models, optimizers and callbacks are.
+
+As with pluggy's own hooks, an implementation may take fewer arguments than its specification
+names: it is called with only the ones it asks for.
 """
 from __future__ import annotations
 
@@ -25,6 +28,19 @@ def register_backends(register: Callable[[type], None]) -> None:
 
     :param register: call ``register(BackendClass)`` once per backend. The class's ``name``
         attribute is the name users pass to ``--backend``.
+
+    Called once, when the plugin registry is first read (for ``--help``, shell completion,
+    ``charrnn plugins`` or a run). The return value is ignored.
+    """
+
+
+@hookspec
+def register_models(register: Callable[[type], None]) -> None:
+    """Register models.
+
+    :param register: call ``register(ModelClass)`` once per model, a subclass of
+        :class:`charrnn.model.Model`. The class's ``name`` attribute is the name users pass to
+        ``--model``.
 
     Called once, when the plugin registry is first read (for ``--help``, shell completion,
     ``charrnn plugins`` or a run). The return value is ignored.

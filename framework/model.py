@@ -1,210 +1,255 @@
-"""The vanilla RNN of the course assignment, written once against the backend interface.
+"""The model interface: what the trainer, checkpoints, gradient check, sampler and report see.
 
-    a_t = W h_{t-1} + U x_t + b,   h_t = tanh(a_t),   o_t = V h_t + c,   p_t = softmax(o_t)
-    loss = -sum_t log p_t[y_t]
+A model is a plugin (``register_models``). It owns its parameters as named views into one flat
+array and its gradients as views into another (:class:`charrnn.params.FlatParams`), so that
+clipping and the optimizer update stay one operation each over the whole model. It reads
+sequences of character ids shaped ``(T, B)``: ``T`` steps of ``B`` parallel streams.
 
-All five parameters live as views into one flat array, and their gradients as views into another.
-Clipping and the optimizer then act on the flat arrays in one operation each, whatever the
-backend, instead of once per parameter.
+Its recurrent state is opaque to everyone else: a tuple of arrays, each with the batch on axis 1
+(``(layers, B, m)`` for the built-in models: ``(h,)`` for rnn and gru, ``(h, c)`` for lstm; an
+empty tuple for a model with no state). That one rule lets the trainer reset it, checkpoints save
+it, and the sampler take one stream's row of it without knowing what it holds.
 
-Back-propagation through time is vectorised: only the recurrence steps through time; the input
-projection is a row gather, and the output layer, softmax, loss and the gradients of V, c, W and b
-are one matrix operation each over the whole sequence. dU is a segment sum by character id.
+The loss is the cross-entropy summed over the ``T`` steps of a sequence and averaged over the
+``B`` streams, so that it reads the same at every batch size (the course's smooth loss starts at
+``T ln K``); gradients are those of that loss.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, NamedTuple, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 
 from .backend import Array, Backend
+from .errors import CharrnnError
+from .params import FlatParams, GradientSupport, Layout, layout_size
 
-PARAM_NAMES = ("b", "c", "U", "V", "W")
+State = Tuple[Array, ...]
+
+__all__ = ["Model", "State", "GradientSupport", "layer_names"]
 
 
-class GradientSupport(NamedTuple):
-    """Where a flat gradient can be non-zero: entries ``[0, dense)``, and after them, of the
-    ``row_size``-wide rows that follow, only ``rows``.
+def layer_names(names: Sequence[str], layers: int) -> List[Tuple[str, ...]]:
+    """Per-layer parameter names: as given for one layer, numbered from 1 for a stack.
 
-    A hint for optimizers whose update is zero where the gradient is zero (SGD, AdaGrad): they
-    can skip the rest exactly. Others ignore it.
+    ``layer_names(("W", "U", "b"), 2) == [("W1", "U1", "b1"), ("W2", "U2", "b2")]``; with one
+    layer the names stay the course's (``W``, ``U``, ``b``), so one-layer checkpoints and
+    gradient-check tables read as the assignment does.
+    """
+    if layers == 1:
+        return [tuple(names)]
+    return [tuple(f"{n}{layer}" for n in names) for layer in range(1, layers + 1)]
+
+
+class Model:
+    """Base class for models; subclasses set :attr:`name` and the methods marked below.
+
+    Options every model is built with (a model may ignore those it has no use for, or refuse a
+    value with :class:`charrnn.errors.CharrnnError`): ``hidden`` (state size per layer),
+    ``layers``, ``dropout`` (probability of dropping a unit between layers, during training
+    only), ``sigma`` (standard deviation of the initial weights; None for the model's
+    :attr:`default_sigma`) and ``seed``. ``params`` (host arrays by name) replaces the
+    initialisation, as when a checkpoint is loaded.
     """
 
-    dense: int
-    row_size: int
-    rows: Array
+    name: ClassVar[str] = "base"
+    #: Standard deviation of the initial weights when ``--sigma`` is not given.
+    default_sigma: ClassVar[float] = 0.01
 
-
-def param_shapes(vocab_size: int, hidden: int) -> Dict[str, Tuple[int, ...]]:
-    K, m = vocab_size, hidden
-    return {"b": (m,), "c": (K,), "U": (m, K), "V": (K, m), "W": (m, m)}
-
-
-def init_params(vocab_size: int, hidden: int, sigma: float, seed: int) -> Dict[str, numpy.ndarray]:
-    """Host-side initialisation, so that every backend starts from the same numbers.
-
-    Weights are ``randn * sigma`` drawn in the assignment's order (U, W, V); biases are zero.
-    """
-    rng = numpy.random.default_rng(seed)
-    shapes = param_shapes(vocab_size, hidden)
-    out = {name: numpy.zeros(shape) for name, shape in shapes.items()}
-    for name in ("U", "W", "V"):
-        out[name] = rng.standard_normal(shapes[name]) * sigma
-    return out
-
-
-class _Views(dict):
-    """Named views into one flat array, laid out for the hot path.
-
-    ``Vc`` (K, m+1) holds V with c as its last column, so that one product with the hidden states
-    (padded with a column of ones) gives the logits, and one gives dV and dc together. ``Ut``
-    (K, m) is U stored transposed, so the input projection gathers contiguous rows and dU is a
-    segment sum of rows; it comes last, after the parameters whose gradients are always dense,
-    so an optimizer can skip its rows that no character of the sequence touched. Users, checks
-    and checkpoints see the assignment's names and shapes (``b c U V W``) as views.
-    """
-
-    def __init__(self, flat: Array, vocab_size: int, hidden: int):
-        super().__init__()
-        K, m = vocab_size, hidden
-        self.flat = flat
-        offset = 0
-        for name, shape in (("Vc", (K, m + 1)), ("W", (m, m)), ("b", (m,)), ("Ut", (K, m))):
-            size = math.prod(shape)
-            self[name] = flat[offset : offset + size].reshape(shape)
-            offset += size
-        #: Entries [0, dense) have dense gradients; the rest are the rows of ``Ut``.
-        self.dense = offset - K * m
-        self["V"] = self["Vc"][:, :m]
-        self["c"] = self["Vc"][:, m]
-        self["U"] = self["Ut"].T
-
-
-class RNN:
-    """Parameters, gradients and scratch space of one vanilla RNN on one backend."""
-
-    def __init__(self, backend: Backend, vocab_size: int, hidden: int,
-                 params: Dict[str, numpy.ndarray] | None = None, *, sigma: float = 0.01,
-                 seed: int = 0) -> None:
+    def __init__(self, backend: Backend, vocab_size: int, *, hidden: int = 100, layers: int = 1,
+                 dropout: float = 0.0, sigma: Optional[float] = None, seed: int = 0,
+                 params: Optional[Dict[str, Any]] = None) -> None:
+        if int(layers) < 1:
+            raise CharrnnError(f"--layers {layers} is not a number of layers; pass 1 or more")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise CharrnnError(f"--dropout {dropout} is outside [0, 1); pass a probability such "
+                               "as 0.2, or 0 for none")
         self.backend = backend
-        self.K = vocab_size
-        self.m = hidden
-        self.shapes = param_shapes(vocab_size, hidden)
-        self.size = sum(math.prod(s) for s in self.shapes.values())
-        self.params = _Views(backend.zeros(self.size), vocab_size, hidden)
-        self.grads = _Views(backend.zeros(self.size), vocab_size, hidden)
+        self.K = int(vocab_size)
+        self.hidden = int(hidden)
+        self.layers = int(layers)
+        self.dropout = float(dropout)
+        self.sigma = self.default_sigma if sigma is None else float(sigma)
+        #: Parameter shapes by name, in the order tables and checkpoints list them.
+        self.shapes: Dict[str, Tuple[int, ...]] = self.param_shapes(
+            self.K, hidden=self.hidden, layers=self.layers)
+        layout = self.layout()
+        self.size = layout_size(layout)
+        if self.size != sum(math.prod(s) for s in self.shapes.values()):
+            raise ValueError(f"{type(self).__name__}.layout() does not store every parameter once")
+        self.params = FlatParams(backend.zeros(self.size), layout)
+        self.grads = FlatParams(backend.zeros(self.size), layout)
+        self.add_aliases(self.params)
+        self.add_aliases(self.grads)
         #: Where the last gradient can be non-zero (see :class:`GradientSupport`), or None.
-        self.support: GradientSupport | None = None
-        if params is None:
-            params = init_params(vocab_size, hidden, sigma, seed)
-        self.set_params(params)
-        self._scratch: Dict[int, Dict[str, Array]] = {}
+        self.support: Optional[GradientSupport] = None
+        self._buffers: Dict[Tuple[str, Tuple[int, ...]], Array] = {}
+        self.set_params(self.init_params(seed) if params is None else params)
+
+    # -- what a model defines ----------------------------------------------------------------
+
+    @classmethod
+    def param_shapes(cls, vocab_size: int, *, hidden: int, layers: int) -> Dict[str, Tuple[int, ...]]:
+        """Parameter shapes by name, for a vocabulary of ``vocab_size`` characters."""
+        raise NotImplementedError
+
+    def char_axes(self) -> Dict[str, int]:
+        """For each parameter indexed by the input character's id, the axis the id indexes.
+
+        The gradient check samples most of its entries where the sequence's characters are,
+        since elsewhere the gradient of such a parameter is exactly zero.
+        """
+        return {}
+
+    def layout(self) -> Layout:
+        """How the parameters are stored in the flat array: ``[(name, shape), ...]``.
+
+        By default :attr:`shapes` in order. A model may store a parameter under another name
+        and shape (transposed, say) and give users its own name through :meth:`add_aliases`;
+        its character-indexed table goes last, so :class:`GradientSupport` can describe it.
+        """
+        return list(self.shapes.items())
+
+    def add_aliases(self, views: FlatParams) -> None:
+        """Name views of stored arrays that :meth:`layout` stores under another name."""
+
+    def init_params(self, seed: int) -> Dict[str, numpy.ndarray]:
+        """Host-side initialisation, so every backend starts from the same numbers.
+
+        By default: matrices ``randn * sigma`` in :attr:`shapes` order from one generator
+        seeded with ``seed``, vectors (biases) zero.
+        """
+        rng = numpy.random.default_rng(seed)
+        return {name: (rng.standard_normal(shape) * self.sigma if len(shape) > 1
+                       else numpy.zeros(shape)) for name, shape in self.shapes.items()}
+
+    def zero_state(self, batch: int) -> State:
+        """The state a stream starts from (and is reset to at each epoch)."""
+        raise NotImplementedError
+
+    def loss_and_grads(self, x: Array, y: Array, state: State,
+                       rng: Optional[numpy.random.Generator] = None) -> Tuple[Any, State]:
+        """Forward and backward over one batch of sequences.
+
+        ``x`` and ``y`` are integer ids shaped (T, B) on the device; ``state`` is not modified.
+        Fills :attr:`grads` (unclipped) and :attr:`support`; returns the loss (summed over
+        steps, averaged over the batch) as a device scalar, and the state after the last step.
+        ``rng`` is given while training: a model with dropout draws its masks from it; without
+        it (gradient checks, evaluation) dropout is off.
+        """
+        raise NotImplementedError
+
+    def loss(self, x: Array, y: Array, state: State) -> Tuple[float, State]:
+        """The loss alone, as a host float, and the state after the last step; no dropout."""
+        raise NotImplementedError
+
+    def step(self, state: State, ids: Array) -> Tuple[State, Array]:
+        """One step of generation: ``ids`` (B,) in, the next state and logits (B, K) out."""
+        raise NotImplementedError
+
+    def options(self) -> Dict[str, Any]:
+        """What, besides the vocabulary, fixes this model's shape: saved in checkpoints."""
+        return {"hidden": self.hidden, "layers": self.layers}
+
+    def describe(self) -> str:
+        """One line for logs and reports."""
+        layers = f"{self.layers} layers of {self.hidden}" if self.layers > 1 else \
+            f"hidden {self.hidden}"
+        drop = f", dropout {self.dropout:g}" if self.dropout else ""
+        return f"{self.name} ({layers}{drop}; {self.size:,} parameters)"
 
     # -- parameters on the host --------------------------------------------------------------
 
     def set_params(self, params: Dict[str, Any]) -> None:
-        for name in PARAM_NAMES:
+        for name, shape in self.shapes.items():
+            if name not in params:
+                raise ValueError(f"parameter {name} is missing")
             value = numpy.asarray(params[name])
-            if value.shape != self.shapes[name]:
-                raise ValueError(
-                    f"parameter {name} has shape {value.shape}, expected {self.shapes[name]}"
-                )
+            if value.shape != shape:
+                raise ValueError(f"parameter {name} has shape {value.shape}, expected {shape}")
             self.params[name][...] = self.backend.asarray(value, dtype=self.backend.dtype)
 
     def get_params(self) -> Dict[str, numpy.ndarray]:
-        return {name: self.backend.to_numpy(self.params[name]).copy() for name in PARAM_NAMES}
+        return {name: self.backend.to_numpy(self.params[name]).copy() for name in self.shapes}
+
+    def get_grads(self) -> Dict[str, numpy.ndarray]:
+        return {name: self.backend.to_numpy(self.grads[name]).copy() for name in self.shapes}
 
     def split_flat(self, flat: Any) -> Dict[str, numpy.ndarray]:
         """A flat array laid out like the parameters (an optimizer's state, say), by name."""
-        views = _Views(numpy.asarray(flat), self.K, self.m)
-        return {name: views[name].copy() for name in PARAM_NAMES}
+        views = FlatParams(numpy.asarray(flat), self.layout())
+        self.add_aliases(views)
+        return {name: numpy.array(views[name]) for name in self.shapes}
 
-    def get_grads(self) -> Dict[str, numpy.ndarray]:
-        return {name: self.backend.to_numpy(self.grads[name]).copy() for name in PARAM_NAMES}
+    # -- state -------------------------------------------------------------------------------
 
-    # -- training ----------------------------------------------------------------------------
+    def state_to_host(self, state: State) -> List[numpy.ndarray]:
+        return [self.backend.to_numpy(s).copy() for s in state]
 
-    def _buffers(self, T: int) -> Dict[str, Array]:
-        """Scratch arrays for sequences of length T, allocated once and reused every update."""
-        buf = self._scratch.get(T)
+    def state_from_host(self, arrays: Sequence[Any], batch: int) -> State:
+        """A state from host arrays (a checkpoint's), checked against :meth:`zero_state`."""
+        expected = self.zero_state(batch)
+        if len(arrays) != len(expected):
+            raise ValueError(f"the state has {len(arrays)} arrays, expected {len(expected)}")
+        out = []
+        for i, (a, z) in enumerate(zip(arrays, expected)):
+            a = numpy.asarray(a)
+            if a.shape != tuple(z.shape):
+                raise ValueError(f"state array {i} has shape {a.shape}, expected {tuple(z.shape)}")
+            out.append(self.backend.asarray(a, dtype=self.backend.dtype))
+        return tuple(out)
+
+    @staticmethod
+    def select_state(state: State, index: int) -> State:
+        """The state of stream ``index`` alone, as a batch of one (copies)."""
+        return tuple(s[:, index : index + 1].copy() for s in state)
+
+    # -- helpers for subclasses --------------------------------------------------------------
+
+    def buffer(self, name: str, shape: Tuple[int, ...]) -> Array:
+        """Scratch array ``name`` of ``shape``, allocated once and reused every update.
+
+        Its contents are whatever the last update left; callers write before they read.
+        """
+        key = (name, tuple(shape))
+        buf = self._buffers.get(key)
         if buf is None:
-            z, m = self.backend.zeros, self.m
-            # H1[t] is [h_{t-1}, 1]: row 0 the incoming state, rows 1.. the states the sequence
-            # produces. The column of ones turns "add the bias" into part of a product, and the
-            # previous-state matrix dW needs is the view H[:-1], not a copy.
-            H1 = z((T + 1, m + 1))
-            H1[:, m] = 1.0
-            buf = {
-                "H1": H1, "H": H1[:, :m], "HT1": z((m + 1, T)), "OT": z((self.K, T)),
-                "A": z((T, m)), "dH": z((T, m)), "D": z((T, m)), "dA": z((T, m)),
-                "tmp": z(m), "cols": self.backend.xp.arange(T),
-            }
-            self._scratch[T] = buf
+            buf = self._buffers[key] = self.backend.zeros(shape)
         return buf
 
-    def loss_and_grads(self, x: Array, y: Array, h0: Array) -> Tuple[Any, Array]:
-        """Forward and backward over one sequence.
+    def dropout_mask(self, rng: Optional[numpy.random.Generator], shape: Tuple[int, ...]):
+        """A dropout mask for a training pass, or None when dropout is off."""
+        if rng is None or not self.dropout:
+            return None
+        return self.backend.dropout_mask(rng, shape, self.dropout)
 
-        ``x`` and ``y`` are integer id arrays of equal length T on the device; ``h0`` (m,) is the
-        carried hidden state. Fills :attr:`grads` (unclipped) and :attr:`support`, and returns
-        the summed cross-entropy as a device scalar and a copy of the last hidden state.
-        """
+    def support_from_rows(self, rows: Optional[Array], table: str) -> Optional[GradientSupport]:
+        """The :class:`GradientSupport` of a gradient whose only sparse part is the last stored
+        array, ``table``, of which only ``rows`` were touched (None: unknown)."""
+        if rows is None:
+            return None
+        view = self.grads[table]
+        return GradientSupport(self.size - view.size, view.shape[1], rows)
+
+    def softmax_loss(self, O: Array, y: Array, batch: int) -> Any:
+        """Cross-entropy of logits ``O`` (N, K) against ids ``y`` (N,), summed and divided by
+        ``batch``. ``O`` is overwritten with the probabilities."""
         be, xp = self.backend, self.backend.xp
-        p, g = self.params, self.grads
-        buf = self._buffers(x.shape[0])
-        H, D, dH, dA, cols = buf["H"], buf["D"], buf["dH"], buf["dA"], buf["cols"]
+        P = be.softmax(O)
+        loss = -xp.log(P[self._rows(O.shape[0]), y]).sum()
+        return loss if batch == 1 else loss / batch
 
-        PT = self._forward(x, h0, buf)  # (K, T): column t is p_t
-        loss = -xp.log(PT[y, cols]).sum()
+    def softmax_grad_(self, P: Array, y: Array, batch: int) -> Array:
+        """Turn the probabilities left by :meth:`softmax_loss` into the gradient at the logits."""
+        P[self._rows(P.shape[0]), y] -= 1.0
+        if batch != 1:
+            P *= 1.0 / batch
+        return P
 
-        # Backward: the output layer for all steps at once; PT becomes dO^T in place.
-        PT[y, cols] -= 1.0
-        xp.dot(PT, buf["H1"][1:], out=g["Vc"])  # [dV | dc] in one product
-        xp.dot(PT.T, p["V"], out=dH)
-        Hs = H[1:]
-        xp.multiply(Hs, Hs, out=D)
-        xp.subtract(1.0, D, out=D)
-        be.rnn_backward(p["W"], D, dH, dA, buf["tmp"])
-        xp.dot(dA.T, H[:-1], out=g["W"])
-        xp.sum(dA, axis=0, out=g["b"])
-        rows = be.segment_sum(x, dA, g["Ut"])
-        self.support = None if rows is None else GradientSupport(g.dense, self.m, rows)
-        return loss, H[-1].copy()
-
-    def loss(self, x: Array, y: Array, h0: Array, return_hidden: bool = False):
-        """The summed cross-entropy only, as a host float (for checks and evaluation).
-
-        With ``return_hidden`` also returns a copy of the last hidden state, so that a long text
-        can be read in chunks.
-        """
-        buf = self._buffers(x.shape[0])
-        PT = self._forward(x, h0, buf)
-        loss = self.backend.to_float(-self.backend.xp.log(PT[y, buf["cols"]]).sum())
-        if return_hidden:
-            return loss, buf["H"][-1].copy()
-        return loss
-
-    def _forward(self, x: Array, h0: Array, buf: Dict[str, Array]) -> Array:
-        """Input projection as a row gather, the recurrence, then the output layer for all steps.
-
-        Returns the probabilities transposed, (K, T): the logits come from ``Vc @ [H, 1]^T``
-        with both operands contiguous, which BLAS runs markedly faster at this size than a
-        product with a transposed right-hand operand.
-        """
-        be, xp, p = self.backend, self.backend.xp, self.params
-        xp.add(p["Ut"][x], p["b"], out=buf["A"])
-        H = buf["H"]
-        H[0] = h0
-        be.rnn_forward(p["W"], buf["A"], H, buf["tmp"])
-        HT1, OT = buf["HT1"], buf["OT"]
-        HT1[...] = buf["H1"][1:].T
-        xp.dot(p["Vc"], HT1, out=OT)
-        return be.softmax(OT, axis=0)
-
-    def step_hidden(self, h: Array, x_id: int) -> Tuple[Array, Array]:
-        """One step of generation: the next hidden state and the output logits."""
-        xp = self.backend.xp
-        p = self.params
-        h = xp.tanh(p["W"] @ h + p["U"][:, x_id] + p["b"])
-        return h, p["V"] @ h + p["c"]
+    def _rows(self, n: int) -> Array:
+        key = ("rows", (n,))
+        rows = self._buffers.get(key)
+        if rows is None:
+            rows = self._buffers[key] = self.backend.xp.arange(n)
+        return rows

@@ -32,7 +32,7 @@ class PluginInfo:
 
 @dataclass
 class Registered:
-    """A backend, optimizer or callback class and the plugin that registered it."""
+    """A backend, model, optimizer or callback class and the plugin that registered it."""
 
     kind: str
     name: str
@@ -43,7 +43,7 @@ class Registered:
 class Registry:
     """Everything the installed plugins provide, read once per process."""
 
-    KINDS = ("backend", "optimizer", "callback")
+    KINDS = ("backend", "model", "optimizer", "callback")
 
     def __init__(self, pm: pluggy.PluginManager, plugins: List[PluginInfo]):
         self.pm = pm
@@ -60,14 +60,18 @@ class Registry:
         """Call each implementation of ``hook`` on its own, with arguments made for its plugin.
 
         What a plugin registers is then attributed to the plugin (and distribution) it came
-        from, and a plugin that raises is recorded instead of aborting the others.
+        from, and a plugin that raises is recorded instead of aborting the others. Following
+        pluggy's calling convention, an implementation gets only the arguments it names
+        (``impl.argnames``), so one written against fewer arguments than the specification has
+        keeps working.
         """
         for impl in sorted(getattr(self.pm.hook, hook).get_hookimpls(), key=self._precedence):
             info = self._by_name.get(impl.plugin_name) or PluginInfo(
                 impl.plugin_name, repr(impl.plugin), "unknown", "unknown"
             )
             try:
-                impl.function(**make_kwargs(info))
+                kwargs = make_kwargs(info)
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
             except Exception as exc:  # a plugin's own bug must not stop the launcher
                 info.error = _one_line(exc)
 

@@ -13,37 +13,68 @@ import click
 import numpy
 
 from . import __version__
-from .checkpoint import load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .data import load_corpus
 from .errors import BackendUnavailable, CharrnnError
-from .model import RNN
 from .registry import get_registry
-from .trainer import DIVERGED, INTERRUPTED, Trainer
+from .stream import TextStream
+from .trainer import DIVERGED, INTERRUPTED, TIME_LIMIT, Trainer
 
 #: Options that fix the model's shape or its data; a resumed run may not change them.
-FIXED_ON_RESUME = ("data", "encoding", "hidden", "seq_length", "val_frac", "sigma", "seed")
+FIXED_ON_RESUME = ("data", "encoding", "model", "hidden", "layers", "seq_length", "batch_size",
+                   "val_frac", "sigma", "seed")
 #: Options that describe where and how this process runs rather than the run itself.
 NOT_SAVED = ("out", "resume", "quiet")
+#: Updates a run does when neither ``--iterations`` nor ``--time-limit`` is given.
+DEFAULT_ITERATIONS = 100_000
+
+
+def _lookup(kind: str, name: str) -> Any:
+    registry = get_registry()
+    if name not in registry.names(kind):
+        available = ", ".join(registry.names(kind)) or "none"
+        raise CharrnnError(f"unknown {kind} {name!r}; available: {available}")
+    return registry.get(kind, name)
 
 
 def make_backend(name: str, dtype: str):
-    registry = get_registry()
-    if name not in registry.names("backend"):
-        available = ", ".join(registry.names("backend")) or "none"
-        raise CharrnnError(f"unknown backend {name!r}; available: {available}")
-    cls = registry.get("backend", name)
+    cls = _lookup("backend", name)
     try:
         return cls(dtype=dtype)
     except BackendUnavailable as exc:
         raise CharrnnError(str(exc)) from None
 
 
-def make_optimizer(name: str, backend, size: int, eta: float):
-    registry = get_registry()
-    if name not in registry.names("optimizer"):
-        available = ", ".join(registry.names("optimizer")) or "none"
-        raise CharrnnError(f"unknown optimizer {name!r}; available: {available}")
-    return registry.get("optimizer", name)(backend, size, eta)
+def make_model(name: str, backend, vocab_size: int, options: Mapping[str, Any],
+               params: Optional[Dict[str, Any]] = None, origin: str = ""):
+    """The registered model ``name`` for ``options`` (``hidden``, ``layers``, ``dropout``,
+    ``sigma``, ``seed``), from ``params`` when given (a checkpoint's, from ``origin``)."""
+    cls = _lookup("model", name)
+    try:
+        return cls(backend, vocab_size, hidden=int(options.get("hidden") or 100),
+                   layers=int(options.get("layers") or 1),
+                   dropout=float(options.get("dropout") or 0.0), sigma=options.get("sigma"),
+                   seed=int(options.get("seed") or 0), params=params)
+    except (ValueError, TypeError) as exc:
+        if params is None:
+            raise
+        raise CharrnnError(f"{origin or 'the checkpoint'} does not fit the {name} model it names "
+                           f"({exc}); it is damaged or was edited") from None
+    except MemoryError:
+        raise CharrnnError(f"not enough memory for a {name} model with --hidden "
+                           f"{options.get('hidden')} and --layers {options.get('layers')}; "
+                           "pass a smaller --hidden or --layers") from None
+
+
+def model_from_checkpoint(ckpt: Checkpoint, backend):
+    """The model a checkpoint holds, with its parameters, on ``backend``."""
+    options = {**ckpt.model_options, "dropout": 0.0}
+    return make_model(ckpt.model_name, backend, len(ckpt.vocab), options, params=ckpt.params,
+                      origin=ckpt.path or "the checkpoint")
+
+
+def make_optimizer(name: str, backend, size: int, eta: Optional[float], clip: float = 5.0):
+    return _lookup("optimizer", name)(backend, size, eta=eta, clip=clip)
 
 
 def make_callbacks(options: Mapping[str, Any]) -> list:
@@ -64,25 +95,43 @@ def split_ids(ids, val_frac: float, seq_length: int):
     n_val = int(round(len(ids) * val_frac))
     if n_val < 2 or len(ids) - n_val < seq_length + 1:
         raise CharrnnError(f"--val-frac {val_frac} leaves {len(ids) - n_val} training and {n_val} "
-                           f"validation characters; each needs at least {seq_length + 1}. Use a "
-                           "longer text or another --val-frac")
+                           f"validation characters; training needs at least {seq_length + 1} and "
+                           "validation 2. Use a longer text or another --val-frac")
     return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+def resolve_defaults(options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Options with the defaults that depend on other options filled in, so config.json says
+    what the run really used: the optimizer's learning rate, the model's initial scale, and
+    the number of updates (unlimited when only a time limit is given)."""
+    out = dict(options)
+    if out.get("eta") is None:
+        out["eta"] = _lookup("optimizer", out["optimizer"]).default_eta
+    if out.get("sigma") is None:
+        out["sigma"] = _lookup("model", out.get("model") or "rnn").default_sigma
+    if out.get("iterations") is None and not out.get("time_limit"):
+        out["iterations"] = DEFAULT_ITERATIONS
+    return out
 
 
 def build_trainer(options: Mapping[str, Any], run_dir: Optional[str] = None,
                   vocab: Optional[Sequence[str]] = None) -> Trainer:
     """A ready-to-fit trainer for ``options`` (the ``charrnn run`` option names)."""
+    options = resolve_defaults(options)
     backend = make_backend(options["backend"], options["dtype"])
-    corpus = load_corpus(options.get("data"), options.get("encoding") or "utf-8",
-                         options["seq_length"], chars=list(vocab) if vocab is not None else None)
-    model = RNN(backend, corpus.vocab_size, options["hidden"], sigma=options["sigma"],
-                seed=options["seed"])
-    optimizer = make_optimizer(options["optimizer"], backend, model.size, options["eta"])
-    train, val = split_ids(corpus.ids, options.get("val_frac") or 0.0, options["seq_length"])
+    T = int(options["seq_length"])
+    corpus = load_corpus(options.get("data"), options.get("encoding") or "utf-8", T,
+                         chars=list(vocab) if vocab is not None else None)
+    model = make_model(options.get("model") or "rnn", backend, corpus.vocab_size, options)
+    optimizer = make_optimizer(options["optimizer"], backend, model.size, options["eta"],
+                               float(options.get("clip", 5.0)))
+    train, val = split_ids(corpus.ids, options.get("val_frac") or 0.0, T)
+    stream = TextStream(backend, train, int(options.get("batch_size") or 1), T)
     config = {k: v for k, v in options.items() if k not in NOT_SAVED and not k.startswith("_")}
-    return Trainer(model, optimizer, backend.asarray(train), options["seq_length"],
-                   options["iterations"], make_callbacks(options), config=config, corpus=corpus,
-                   run_dir=run_dir, val_ids=None if val is None else backend.asarray(val))
+    return Trainer(model, optimizer, stream, options.get("iterations"), make_callbacks(options),
+                   config=config, corpus=corpus, run_dir=run_dir,
+                   val_ids=None if val is None else backend.asarray(val),
+                   time_limit=options.get("time_limit") or None, seed=int(options.get("seed") or 0))
 
 
 def default_run_dir() -> str:
@@ -114,25 +163,42 @@ def prepare_run_dir(path: str) -> str:
     return path
 
 
-def resume_options(options: Dict[str, Any], explicit: Iterable[str], saved: Mapping[str, Any],
-                   run_dir: str, done: int) -> Dict[str, Any]:
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def resume_options(options: Dict[str, Any], explicit: Iterable[str], ckpt: Checkpoint,
+                   run_dir: str) -> Dict[str, Any]:
     """The saved configuration, with what the user gave explicitly on top where that is allowed."""
     explicit = set(explicit)
+    saved = ckpt.config
+    done = int(ckpt.meta["update"])
     if options.get("data") is not None:
         options = {**options, "data": os.path.abspath(options["data"])}
     for key in FIXED_ON_RESUME:
         if key in explicit and key in saved and options[key] != saved[key]:
-            flag = "--" + key.replace("_", "-")
-            raise CharrnnError(f"the run in {run_dir} was trained with {flag} {saved[key]}, not "
-                               f"{options[key]}; drop {flag} to resume it, or start a new run")
+            raise CharrnnError(f"the run in {run_dir} was trained with {_flag(key)} {saved[key]}, "
+                               f"not {options[key]}; drop {_flag(key)} to resume it, or start a "
+                               "new run")
     merged = dict(options)
     for key, value in saved.items():
         if key not in explicit and key not in NOT_SAVED:
             merged[key] = value
-    if merged["iterations"] <= done:
+    iterations = merged.get("iterations")
+    if iterations is not None and iterations <= done:
         raise CharrnnError(f"the run in {run_dir} has already done {done} updates; pass "
                            f"--iterations larger than {done} to train further")
+    limit, spent = merged.get("time_limit"), float(ckpt.meta.get("train_seconds") or 0.0)
+    if limit and spent >= limit:
+        raise CharrnnError(f"the run in {run_dir} has used its --time-limit of {limit:g} s "
+                           f"({spent:.0f} s trained); pass a larger --time-limit to train further")
     return merged
+
+
+def write_config(run_dir: str, trainer: Trainer) -> None:
+    with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as fh:
+        json.dump({**trainer.config, "charrnn_version": __version__,
+                   "vocab_size": trainer.model.K}, fh, indent=2)
 
 
 def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
@@ -144,9 +210,16 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
             raise CharrnnError(f"--resume {resume} is not a run directory; pass the --out "
                                "directory of an earlier run")
         ckpt = load_checkpoint(os.path.join(resume, "latest.npz"))
-        options = resume_options(options, explicit, ckpt.config, resume, int(ckpt.meta["update"]))
+        options = resume_options(options, explicit, ckpt, resume)
         trainer = build_trainer(options, vocab=ckpt.vocab)
-        trainer.restore(ckpt)
+        if trainer.model.name != ckpt.model_name:
+            raise CharrnnError(f"{ckpt.path} holds a {ckpt.model_name} model, not "
+                               f"{trainer.model.name}; drop --model to resume it")
+        try:
+            trainer.restore(ckpt)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CharrnnError(f"{ckpt.path} cannot be resumed ({exc}); it is damaged or was "
+                               "edited") from None
         check_writable(resume)
         run_dir = trainer.run_dir = resume
     else:
@@ -156,15 +229,16 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
             options = {**options, "data": os.path.abspath(options["data"])}
         trainer = build_trainer(options)  # validate everything before touching the disk
         trainer.run_dir = prepare_run_dir(run_dir)
-    with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as fh:
-        json.dump({**trainer.config, "charrnn_version": __version__,
-                   "vocab_size": trainer.model.K}, fh, indent=2)
-    corpus, be = trainer.corpus, trainer.backend
+    write_config(run_dir, trainer)
+    corpus, be, model, stream = trainer.corpus, trainer.backend, trainer.model, trainer.stream
+    cfg = trainer.config
     click.echo(f"charrnn {__version__}: {corpus.source}, {len(corpus.text):,} characters, "
                f"{corpus.vocab_size} distinct")
-    click.echo(f"backend {be.describe()}, {be.dtype.name}; optimizer {options['optimizer']} "
-               f"(eta {options['eta']}); hidden {options['hidden']}, sequence "
-               f"{options['seq_length']}; {options['iterations']:,} updates")
+    budget = [f"{trainer.iterations:,} updates" if trainer.iterations is not None else None,
+              f"time limit {trainer.time_limit:g} s" if trainer.time_limit else None]
+    click.echo(f"backend {be.describe()}, {be.dtype.name}; model {model.describe()}; "
+               f"optimizer {trainer.optimizer.describe()}; batch {stream.batch} x sequence "
+               f"{cfg['seq_length']}; {', '.join(b for b in budget if b)}")
     if resume:
         click.echo(f"resuming at update {trainer.update:,} (epoch {trainer.epoch}, "
                    f"smooth loss {trainer.smooth_loss_value():.3f})")
@@ -176,11 +250,16 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
     elapsed = time.perf_counter() - t0
     done = trainer.update - trainer.start_update
     status = f"stopped ({trainer.stop_reason})" if trainer.stop_reason else "done"
+    chars = done * stream.batch * stream.seq_length
     click.echo(f"{status}: {done:,} updates in {elapsed:.1f} s ({done / max(elapsed, 1e-9):,.0f} "
-               f"updates/s), smooth loss {trainer.smooth_loss_value():.3f}; run directory {run_dir}")
+               f"updates/s, {chars / max(elapsed, 1e-9):,.0f} chars/s), smooth loss "
+               f"{trainer.smooth_loss_value():.3f}; run directory {run_dir}")
     if trainer.stop_reason == INTERRUPTED:
         click.echo(f"continue with: charrnn run --resume {run_dir}", err=True)
         raise SystemExit(130)
+    if trainer.stop_reason and trainer.stop_reason.startswith(TIME_LIMIT):
+        click.echo(f"continue with: charrnn run --resume {run_dir} --time-limit SECONDS "
+                   "(a larger total)")
     if trainer.stop_reason and trainer.stop_reason.startswith(DIVERGED):
         kept = (f" (latest.npz in {run_dir} keeps the last finite state)"
                 if os.path.exists(os.path.join(run_dir, "latest.npz")) else "")

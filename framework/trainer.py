@@ -1,44 +1,60 @@
-"""The training loop: one update per sequence, callbacks at named events.
+"""The training loop: one update per batch of sequences, callbacks at named events.
 
-The hidden state is carried from one update to the next and reset to zero when the position wraps
-to the start of the text (one epoch), as in the course assignment.
+Each of the B streams carries its state from one update to the next; every state is reset when
+the streams wrap to the start of their stripes (one epoch, see :mod:`charrnn.stream`). After each
+update, once every callback's :meth:`~charrnn.callbacks.Callback.on_update_end` has run, the loop
+checks, in this order, :attr:`Trainer.should_stop`, the update count and the time budget: that is
+the one place training ends.
 """
 from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy
 
 from .backend import Array
 from .callbacks import Callback
-from .model import RNN
+from .model import Model, State
 from .optimizer import Optimizer
+from .stream import TextStream
 
 if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint
 
 SMOOTHING = 0.999
-CLIP = 5.0
 #: ``stop_reason`` after Ctrl-C; callbacks' on_train_end still run (the checkpoint is saved).
 INTERRUPTED = "interrupted"
 #: ``stop_reason`` prefix when the loss stopped being a finite number.
 DIVERGED = "training diverged"
+#: ``stop_reason`` prefix when ``--time-limit`` ran out.
+TIME_LIMIT = "time limit"
+#: Mixed into the seed of the dropout stream, so it is not the initial weights' stream.
+DROPOUT_STREAM = 0x64726F70  # "drop"
 
 
 class Trainer:
-    """Runs updates and owns the state a checkpoint needs to resume exactly."""
+    """Runs updates and owns the state a checkpoint needs to resume exactly.
 
-    def __init__(self, model: RNN, optimizer: Optimizer, ids: Array, seq_length: int,
-                 iterations: int, callbacks: Sequence[Callback] = (),
+    ``iterations`` None trains until something else stops it (``time_limit``, a callback).
+    ``time_limit`` (seconds) counts training time over the run's whole life, resumed processes
+    included, as Lightning's ``max_time`` does.
+    """
+
+    def __init__(self, model: Model, optimizer: Optimizer, stream: TextStream,
+                 iterations: Optional[int], callbacks: Sequence[Callback] = (),
                  config: Optional[Dict[str, Any]] = None, corpus: Any = None,
-                 run_dir: Optional[str] = None, val_ids: Optional[Array] = None) -> None:
+                 run_dir: Optional[str] = None, val_ids: Optional[Array] = None,
+                 time_limit: Optional[float] = None, seed: int = 0) -> None:
         self.model = model
         self.backend = model.backend
         self.optimizer = optimizer
-        self.ids = ids
-        self.n = int(ids.shape[0])
-        self.seq_length = seq_length
+        self.stream = stream
+        self.seq_length = stream.seq_length
+        self.batch = stream.batch
         self.iterations = iterations
+        self.time_limit = time_limit
         self.callbacks: List[Callback] = sorted(callbacks, key=lambda c: getattr(c, "order", 0))
         self.config = dict(config or {})
         self.corpus = corpus
@@ -48,11 +64,13 @@ class Trainer:
         self.logs: Dict[str, Any] = {}
         # State carried across updates (and across a resume).
         self.update = 0
-        self.epoch = 0
-        self.position = 0
-        self.h = self.backend.zeros(model.m)
-        self.smooth_loss: Any = seq_length * math.log(model.K)
+        self.state: State = model.zero_state(stream.batch)
+        self.smooth_loss: Any = stream.seq_length * math.log(model.K)
         self.loss: Any = None
+        #: Dropout masks are drawn from this stream, saved in checkpoints.
+        self.rng = numpy.random.default_rng([DROPOUT_STREAM, int(seed) & 0xFFFFFFFFFFFFFFFF])
+        #: Seconds spent training before this process (from checkpoints).
+        self.seconds_before = 0.0
         #: Set by a callback to end training; checked after each update's callbacks.
         self.should_stop = False
         self.stop_reason: Optional[str] = None
@@ -61,6 +79,10 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------------
 
+    @property
+    def epoch(self) -> int:
+        return self.stream.epoch
+
     def smooth_loss_value(self) -> float:
         """The smooth loss on the host. Reading it synchronises the device: call it when logging."""
         return self.backend.to_float(self.smooth_loss)
@@ -68,76 +90,104 @@ class Trainer:
     def loss_value(self) -> Optional[float]:
         return None if self.loss is None else self.backend.to_float(self.loss)
 
+    def elapsed(self) -> float:
+        """Seconds this process has been training."""
+        return time.perf_counter() - self.started_at
+
+    def train_seconds(self) -> float:
+        """Seconds of training over the run's life, resumed processes included."""
+        return self.seconds_before + self.elapsed()
+
     def updates_per_second(self) -> float:
         self.backend.synchronize()
-        elapsed = time.perf_counter() - self.started_at
+        elapsed = self.elapsed()
         done = self.update - self.start_update
         return done / elapsed if elapsed > 0 else 0.0
 
-    def current_input(self) -> Array:
-        """The input sequence of the next update (after a wrap, the start of the text)."""
-        p = 0 if self.position + self.seq_length + 1 > self.n else self.position
-        return self.ids[p : p + self.seq_length]
+    def sampling_start(self) -> Tuple[State, int]:
+        """Where text sampled now starts: stream 0's state and the next character it reads.
+
+        After an epoch's end that is the start of the text and a fresh state, as the next update
+        will see them.
+        """
+        x0 = int(self.backend.to_numpy(self.stream.next_inputs()[0, :1])[0])
+        if self.stream.will_wrap():
+            return self.model.zero_state(1), x0
+        return self.model.select_state(self.state, 0), x0
 
     def checkpoint(self) -> "Checkpoint":
         """Everything needed to continue this run exactly, as host data."""
         from . import __version__
         from .checkpoint import Checkpoint
 
-        be = self.backend
+        be, model = self.backend, self.model
         meta = {
             "charrnn_version": __version__,
             "backend": be.name,
             "dtype": be.dtype.name,
+            "model": {"name": model.name, "options": model.options(),
+                      "shapes": {k: list(v) for k, v in model.shapes.items()}},
             "optimizer": self.optimizer.name,
             "config": self.config,
             "vocab": list(self.corpus.chars) if self.corpus is not None else None,
             "update": self.update,
-            "epoch": self.epoch,
-            "position": self.position,
-            "next_input_id": int(be.to_numpy(self.current_input()[:1])[0]),
+            "epoch": self.stream.epoch,
+            "position": self.stream.position,
+            "batch_size": self.stream.batch,
+            "next_input_id": self.sampling_start()[1],
             "smooth_loss": self.smooth_loss_value(),
             "loss": self.loss_value(),
+            "train_seconds": self.train_seconds(),
+            "dropout_rng": self.rng.bit_generator.state,
             "logs": self.logs,
             "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
         }
-        return Checkpoint(meta=meta, params=self.model.get_params(),
-                          optimizer=self.optimizer.state_dict(), hidden=be.to_numpy(self.h).copy())
+        return Checkpoint(meta=meta, params=model.get_params(),
+                          optimizer=self.optimizer.state_dict(),
+                          state=model.state_to_host(self.state))
 
     def restore(self, ckpt: "Checkpoint") -> None:
         """Continue from ``ckpt``: the inverse of :meth:`checkpoint`."""
         meta = ckpt.meta
         self.model.set_params(ckpt.params)
         self.optimizer.load_state_dict(ckpt.optimizer)
-        self.h = self.backend.asarray(ckpt.hidden, dtype=self.backend.dtype)
+        self.state = self.model.state_from_host(ckpt.state, self.stream.batch)
+        self.stream.load_state_dict(meta)
         self.update = int(meta["update"])
-        self.epoch = int(meta["epoch"])
-        self.position = int(meta["position"])
         self.smooth_loss = float(meta["smooth_loss"])
         self.loss = meta.get("loss")
+        self.seconds_before = float(meta.get("train_seconds") or 0.0)
+        if meta.get("dropout_rng") is not None:
+            self.rng.bit_generator.state = meta["dropout_rng"]
         self.logs = dict(meta.get("logs") or {})
         states = meta.get("callbacks") or {}
         for cb in self.callbacks:
             if cb.name in states:
                 cb.load_state_dict(states[cb.name])
 
-    def validation_loss(self, chunk: int = 1000) -> Optional[float]:
-        """Mean cross-entropy per character (nats) over the held-out text, from ``h = 0``.
+    def validation_loss(self, batch: Optional[int] = None, chunk: int = 1000) -> Optional[float]:
+        """Mean cross-entropy per character (nats) over the held-out text.
 
-        The hidden state is carried across chunks so the whole held-out text is read as one
-        sequence; the chunking only bounds memory.
+        The held-out text is read as ``batch`` contiguous stripes (default: the training batch
+        size, as char-rnn evaluates), each from a zero state carried across the whole stripe;
+        with ``batch`` 1 the text is read as one sequence. The chunking only bounds memory.
         """
         if self.val_ids is None or self.val_ids.shape[0] < 2:
             return None
-        ids, n = self.val_ids, int(self.val_ids.shape[0])
-        h = self.backend.zeros(self.model.m)
+        ids = self.val_ids
+        n = int(ids.shape[0])
+        batch = max(1, min(batch or self.stream.batch, n // 2))
+        length = n // batch
+        stripes = self.backend.xp.ascontiguousarray(ids[: batch * length].reshape(batch, length).T)
+        state = self.model.zero_state(batch)
         total = 0.0
-        for start in range(0, n - 1, chunk):
-            stop = min(start + chunk, n - 1)
-            loss, h = self.model.loss(ids[start:stop], ids[start + 1 : stop + 1], h,
-                                      return_hidden=True)
-            total += loss
-        return total / (n - 1)
+        for start in range(0, length - 1, chunk):
+            stop = min(start + chunk, length - 1)
+            x = stripes[start:stop]
+            y = stripes[start + 1 : stop + 1]
+            loss, state = self.model.loss(x, y, state)
+            total += loss * batch  # the model averages over the batch
+        return total / ((length - 1) * batch)
 
     def stop(self, reason: str) -> None:
         self.should_stop = True
@@ -146,33 +196,37 @@ class Trainer:
     # -- training ----------------------------------------------------------------------------
 
     def train_step(self) -> Any:
-        """One update: forward, backward, clip, optimizer step. Returns the loss (on device)."""
-        T = self.seq_length
-        if self.position + T + 1 > self.n:
-            self.position = 0
-            self.epoch += 1
-            self.h = self.backend.zeros(self.model.m)
-        p = self.position
-        x = self.ids[p : p + T]
-        y = self.ids[p + 1 : p + T + 1]
-        loss, self.h = self.model.loss_and_grads(x, y, self.h)
-        grads = self.model.grads.flat
-        self.backend.clip_(grads, -CLIP, CLIP)
-        self.optimizer.step(self.model.params.flat, grads, self.model.support)
-        self.position = p + T
+        """One update: forward, backward, clip and optimizer step. Returns the loss (on device)."""
+        model = self.model
+        x, y, wrapped = self.stream.next()
+        if wrapped:
+            self.state = model.zero_state(self.stream.batch)
+        loss, self.state = model.loss_and_grads(x, y, self.state, rng=self.rng)
+        self.optimizer.step(model.params.flat, model.grads.flat, model.support)
         self.update += 1
         self.loss = loss
         self.smooth_loss = SMOOTHING * self.smooth_loss + (1.0 - SMOOTHING) * loss
         return loss
 
+    def finished(self) -> bool:
+        """Whether the loop ends now: a callback stopped it, or the updates or time ran out."""
+        if self.should_stop:
+            return True
+        if self.iterations is not None and self.update >= self.iterations:
+            return True
+        if self.time_limit is not None and self.train_seconds() >= self.time_limit:
+            self.stop(f"{TIME_LIMIT} of {self.time_limit:g} s reached")
+            return True
+        return False
+
     def fit(self) -> "Trainer":
         callbacks = self.callbacks
-        self.started_at = time.perf_counter()
         self.start_update = self.update
         for cb in callbacks:
             cb.on_train_begin(self)
+        self.started_at = time.perf_counter()  # the gradient check is not training time
         try:
-            while self.update < self.iterations and not self.should_stop:
+            while not self.finished():
                 self.train_step()
                 for cb in callbacks:
                     cb.on_update_end(self)

@@ -9,9 +9,11 @@ from charrnn.optimizer import Optimizer
 
 class AdaGrad(Optimizer):
     name = "adagrad"
+    default_eta = 0.1  # the assignment's
+    sparse_safe = True
 
-    def __init__(self, backend, size: int, eta: float, eps: float = 1e-8) -> None:
-        super().__init__(backend, size, eta)
+    def __init__(self, backend, size: int, eta=None, clip: float = 5.0, eps: float = 1e-8) -> None:
+        super().__init__(backend, size, eta, clip)
         self.eps = float(eps)
         self.mem = backend.zeros(size)
         self._scratch = backend.zeros(size)
@@ -19,16 +21,16 @@ class AdaGrad(Optimizer):
     def step(self, params, grads, support=None) -> None:
         be = self.backend
         if support is None:
-            be.adagrad_(params, grads, self.mem, self.eta, self.eps, self._scratch)
+            be.adagrad_(params, grads, self.mem, self.eta, self.eps, self.clip, self._scratch)
             return
         # A zero gradient changes neither m nor theta: update the dense part and the touched
-        # rows only (for a text, most rows of U are untouched by any one sequence).
-        (p, g, m, s), (P, G, M, _) = self.sparse_parts(support, params, grads, self.mem,
+        # rows only (for a text, most rows of the embedding are untouched by one sequence).
+        (p, g, m, s), (P, G, M, S) = self.sparse_parts(support, params, grads, self.mem,
                                                        self._scratch)
-        be.adagrad_(p, g, m, self.eta, self.eps, s)
+        be.adagrad_(p, g, m, self.eta, self.eps, self.clip, s)
         rows = support.rows
         p_rows, m_rows = P[rows], M[rows]
-        be.adagrad_(p_rows, G[rows], m_rows, self.eta, self.eps, be.zeros(p_rows.shape))
+        be.adagrad_(p_rows, G[rows], m_rows, self.eta, self.eps, self.clip, S[: len(rows)])
         P[rows] = p_rows
         M[rows] = m_rows
 

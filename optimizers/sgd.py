@@ -1,4 +1,4 @@
-"""Plain stochastic gradient descent: ``theta -= eta * g``."""
+"""Plain stochastic gradient descent: ``theta -= eta * clip(g)``."""
 from __future__ import annotations
 
 from charrnn import hookimpl
@@ -7,17 +7,20 @@ from charrnn.optimizer import Optimizer
 
 class SGD(Optimizer):
     name = "sgd"
+    default_eta = 0.1
+    sparse_safe = True
 
     def step(self, params, grads, support=None) -> None:
+        be = self.backend
         if support is None:
-            self.backend.sgd_(params, grads, self.eta)
+            be.sgd_(params, grads, self.eta, self.clip)
             return
         # A zero gradient moves nothing: update the dense part and the touched rows only.
         (p, g), (P, G) = self.sparse_parts(support, params, grads)
-        self.backend.sgd_(p, g, self.eta)
+        be.sgd_(p, g, self.eta, self.clip)
         rows = support.rows
         touched = P[rows]
-        self.backend.sgd_(touched, G[rows], self.eta)
+        be.sgd_(touched, G[rows], self.eta, self.clip)
         P[rows] = touched
 
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Optional
 import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
+from charrnn.options import POSITIVE_FLOAT
 
 
 class EarlyStop(Callback):
@@ -38,5 +39,5 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--target-loss", type=click.FloatRange(min=0, min_open=True), default=None,
+    add_option("--target-loss", type=POSITIVE_FLOAT, default=None,
                help="Stop when the smooth loss falls below this value (e.g. 40).")

@@ -1,9 +1,10 @@
 """Gradient check: the model's analytic gradients against centred finite differences.
 
 Before the first update of a run (``--gradcheck``, on by default) and as ``charrnn gradcheck``,
-a fresh small RNN is built on the run's backend and, for each of W, U, V, b and c, the gradient
-that :meth:`charrnn.model.RNN.loss_and_grads` computes (unclipped) is compared entry by entry
-with ``(L(p + h) - L(p - h)) / 2h`` from :meth:`charrnn.model.RNN.loss`, as the course
+a fresh small model of the run's kind (``--model``, ``--layers``) is built on the run's backend
+and, for each of its parameters (W, U, V, b and c for the vanilla RNN), the gradient that
+:meth:`charrnn.model.Model.loss_and_grads` computes (unclipped, dropout off) is compared entry by
+entry with ``(L(p + h) - L(p - h)) / 2h`` from :meth:`charrnn.model.Model.loss`, as the course
 assignment's gradient check does. Per parameter the check reports
 
     max relative error  max |ga - gn| / max(eps, |ga| + |gn|)     (eps = 1e-12)
@@ -18,28 +19,26 @@ Choices, and why:
   (``Backend.supports("float64")``), on a fresh backend instance, whatever dtype the run trains
   in. A backend without float64 is checked in its own dtype: the table is then shown for
   information and a run is not stopped by it (``charrnn gradcheck`` still judges it).
-* **Its own weights, sigma 0.1.** The check verifies the backend's gradient code, not a
-  particular point, so it uses its own small model (hidden size 5 by default, as the
-  assignment's reports; 25 also works) with weights drawn as a run draws them (``randn * sigma``)
-  and biases drawn the same way, so the point is generic. With a run's usual ``sigma = 0.01``
-  the hidden units stay in tanh's nearly linear range: a backward pass that forgot the
-  ``1 - h**2`` factor is then off by only ~1e-3, barely above the threshold, and some gradient
-  entries are so small (~1e-7) that rounding in the loss (~1e-10 on the numerical gradient) alone
-  pushes their relative error past 1e-4 (3e-4 in W at hidden size 25 on the default text). At
-  ``sigma = 0.1`` the same bug gives relative errors of 0.1 to 1, while rounding and truncation
-  stay small: on 60 texts the worst relative error of correct gradients over *all* entries was
-  2e-5 at hidden size 5 and 3e-5 at 25, and with the run's 20 entries per parameter 1e-6 and
-  4e-6. (At hidden size 100 tiny entries become common enough that an all-entry check can come
-  near the threshold.)
-* **The sequence.** ``x`` is the first ``seq_length`` characters of the text, ``y`` the same
-  shifted by one, ``h0 = 0``.
+* **Its own weights, sigma 0.1.** The check verifies the backend's and the model's gradient code,
+  not a particular point, so it uses its own small model (hidden size 5 by default, as the
+  assignment's reports; 25 also works) with every parameter, biases included, drawn as
+  ``randn * sigma``, so the point is generic. With a run's usual ``sigma = 0.01`` the hidden units
+  stay in tanh's nearly linear range: a backward pass that forgot the ``1 - h**2`` factor is then
+  off by only ~1e-3, barely above the threshold, and some gradient entries are so small (~1e-7)
+  that rounding in the loss (~1e-10 on the numerical gradient) alone pushes their relative error
+  past 1e-4. At ``sigma = 0.1`` the same bug gives relative errors of 0.1 to 1, while rounding and
+  truncation stay small (below 1e-5 for correct gradients at hidden size 5 and 25 on the default
+  text).
+* **The sequences.** ``batch`` streams (1 for the course's run; up to 4 of a batched run's, so the
+  batch handling is checked too): stream ``b`` reads ``seq_length`` characters starting at
+  ``b * (seq_length + 1)``, its targets are the same shifted by one, from a zero state.
 * **Which entries.** ``entries = 0`` (or None) checks every entry. Otherwise up to that many per
-  parameter, chosen by a ``numpy`` Generator seeded with ``seed``, so a check is reproducible. For
-  U only the columns of characters that occur in ``x`` have a non-zero gradient (the input
-  projection is a gather of those columns), so a uniform sample of a large vocabulary would
-  mostly compare zero with zero. About three quarters of U's entries are therefore drawn from
-  those columns and the rest from the others, whose gradient must be exactly zero (a stale
-  scatter-add would show there).
+  parameter, chosen by a ``numpy`` Generator seeded with ``seed``, so a check is reproducible. A
+  parameter indexed by the input character (the vanilla RNN's U, a gated model's first Wx; the
+  model names them in :meth:`~charrnn.model.Model.char_axes`) has a non-zero gradient only at
+  the characters that occur in ``x``, so a uniform sample of a large vocabulary would mostly
+  compare zero with zero. About three quarters of its entries are therefore drawn there and the
+  rest elsewhere, where the gradient must be exactly zero (a stale scatter-add would show there).
 * **Perturbations** are made in place on the backend's parameter arrays and undone exactly; the
   difference quotient divides by the values actually stored, not by ``2h``.
 """
@@ -53,8 +52,8 @@ import numpy
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.errors import CharrnnError
+from charrnn.options import POSITIVE_FLOAT
 
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
 
 class GradCheckFailed(CharrnnError):
@@ -63,19 +62,19 @@ class GradCheckFailed(CharrnnError):
     exit_code = 1
 
 
-#: Parameters in the order the assignment lists them.
-CHECK_ORDER = ("W", "U", "V", "b", "c")
 DEFAULT_HIDDEN = 5
 DEFAULT_SEQ_LENGTH = 25
 DEFAULT_STEP = 1e-4
 DEFAULT_THRESHOLD = 1e-4
 DEFAULT_SIGMA = 0.1
-#: Entries per parameter before each run: ~100 entries, ~10 ms at hidden size 5.
+#: Entries per parameter before each run: ~100 entries, ~10 ms for the rnn at hidden size 5.
 DEFAULT_RUN_ENTRIES = 20
+#: The most streams the check before a batched run uses.
+MAX_RUN_BATCH = 4
 #: Floor of the relative error's denominator, so that 0 against 0 counts as agreement.
 EPS = 1e-12
-#: Share of U's sampled entries taken from columns of characters that occur in x.
-USED_COLUMN_SHARE = 0.75
+#: Share of a character-indexed parameter's entries taken where the sequence's characters are.
+USED_SHARE = 0.75
 
 
 # -- the check ---------------------------------------------------------------------------------
@@ -86,22 +85,26 @@ def _choose(rng: numpy.random.Generator, pool: numpy.ndarray, n: int) -> numpy.n
     return numpy.sort(rng.choice(pool, size=n, replace=False))
 
 
-def choose_entries(name: str, shape: Tuple[int, ...], entries: Optional[int],
-                   rng: numpy.random.Generator, used_ids: Sequence[int] = ()) -> numpy.ndarray:
-    """Flat indices of the entries of parameter ``name`` to check (sorted, no repeats)."""
+def choose_entries(shape: Tuple[int, ...], entries: Optional[int], rng: numpy.random.Generator,
+                   char_axis: Optional[int] = None, used_ids: Sequence[int] = ()) -> numpy.ndarray:
+    """Flat indices of a parameter's entries to check (sorted, no repeats).
+
+    ``char_axis``, for a parameter indexed by the input character, is the axis the character's id
+    indexes; most of the entries are then drawn where ``used_ids`` are.
+    """
     size = math.prod(shape)
     everything = numpy.arange(size)
     if not entries or entries >= size:
         return everything
-    if name != "U":
+    if char_axis is None:
         return _choose(rng, everything, entries)
-    # U is (m, K): entry (i, k) has a non-zero gradient only when character k occurs in x.
-    used_col = numpy.zeros(shape[1], dtype=bool)
-    used_col[numpy.asarray(list(used_ids), dtype=numpy.int64)] = True
-    used_entry = numpy.broadcast_to(used_col, shape).reshape(-1)
+    used_along = numpy.zeros(shape[char_axis], dtype=bool)
+    used_along[numpy.asarray(list(used_ids), dtype=numpy.int64)] = True
+    index_shape = [1] * len(shape)
+    index_shape[char_axis] = shape[char_axis]
+    used_entry = numpy.broadcast_to(used_along.reshape(index_shape), shape).reshape(-1)
     used, unused = everything[used_entry], everything[~used_entry]
-    n_used = min(used.size, max(int(math.ceil(entries * USED_COLUMN_SHARE)),
-                                entries - unused.size))
+    n_used = min(used.size, max(int(math.ceil(entries * USED_SHARE)), entries - unused.size))
     n_unused = min(unused.size, entries - n_used)
     return numpy.sort(numpy.concatenate([_choose(rng, used, n_used),
                                          _choose(rng, unused, n_unused)]))
@@ -112,69 +115,85 @@ def check_dtype(backend_cls: type, fallback: Any) -> str:
     return "float64" if backend_cls.supports("float64") else numpy.dtype(fallback).name
 
 
-def gradient_check(backend, corpus_ids_host, vocab_size: int, hidden: int = DEFAULT_HIDDEN,
+def _model_class(model: Any) -> type:
+    if isinstance(model, type):
+        return model
+    from charrnn.session import _lookup
+
+    return _lookup("model", model)
+
+
+def check_sequences(ids: numpy.ndarray, seq_length: int, batch: int):
+    """Host ids x and y, (T, B): stream ``b`` reads from ``b * (seq_length + 1)``."""
+    need = batch * (seq_length + 1)
+    if ids.size < need:
+        raise CharrnnError(f"the gradient check needs at least {need} characters of text for "
+                           f"{batch} sequence(s) of {seq_length}, and the text has {ids.size}; use "
+                           "a longer text, a shorter sequence or a smaller batch")
+    rows = ids[:need].astype(numpy.int64).reshape(batch, seq_length + 1).T
+    return numpy.ascontiguousarray(rows[:-1]), numpy.ascontiguousarray(rows[1:])
+
+
+def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn",
+                   hidden: int = DEFAULT_HIDDEN, layers: int = 1, batch: int = 1,
                    seq_length: int = DEFAULT_SEQ_LENGTH, step: float = DEFAULT_STEP,
                    entries: Optional[int] = DEFAULT_RUN_ENTRIES, seed: int = 0,
                    sigma: float = DEFAULT_SIGMA, threshold: float = DEFAULT_THRESHOLD,
                    eps: float = EPS) -> Dict[str, Any]:
-    """Compare analytic and numerical gradients of a fresh RNN on ``backend``; return a dict.
+    """Compare analytic and numerical gradients of a fresh model on ``backend``; return a dict.
 
-    The check computes in ``backend``'s own dtype: pass a float64 instance where the backend
-    supports it (see :func:`check_dtype`). ``corpus_ids_host`` is the text as host integer ids;
-    its first ``seq_length + 1`` are used. ``entries`` is the number of entries checked per
+    ``model`` is a registered model's name or a :class:`charrnn.model.Model` subclass. The check
+    computes in ``backend``'s own dtype: pass a float64 instance where the backend supports it
+    (see :func:`check_dtype`). ``corpus_ids_host`` is the text as host integer ids; its first
+    ``batch * (seq_length + 1)`` are used. ``entries`` is the number of entries checked per
     parameter, 0 or None for all of them.
 
     The result is plain JSON data::
 
-        {"hidden", "seq_length", "step", "entries", "dtype", "threshold", "passed",
-         "sigma", "seed", "backend", "eps",
-         "params": {"W": {"rel", "abs", "checked", "at"}, "U": ..., "V": ..., "b": ..., "c": ...}}
+        {"model", "hidden", "layers", "batch", "seq_length", "step", "entries", "dtype",
+         "threshold", "passed", "sigma", "seed", "backend", "eps",
+         "params": {name: {"rel", "abs", "checked", "at"}, ...}}
 
-    where ``rel``/``abs`` are the largest relative/absolute errors over the entries checked (inf
-    if a gradient or loss is not finite), ``checked`` their number and ``at`` the index of the
-    entry with the largest relative error.
+    with one entry per parameter of the model, where ``rel``/``abs`` are the largest
+    relative/absolute errors over the entries checked (inf if a gradient or loss is not finite),
+    ``checked`` their number and ``at`` the index of the entry with the largest relative error.
     """
-    from charrnn.model import RNN, init_params
-
-    if hidden < 1 or seq_length < 1:
-        raise ValueError("hidden and seq_length must be at least 1")
-    if not step > 0 or not threshold > 0:
+    if hidden < 1 or seq_length < 1 or layers < 1 or batch < 1:
+        raise ValueError("hidden, layers, batch and seq_length must be at least 1")
+    if not step > 0 or not threshold > 0 or not math.isfinite(step):
         raise ValueError("step and threshold must be positive")
     if entries is not None and entries < 0:
         raise ValueError("entries must be 0 (all) or positive")
+    cls = _model_class(model)
     ids = numpy.asarray(corpus_ids_host).reshape(-1)
-    if ids.size < seq_length + 1:
-        raise CharrnnError(f"the gradient check needs at least {seq_length + 1} characters of "
-                           f"text for a sequence of {seq_length}, and the text has {ids.size}; "
-                           "use a longer text or a shorter sequence")
-    x_host = ids[:seq_length].astype(numpy.int64)
-    y_host = ids[1 : seq_length + 1].astype(numpy.int64)
+    x_host, y_host = check_sequences(ids, seq_length, batch)
     if int(max(x_host.max(), y_host.max())) >= vocab_size:
         raise ValueError(f"character ids reach {int(max(x_host.max(), y_host.max()))}, "
                          f"beyond the vocabulary of {vocab_size}")
 
-    entry_seq, bias_seq = numpy.random.SeedSequence(seed).spawn(2)
-    params = init_params(vocab_size, hidden, sigma, seed)
-    bias_rng = numpy.random.default_rng(bias_seq)
-    params["b"] = bias_rng.standard_normal(hidden) * sigma
-    params["c"] = bias_rng.standard_normal(vocab_size) * sigma
-    model = RNN(backend, vocab_size, hidden, params=params)
+    weight_seq, entry_seq = numpy.random.SeedSequence(seed).spawn(2)
+    weight_rng = numpy.random.default_rng(weight_seq)
+    shapes = cls.param_shapes(vocab_size, hidden=hidden, layers=layers)
+    params = {name: weight_rng.standard_normal(shape) * sigma for name, shape in shapes.items()}
+    net = cls(backend, vocab_size, hidden=hidden, layers=layers, dropout=0.0, sigma=sigma,
+              params=params)
     dtype = numpy.dtype(backend.dtype)
 
     x, y = backend.asarray(x_host), backend.asarray(y_host)
-    h0 = backend.zeros(hidden)
-    model.loss_and_grads(x, y, h0)
-    analytic = model.get_grads()
-    stored = model.get_params()  # exactly what the device holds, to restore it bit for bit
+    state = net.zero_state(batch)
+    net.loss_and_grads(x, y, state)
+    analytic = net.get_grads()
+    stored = net.get_params()  # exactly what the device holds, to restore it bit for bit
+    char_axes = net.char_axes()
 
     rng = numpy.random.default_rng(entry_seq)
     used_ids = numpy.unique(x_host)
     out: Dict[str, Dict[str, Any]] = {}
     passed = True
-    for name in CHECK_ORDER:
-        view, host = model.params[name], stored[name]
+    for name in net.shapes:
+        view, host = net.params[name], stored[name]
         shape = host.shape
-        chosen = choose_entries(name, shape, entries, rng, used_ids)
+        chosen = choose_entries(shape, entries, rng, char_axes.get(name), used_ids)
         ga = analytic[name].reshape(-1)[chosen].astype(numpy.float64)
         gn = numpy.empty(chosen.size)
         for j, flat in enumerate(chosen):
@@ -185,9 +204,9 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, hidden: int = DEFA
                 raise CharrnnError(f"the gradient check's step {step:g} is below the resolution "
                                    f"of {dtype.name} at {float(value):g}; pass a larger step")
             view[idx] = plus
-            loss_plus = model.loss(x, y, h0)
+            loss_plus = net.loss(x, y, state)[0]
             view[idx] = minus
-            loss_minus = model.loss(x, y, h0)
+            loss_minus = net.loss(x, y, state)[0]
             view[idx] = value
             gn[j] = (loss_plus - loss_minus) / (float(plus) - float(minus))
         with numpy.errstate(all="ignore"):
@@ -205,11 +224,12 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, hidden: int = DEFA
             [int(i) for i in numpy.unravel_index(int(chosen[at_j]), shape)]
         out[name] = {"rel": max_rel, "abs": max_abs, "checked": int(chosen.size), "at": at}
         passed = passed and max_rel <= threshold
-    restored = model.get_params()
-    if any(not numpy.array_equal(restored[n], stored[n]) for n in CHECK_ORDER):
+    restored = net.get_params()
+    if any(not numpy.array_equal(restored[n], stored[n]) for n in net.shapes):
         raise RuntimeError("the gradient check did not restore the parameters it perturbed")
     return {
-        "hidden": int(hidden), "seq_length": int(seq_length), "step": float(step),
+        "model": net.name, "hidden": int(hidden), "layers": int(layers), "batch": int(batch),
+        "seq_length": int(seq_length), "step": float(step),
         "entries": int(entries or 0), "dtype": dtype.name, "threshold": float(threshold),
         "passed": bool(passed), "sigma": float(sigma), "seed": int(seed),
         "backend": getattr(backend, "name", type(backend).__name__), "eps": float(eps),
@@ -262,8 +282,12 @@ def describe(result: Mapping[str, Any]) -> str:
     """One line on how the check was made."""
     entries = result.get("entries")
     per = "all entries" if not entries else f"up to {entries} entries per parameter"
+    layers = result.get("layers") or 1
+    shape = f"{layers} layers of {result.get('hidden')}" if layers > 1 else \
+        f"hidden {result.get('hidden')}"
+    batch = f"batch {result.get('batch')}, " if (result.get("batch") or 1) > 1 else ""
     return (f"gradient check: {result.get('backend', '?')} backend in {result.get('dtype', '?')}, "
-            f"hidden {result.get('hidden')}, sequence {result.get('seq_length')}, "
+            f"{result.get('model', 'rnn')} {shape}, {batch}sequence {result.get('seq_length')}, "
             f"step {result.get('step'):g}, sigma {result.get('sigma'):g}, {per}")
 
 
@@ -332,9 +356,13 @@ class GradCheck(Callback):
         if trainer.corpus is not None:
             ids, vocab = numpy.asarray(trainer.corpus.ids), trainer.corpus.vocab_size
         else:
-            ids, vocab = trainer.backend.to_numpy(trainer.ids), trainer.model.K
-        seq_length = max(1, min(int(trainer.seq_length), int(ids.size) - 1))
-        return gradient_check(backend, ids, vocab, hidden=self.hidden, seq_length=seq_length,
+            ids = trainer.backend.to_numpy(trainer.stream.data).T.reshape(-1)
+            vocab = trainer.model.K
+        batch = max(1, min(trainer.batch, MAX_RUN_BATCH, int(ids.size) // 2))
+        seq_length = max(1, min(int(trainer.seq_length), int(ids.size) // batch - 1))
+        model = trainer.model
+        return gradient_check(backend, ids, vocab, model=type(model), hidden=self.hidden,
+                              layers=model.layers, batch=batch, seq_length=seq_length,
                               step=self.step, entries=self.entries, seed=self.seed,
                               sigma=self.sigma, threshold=self.threshold)
 
@@ -356,10 +384,11 @@ class GradCheck(Callback):
             name, rel = worst(result)
             raise GradCheckFailed(
                 f"gradient check failed: max relative error {rel:.1e} in {name} exceeds "
-                f"--gradcheck-threshold {self.threshold:g} (hidden {self.hidden}, step "
-                f"{self.step:g}); the {result['backend']} backend's gradients disagree with the "
-                "loss, so fix its backward pass (run `charrnn gradcheck` to see every "
-                "parameter), or pass --no-gradcheck to train anyway")
+                f"--gradcheck-threshold {self.threshold:g} ({result['model']}, hidden "
+                f"{self.hidden}, step {self.step:g}); the gradients of the {result['backend']} "
+                f"backend and the {result['model']} model disagree with the loss, so fix the "
+                "backward pass (run `charrnn gradcheck` to see every parameter), or pass "
+                "--no-gradcheck to train anyway")
 
 
 @hookimpl
@@ -398,25 +427,31 @@ def register_commands(cli):
     @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --data.")
     @click.option("--backend", type=RegistryChoice("backend"), default="numpy",
                   show_default=True, help="Array backend whose gradients to check.")
+    @click.option("--model", type=RegistryChoice("model"), default="rnn", show_default=True,
+                  help="Model whose gradients to check.")
     @click.option("--hidden", type=click.IntRange(min=1), default=DEFAULT_HIDDEN,
                   show_default=True, help="Hidden size m of the checked model.")
+    @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Layers of the checked model.")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Sequences checked at once.")
     @click.option("--seq-length", type=click.IntRange(min=1), default=DEFAULT_SEQ_LENGTH,
-                  show_default=True, help="Characters in the checked sequence.")
+                  show_default=True, help="Characters in each checked sequence.")
     @click.option("--step", type=POSITIVE_FLOAT, default=DEFAULT_STEP, show_default=True,
                   help="Finite-difference step h.")
     @click.option("--entries", type=click.IntRange(min=0), default=0, show_default=True,
                   help="Entries checked per parameter (0: all).")
     @click.option("--threshold", type=POSITIVE_FLOAT, default=DEFAULT_THRESHOLD,
                   show_default=True, help="Largest relative error that passes.")
-    @click.option("--seed", type=int, default=0, show_default=True,
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                   help="Seed of the weights and of the choice of entries.")
     @click.option("--sigma", type=POSITIVE_FLOAT, default=DEFAULT_SIGMA, show_default=True,
                   help="Standard deviation of the weights and biases (a run's 0.01 keeps tanh "
                        "nearly linear, which hides some errors).")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-    def gradcheck_cmd(data: Optional[str], encoding: str, backend: str, hidden: int,
-                      seq_length: int, step: float, entries: int, threshold: float, seed: int,
-                      sigma: float, as_json: bool) -> None:
+    def gradcheck_cmd(data: Optional[str], encoding: str, backend: str, model: str, hidden: int,
+                      layers: int, batch_size: int, seq_length: int, step: float, entries: int,
+                      threshold: float, seed: int, sigma: float, as_json: bool) -> None:
         """Check a backend's gradients against centred finite differences.
 
         Runs in float64 where the backend supports it. Prints a table of the largest relative
@@ -434,9 +469,10 @@ def register_commands(cli):
         known = backend in registry.names("backend")  # else make_backend says what is available
         dtype = check_dtype(registry.get("backend", backend), "float32") if known else "float64"
         be = make_backend(backend, dtype)
-        result = gradient_check(be, corpus.ids, corpus.vocab_size, hidden=hidden,
-                                seq_length=seq_length, step=step, entries=entries, seed=seed,
-                                sigma=sigma, threshold=threshold)
+        result = gradient_check(be, corpus.ids, corpus.vocab_size, model=model, hidden=hidden,
+                                layers=layers, batch=batch_size, seq_length=seq_length,
+                                step=step, entries=entries, seed=seed, sigma=sigma,
+                                threshold=threshold)
         if as_json:
             click.echo(json.dumps(result, indent=2))
         else:

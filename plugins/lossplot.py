@@ -234,7 +234,11 @@ class LossPlot(Callback):
             source = source.split(" (", 1)[0]
         if len(source) > 40:
             source = source[:37] + "..."
-        parts = [f"hidden {cfg.get('hidden', trainer.model.m)}"]
+        model = trainer.model
+        parts = [f"{model.name} {model.layers}x{model.hidden}" if model.layers > 1
+                 else f"{model.name} hidden {model.hidden}"]
+        if trainer.batch > 1:
+            parts.append(f"batch {trainer.batch}")
         if cfg.get("optimizer"):
             parts.append(f"{cfg['optimizer']} \u03b7={cfg.get('eta')}")
         head = f"Smooth loss: {source}" if source else "Smooth loss"

@@ -1,10 +1,11 @@
-"""A progress display: update count, epoch, smooth loss and updates per second.
+"""A progress display: update count, epoch, smooth loss (also per character) and speed.
 
 On a terminal the line is rewritten in place; elsewhere (logs, CI) one line is printed per
 interval. Reading the smooth loss synchronises the device, so it happens only at the interval.
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Mapping, Optional
 
@@ -31,11 +32,18 @@ class Progress(Callback):
         return cls(every=int(options.get("log_every") or 1000))
 
     def line(self, trainer) -> str:
-        width = len(str(trainer.iterations))
+        total = f"/{trainer.iterations}" if trainer.iterations is not None else ""
+        width = len(str(trainer.iterations)) if trainer.iterations is not None else 7
+        smooth = trainer.smooth_loss_value()
+        per_char = smooth / trainer.seq_length
+        ups = trainer.updates_per_second()
+        speed = f"{ups:8.0f} updates/s"
+        if trainer.batch > 1:
+            speed += f" {ups * trainer.batch * trainer.seq_length:9,.0f} chars/s"
         return (
-            f"update {trainer.update:>{width}}/{trainer.iterations}  epoch {trainer.epoch}  "
-            f"smooth loss {trainer.smooth_loss_value():8.3f}  "
-            f"{trainer.updates_per_second():8.0f} updates/s"
+            f"update {trainer.update:>{width}}{total}  epoch {trainer.epoch}  "
+            f"smooth loss {smooth:8.3f} ({per_char:.3f} nats/char, "
+            f"{per_char / math.log(2):.3f} bpc)  {speed}"
             + (f"  val {trainer.logs['val_loss']:.3f} nats/char ({trainer.logs['val_bpc']:.3f} bpc)"
                if "val_loss" in trainer.logs else "")
         )

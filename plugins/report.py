@@ -148,33 +148,30 @@ class Report(Callback):
 
     def passage(self, trainer, ckpt) -> Tuple[str, str]:
         """The passage and a sentence on where it came from."""
-        from charrnn.model import RNN
+        from charrnn.plugins.sampler import checkpoint_state
         from charrnn.sampling import sample_ids
+        from charrnn.session import model_from_checkpoint
 
         cfg = trainer.config
         temperature = float(cfg.get("temperature") or 1.0)
         top_k = cfg.get("top_k")
-        be = trainer.backend
         if ckpt is not None:
             vocab = ckpt.vocab
-            model = RNN(be, len(vocab), int(ckpt.config["hidden"]), params=ckpt.params)
-            h = be.asarray(ckpt.hidden, dtype=be.dtype)
+            model = model_from_checkpoint(ckpt, trainer.backend)
+            state = checkpoint_state(ckpt, model)
             x0 = int(ckpt.meta.get("next_input_id", 0))
             origin = (f"the best checkpoint (`best.npz`, update {int(ckpt.meta['update']):,}), "
-                      "starting from its saved hidden state with the next character of its "
-                      f"training text ({vocab[x0]!r}) as the first "
-                      "input")
+                      "starting from its saved state (the first stream's) with the next "
+                      f"character of its training text ({vocab[x0]!r}) as the first input")
         else:
             vocab = list(trainer.corpus.chars)
             model = trainer.model
-            x0 = int(be.to_numpy(trainer.current_input()[:1])[0])
-            wrapped = trainer.position + trainer.seq_length + 1 > trainer.n
-            h = be.zeros(model.m) if wrapped else trainer.h
+            state, x0 = trainer.sampling_start()
             origin = ("the model as it stands at the end of training (update "
                       f"{trainer.update:,}; **no best checkpoint was saved**, so this is not "
-                      "necessarily the best model), starting from the current hidden state with "
+                      "necessarily the best model), starting from the current state with "
                       f"the next character of the training text ({vocab[x0]!r}) as the first input")
-        ids = sample_ids(model, h, x0, self.passage_length, temperature=temperature,
+        ids = sample_ids(model, state, x0, self.passage_length, temperature=temperature,
                          top_k=top_k, rng=passage_rng(self.seed))
         how = f"temperature {temperature:g}" + (f", top-k {top_k}" if top_k else "")
         return "".join(vocab[i] for i in ids), (
@@ -194,7 +191,8 @@ class Report(Callback):
             rows.append(("vocabulary size K", f"{corpus.vocab_size} distinct characters"))
         else:
             rows.append(("vocabulary size K", trainer.model.K))
-        train_chars = trainer.n
+        stream = trainer.stream
+        train_chars = stream.characters
         if trainer.val_ids is not None:
             val_chars = int(trainer.val_ids.shape[0])
             rows.append(("training / validation split",
@@ -204,19 +202,23 @@ class Report(Callback):
             rows.append(("training text", f"{train_chars:,} characters (no validation split)"))
         rows.append(("backend", f"{be.describe()}"))
         rows.append(("dtype", be.dtype.name))
-        rows.append(("optimizer", f"{cfg.get('optimizer', trainer.optimizer.name)}, "
-                                  f"learning rate eta {cfg.get('eta')}"))
-        rows.append(("hidden size m", trainer.model.m))
-        rows.append(("sequence length", N))
+        rows.append(("model", trainer.model.describe()))
+        rows.append(("optimizer", trainer.optimizer.describe()))
+        rows.append(("batch", f"{stream.batch} stream(s) of {N} characters per update"
+                     + (f" ({stream.length:,} characters per stripe)" if stream.batch > 1 else "")))
         if "sigma" in cfg:
             rows.append(("initial weights", f"normal, sigma {cfg['sigma']}, seed {cfg.get('seed')}"))
-        rows.append(("updates done", f"{trainer.update:,} of {trainer.iterations:,} requested"
+        requested = (f"{trainer.iterations:,}" if trainer.iterations is not None
+                     else "no fixed number of")
+        rows.append(("updates done", f"{trainer.update:,} of {requested} requested"
                      + (f" (resumed at update {trainer.start_update:,})"
                         if trainer.start_update else "")))
         rows.append(("ended", f"stopped: {trainer.stop_reason}" if trainer.stop_reason
                      else "finished"))
-        passes = trainer.epoch + (trainer.position / trainer.n if trainer.n else 0.0)
-        rows.append(("epochs", f"{trainer.epoch} completed ({passes:.2f} passes over the "
+        if trainer.time_limit:
+            rows.append(("time limit", f"{trainer.time_limit:g} s of training; "
+                                       f"{trainer.train_seconds():.1f} s used"))
+        rows.append(("epochs", f"{trainer.epoch} completed ({stream.passes():.2f} passes over the "
                                "training text)"))
         rows.append(("final smooth loss", f"{smooth:.3f} per sequence of {N} characters "
                      f"({smooth / N:.4f} nats/char, {smooth / N / LN2:.4f} bits/char)"))
@@ -237,8 +239,9 @@ class Report(Callback):
                          + (f" (at update {int(at):,})" if at is not None else "")))
         done = trainer.update - trainer.start_update
         if done > 0:
-            rows.append(("speed", f"{trainer.updates_per_second():,.0f} updates/s "
-                         f"(this process, {done:,} updates)"))
+            ups = trainer.updates_per_second()
+            rows.append(("speed", f"{ups:,.0f} updates/s, {ups * stream.batch * N:,.0f} "
+                                  f"characters/s (this process, {done:,} updates)"))
         return rows
 
     def options_table(self, trainer) -> str:
@@ -262,10 +265,10 @@ class Report(Callback):
         ckpt, why_none = self.best_checkpoint(trainer)
         out: List[str] = []
         name = os.path.basename(os.path.normpath(run_dir))
-        out.append(f"# Character-level RNN: run `{name}`\n")
+        out.append(f"# Character-level {trainer.model.name}: run `{name}`\n")
         out.append(f"Written by charrnn {__version__} on {time.strftime('%Y-%m-%d %H:%M:%S')} "
-                   f"in `{run_dir}`. A vanilla RNN trained with back-propagation through time on "
-                   "sequences of characters, as in the course assignment.\n")
+                   f"in `{run_dir}`. A character-level {trainer.model.name} model trained with "
+                   "back-propagation through time on sequences of characters.\n")
 
         out.append("## Configuration\n")
         out.append(_table(self.configuration(trainer, ckpt), ("setting", "value")) + "\n")

@@ -1,7 +1,7 @@
 """Text samples as training goes, and ``charrnn sample`` from a saved checkpoint.
 
-During a run, sampling starts from the trainer's current hidden state with the first character of
-the current input as ``x0``, as the course assignment describes. Draws come from the sampler's own
+During a run, sampling starts from the current state of the first stream with the first character
+of its next input as ``x0``, as the course assignment describes. Draws come from the sampler's own
 seeded random stream, saved in checkpoints, so taking samples never changes what training
 computes and a resumed run samples exactly what an uninterrupted one would.
 """
@@ -17,9 +17,9 @@ import numpy
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.errors import CharrnnError
+from charrnn.options import POSITIVE_FLOAT
 from charrnn.sampling import sample_ids, warm_up
 
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
 
 def fenced(text: str) -> str:
@@ -56,10 +56,8 @@ class Sampler(Callback):
                    echo=not options.get("quiet"))
 
     def take(self, trainer) -> str:
-        x0 = int(trainer.backend.to_numpy(trainer.current_input()[:1])[0])
-        h = trainer.h if trainer.position + trainer.seq_length + 1 <= trainer.n else \
-            trainer.backend.zeros(trainer.model.m)
-        ids = sample_ids(trainer.model, h, x0, self.length, temperature=self.temperature,
+        state, x0 = trainer.sampling_start()
+        ids = sample_ids(trainer.model, state, x0, self.length, temperature=self.temperature,
                          top_k=self.top_k, rng=self.rng)
         text = trainer.corpus.decode(ids)
         entry = (trainer.update, trainer.smooth_loss_value(), text)
@@ -120,7 +118,7 @@ def add_run_options(add_option):
                help="Sampling temperature (below 1: more conservative).")
     add_option("--top-k", type=click.IntRange(min=1), default=None,
                help="Sample only among the k likeliest characters.")
-    add_option("--sample-seed", type=int, default=0, show_default=True,
+    add_option("--sample-seed", type=click.IntRange(min=0), default=0, show_default=True,
                help="Seed of the sampler's own random stream.")
 
 
@@ -134,6 +132,16 @@ def read_prime(prime: Optional[str], prime_file: Optional[str]) -> str:
     return prime or ""
 
 
+def checkpoint_state(ckpt, model):
+    """The first stream's state saved in ``ckpt``, as a batch of one on ``model``'s backend."""
+    try:
+        state = model.state_from_host(ckpt.state, int(ckpt.meta.get("batch_size") or 1))
+    except (ValueError, TypeError) as exc:
+        raise CharrnnError(f"{ckpt.path}: its saved state does not fit its model ({exc}); the "
+                           "file is damaged or was edited") from None
+    return model.select_state(state, 0)
+
+
 @hookimpl
 def register_commands(cli):
     from charrnn.cli import RegistryChoice
@@ -143,12 +151,14 @@ def register_commands(cli):
                   help="A checkpoint file, or a run directory (its best.npz, else latest.npz).")
     @click.option("--length", type=click.IntRange(min=1), default=1000, show_default=True,
                   help="Characters to generate.")
-    @click.option("--temperature", type=POSITIVE_FLOAT, default=1.0, show_default=True)
+    @click.option("--temperature", type=POSITIVE_FLOAT, default=1.0, show_default=True,
+                  help="Sampling temperature (below 1: more conservative).")
     @click.option("--top-k", type=click.IntRange(min=1), default=None,
                   help="Sample only among the k likeliest characters.")
     @click.option("--prime", type=str, default=None, help="Text to feed the network first.")
     @click.option("--prime-file", type=str, default=None, help="File whose text to feed first.")
-    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="Seed of the sampling's random stream.")
     @click.option("--backend", type=RegistryChoice("backend"), default="numpy",
                   show_default=True)
     def sample_cmd(checkpoint: str, length: int, temperature: float, top_k: Optional[int],
@@ -156,8 +166,7 @@ def register_commands(cli):
                    backend: str) -> None:
         """Generate text from a saved checkpoint."""
         from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path
-        from charrnn.model import RNN
-        from charrnn.session import make_backend
+        from charrnn.session import make_backend, model_from_checkpoint
 
         ckpt = load_checkpoint(resolve_checkpoint_path(checkpoint))
         prime_text = read_prime(prime, prime_file)
@@ -168,14 +177,14 @@ def register_commands(cli):
                 raise CharrnnError(f"prime character {c!r} (U+{ord(c):04X}) is not in the "
                                    "checkpoint's vocabulary; remove it from the prime")
         be = make_backend(backend, ckpt.meta.get("dtype", "float64"))
-        model = RNN(be, len(vocab), int(ckpt.config["hidden"]), params=ckpt.params)
+        model = model_from_checkpoint(ckpt, be)
         rng = numpy.random.default_rng(seed)
         if prime_text:
             ids = [lookup[c] for c in prime_text]
-            h = warm_up(model, be.zeros(model.m), ids)
+            state = warm_up(model, model.zero_state(1), ids)
             x0 = ids[-1]
-        else:  # continue from where training stood
-            h = be.asarray(ckpt.hidden, dtype=be.dtype)
+        else:  # continue from where training stood, in the first stream
+            state = checkpoint_state(ckpt, model)
             x0 = int(ckpt.meta.get("next_input_id", 0))
-        out = sample_ids(model, h, x0, length, temperature=temperature, top_k=top_k, rng=rng)
+        out = sample_ids(model, state, x0, length, temperature=temperature, top_k=top_k, rng=rng)
         click.echo(prime_text + "".join(vocab[i] for i in out))

@@ -1,0 +1,1 @@
+"""Built-in models, each a plugin registered through the ``charrnn`` entry-point group."""

@@ -1,0 +1,91 @@
+"""A gated recurrent unit network (``--model gru``), as karpathy/char-rnn builds it.
+
+Written for a row vector per step: ``x_t`` is the one-hot character, ``h`` the hidden state (m).
+The reset gate multiplies ``h_{t-1}`` before its product with the candidate's weights, as in
+char-rnn (and Cho et al.); cuDNN applies it after. One layer::
+
+    z_t     = x_t Wx + b                             Wx (K, 3m), b (3m): blocks r, u, n
+    [r, u]  = sigmoid(z_t[r, u] + h_{t-1} Wh[:, r, u])      Wh (m, 3m)
+    n       = tanh(z_t[n] + (r * h_{t-1}) Wh[:, n])
+    h_t     = u * n + (1 - u) * h_{t-1}
+    p_t     = softmax(h_t Wy + by)                   Wy (m, K), by (K)
+    L       = -sum_t log p_t[y_t]                    y_t = x_{t+1}, the character that follows
+
+(``u`` is the update gate, written ``z`` in most papers.) Back-propagation through time, with
+``do_t = p_t - onehot(y_t)`` and ``dz_t`` the gradient at the three blocks' pre-activations::
+
+    dh_t     = do_t Wy^T + (what step t+1 sends back, below)
+    dz_t[n]  = dh_t * u * (1 - n**2)
+    dz_t[u]  = dh_t * (n - h_{t-1}) * u(1-u)
+    d(rh)    = dz_t[n] Wh[:, n]^T
+    dz_t[r]  = d(rh) * h_{t-1} * r(1-r)
+    sent back to h_{t-1}:  dh_t * (1 - u) + d(rh) * r + dz_t[r, u] Wh[:, r, u]^T
+    dWx = sum_t x_t^T dz_t    db = sum_t dz_t
+    dWh[:, r, u] = sum_t h_{t-1}^T dz_t[r, u]    dWh[:, n] = sum_t (r * h_{t-1})^T dz_t[n]
+
+With ``--layers N``, layer ``l > 1`` reads ``h_t`` of the layer below instead of ``x_t``, and
+parameters are numbered by layer (``Wx1 Wh1 b1 Wx2 ... Wy by``). Stacking, dropout and the output
+layer are in :mod:`charrnn.models.gated`; the recurrence is the backend's
+:meth:`~charrnn.backend.Backend.gru_forward` and :meth:`~charrnn.backend.Backend.gru_backward`,
+one call per layer each way.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from charrnn import hookimpl
+from charrnn.model import State
+from charrnn.models.gated import GatedRNN
+
+
+class GRU(GatedRNN):
+    name = "gru"
+    gates = 3  # r, u, n
+    #: Close to char-rnn's uniform(-0.08, 0.08), whose standard deviation is 0.046.
+    default_sigma = 0.05
+
+    def zero_state(self, batch: int) -> State:
+        return (self.backend.zeros((self.layers, batch, self.hidden)),)
+
+    def _H_RH(self, layer: int, T: int, B: int):
+        m = self.hidden
+        return self.buffer(f"H{layer}", (T + 1, B, m)), self.buffer(f"RH{layer}", (T, B, m))
+
+    def cell_forward(self, layer: int, Z: Any, state: State) -> Any:
+        T, B = Z.shape[:2]
+        H, RH = self._H_RH(layer, T, B)
+        H[0] = state[0][layer]
+        # gates r, u; n = tanh(z[n] + (r h_{t-1}) Wh[:, n]); h_t = u n + (1 - u) h_{t-1}
+        self.backend.gru_forward(self.params[self.names[layer][1]], Z, H, RH)
+        return H
+
+    def cell_backward(self, layer: int, Z: Any, dH: Any, dZ: Any) -> None:
+        m = self.hidden
+        T, B = Z.shape[:2]
+        N = T * B
+        Wh = self.names[layer][1]
+        H, RH = self._H_RH(layer, T, B)
+        self.backend.gru_backward(self.params[Wh], Z, H, RH, dH, dZ)  # dz_t for every step
+        dZ2, dWh = dZ.reshape(N, 3 * m), self.grads[Wh]
+        dWh[:, : 2 * m] = H[:-1].reshape(N, m).T @ dZ2[:, : 2 * m]  # r and u blocks
+        dWh[:, 2 * m :] = RH.reshape(N, m).T @ dZ2[:, 2 * m :]  # n block
+
+    def cell_state_after(self, T: int, B: int) -> State:
+        (h,) = self.zero_state(B)
+        for layer in range(self.layers):
+            h[layer] = self._H_RH(layer, T, B)[0][T]
+        return (h,)
+
+    def cell_step(self, layer: int, z: Any, state: State, new: State) -> Any:
+        xp, m = self.backend.xp, self.hidden
+        h, Wh = state[0][layer], self.params[self.names[layer][1]]
+        ru = 0.5 * xp.tanh(0.5 * (z[:, : 2 * m] + h @ Wh[:, : 2 * m])) + 0.5
+        r, u = ru[:, :m], ru[:, m:]
+        n = xp.tanh(z[:, 2 * m :] + (r * h) @ Wh[:, 2 * m :])
+        new[0][layer] = u * n + (1.0 - u) * h
+        return new[0][layer]
+
+
+@hookimpl
+def register_models(register):
+    register(GRU)

@@ -1,0 +1,198 @@
+"""The vanilla RNN of the course assignment (``--model rnn``, the default).
+
+One layer, for one character ``x_t`` (a one-hot vector) and the hidden state ``h``::
+
+    a_t = W h_{t-1} + U x_t + b          W (m, m), U (m, K), b (m)
+    h_t = tanh(a_t)
+    o_t = V h_t + c                      V (K, m), c (K)
+    p_t = softmax(o_t)
+    L   = -sum_t log p_t[y_t]            y_t = x_{t+1}, the character that follows
+
+Back-propagation through time, with ``do_t = p_t - onehot(y_t)``::
+
+    dV = sum_t do_t h_t^T      dc = sum_t do_t      dh_t = V^T do_t + W^T da_{t+1}
+    da_t = dh_t * (1 - h_t**2)
+    dW = sum_t da_t h_{t-1}^T  dU = sum_t da_t x_t^T  db = sum_t da_t
+
+With ``--layers N`` the layers are stacked: layer ``l > 1`` reads ``h_t`` of the layer below
+where layer 1 reads ``x_t`` (so its ``U`` is (m, m)), and ``V`` reads the top layer. Parameters
+are then numbered by layer (``W1 U1 b1 W2 U2 b2 V c``). With ``--dropout p``, as in char-rnn,
+each layer's output is multiplied by a mask of 0 (probability p) and ``1/(1-p)`` on its way to
+the layer above or to ``V``, while training only.
+
+How the code computes this, for B sequences at once (arrays are (T, B, ·); see
+:mod:`charrnn.model` for why the loss is averaged over B):
+
+* ``U x_t`` picks column ``x_t`` of U, so the input projection of all steps is a row lookup in
+  the embedding table ``E = U^T`` (K, m), which is what is stored, and ``dU`` is a sum of the
+  rows of ``da`` by character: :meth:`~charrnn.backend.Backend.segment_sum`. A sequence touches
+  only the rows of its characters, and AdaGrad and SGD skip the others exactly.
+* Only the recurrence steps through time, in one backend operation each way
+  (:meth:`~charrnn.backend.Backend.rnn_forward`, :meth:`~charrnn.backend.Backend.rnn_backward`);
+  every other line is one matrix operation over all steps.
+* Intermediate arrays are allocated once per sequence shape and reused
+  (:meth:`~charrnn.model.Model.buffer`).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy
+from charrnn import hookimpl
+from charrnn.model import Model, State, layer_names
+
+
+class RNN(Model):
+    name = "rnn"
+    default_sigma = 0.01  # the assignment's randn * 0.01
+
+    @classmethod
+    def param_shapes(cls, vocab_size: int, *, hidden: int, layers: int) -> Dict[str, Tuple[int, ...]]:
+        K, m = vocab_size, hidden
+        if layers == 1:  # the assignment's order
+            return {"W": (m, m), "U": (m, K), "V": (K, m), "b": (m,), "c": (K,)}
+        shapes: Dict[str, Tuple[int, ...]] = {}
+        for layer, (W, U, b) in enumerate(layer_names(("W", "U", "b"), layers)):
+            shapes.update({W: (m, m), U: (m, K if layer == 0 else m), b: (m,)})
+        shapes.update({"V": (K, m), "c": (K,)})
+        return shapes
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.names: List[Tuple[str, ...]] = []  # (W, U, b) per layer; set before the views
+        super().__init__(*args, **kwargs)
+
+    def char_axes(self) -> Dict[str, int]:
+        return {self.names[0][1]: 1}  # U's column x_t
+
+    def layout(self):
+        self.names = layer_names(("W", "U", "b"), self.layers)
+        first_U = self.names[0][1]
+        # The embedding table E = U^T goes last: its gradient is the only sparse one.
+        dense = [(n, s) for n, s in self.shapes.items() if n != first_U]
+        return dense + [("E", (self.K, self.hidden))]
+
+    def add_aliases(self, views) -> None:
+        views.alias(self.names[0][1], views["E"].T)
+
+    def init_params(self, seed: int) -> Dict[str, numpy.ndarray]:
+        """``randn * sigma`` drawn in the assignment's order (U, W, then V; layer by layer for a
+        stack), biases zero: one layer starts exactly where the assignment's code does."""
+        rng = numpy.random.default_rng(seed)
+        out = {name: numpy.zeros(shape) for name, shape in self.shapes.items()}
+        for W, U, _ in self.names:
+            out[U] = rng.standard_normal(self.shapes[U]) * self.sigma
+            out[W] = rng.standard_normal(self.shapes[W]) * self.sigma
+        out["V"] = rng.standard_normal(self.shapes["V"]) * self.sigma
+        return out
+
+    def zero_state(self, batch: int) -> State:
+        return (self.backend.zeros((self.layers, batch, self.hidden)),)
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def _forward(self, x, state: State, rng) -> Any:
+        """Every layer over all steps; returns the top layer's output, (T*B, m)."""
+        xp, be, p = self.backend.xp, self.backend, self.params
+        T, B = x.shape
+        m = self.hidden
+        h0 = state[0]
+        self._masks: List[Any] = []
+        inputs = None  # the layer below's output, (T, B, m), dropout applied
+        for layer, (W, U, b) in enumerate(self.names):
+            A = self.buffer(f"A{layer}", (T, B, m))
+            if layer == 0:
+                xp.add(p["E"][x], p[b], out=A)  # a_t = U x_t + b ...
+            else:
+                xp.dot(inputs.reshape(T * B, m), p[U].T, out=A.reshape(T * B, m))
+                A += p[b]
+            H = self.buffer(f"H{layer}", (T + 1, B, m))
+            H[0] = h0[layer]
+            be.rnn_forward(p[W], A, H)  # ... + W h_{t-1}, h_t = tanh(a_t)
+            mask = self.dropout_mask(rng, (T, B, m))
+            self._masks.append(mask)
+            if mask is None:
+                inputs = H[1:]
+            else:
+                inputs = self.buffer(f"X{layer + 1}", (T, B, m))
+                xp.multiply(H[1:], mask, out=inputs)
+        return inputs.reshape(T * B, m)
+
+    def _state_after(self, T: int, B: int) -> State:
+        h = self.backend.zeros((self.layers, B, self.hidden))
+        for layer in range(self.layers):
+            h[layer] = self.buffer(f"H{layer}", (T + 1, B, self.hidden))[T]
+        return (h,)
+
+    def _logits(self, top) -> Any:
+        xp, p = self.backend.xp, self.params
+        O = self.buffer("O", (top.shape[0], self.K))
+        xp.dot(top, p["V"].T, out=O)  # o_t = V h_t + c
+        O += p["c"]
+        return O
+
+    def loss(self, x, y, state: State) -> Tuple[float, State]:
+        T, B = x.shape
+        O = self._logits(self._forward(x, state, None))
+        loss = self.softmax_loss(O, y.reshape(-1), B)
+        return self.backend.to_float(loss), self._state_after(T, B)
+
+    # -- forward and backward ----------------------------------------------------------------
+
+    def loss_and_grads(self, x, y, state: State, rng=None) -> Tuple[Any, State]:
+        xp, be, p, g = self.backend.xp, self.backend, self.params, self.grads
+        T, B = x.shape
+        m, N = self.hidden, T * B
+        top = self._forward(x, state, rng)
+        O = self._logits(top)
+        loss = self.softmax_loss(O, y.reshape(-1), B)
+        new_state = self._state_after(T, B)
+
+        dO = self.softmax_grad_(O, y.reshape(-1), B)  # do_t = p_t - onehot(y_t)
+        xp.dot(dO.T, top, out=g["V"])  # dV = sum_t do_t h_t^T
+        xp.sum(dO, axis=0, out=g["c"])  # dc = sum_t do_t
+        dH = self.buffer(f"dH{self.layers - 1}", (T, B, m))
+        xp.dot(dO, p["V"], out=dH.reshape(N, m))  # V^T do_t
+        for layer in range(self.layers - 1, -1, -1):
+            W, U, b = self.names[layer]
+            mask = self._masks[layer]
+            if mask is not None:
+                dH *= mask
+            H = self.buffer(f"H{layer}", (T + 1, B, m))
+            dA = self.buffer(f"dA{layer}", (T, B, m))
+            be.rnn_backward(p[W], H, dH, dA)  # da_t = (dh_t + W^T da_{t+1}) * (1 - h_t**2)
+            dA2 = dA.reshape(N, m)
+            xp.dot(dA2.T, H[:-1].reshape(N, m), out=g[W])  # dW = sum_t da_t h_{t-1}^T
+            xp.sum(dA2, axis=0, out=g[b])  # db = sum_t da_t
+            if layer == 0:  # dU = sum_t da_t x_t^T: rows of da summed by character
+                rows = be.segment_sum(x.reshape(-1), dA2, g["E"])
+                self.support = self.support_from_rows(rows, "E")
+            else:
+                below = self._layer_input(layer, T, B)
+                xp.dot(dA2.T, below.reshape(N, m), out=g[U])  # dU = sum_t da_t h'_t^T
+                dH = self.buffer(f"dH{layer - 1}", (T, B, m))
+                xp.dot(dA2, p[U], out=dH.reshape(N, m))  # into the layer below: U^T da_t
+        return loss, new_state
+
+    def _layer_input(self, layer: int, T: int, B: int):
+        """What layer ``layer`` (> 0) read: the output of the layer below, after dropout."""
+        if self._masks[layer - 1] is None:
+            return self.buffer(f"H{layer - 1}", (T + 1, B, self.hidden))[1:]
+        return self.buffer(f"X{layer}", (T, B, self.hidden))
+
+    # -- generation --------------------------------------------------------------------------
+
+    def step(self, state: State, ids) -> Tuple[State, Any]:
+        xp, p = self.backend.xp, self.params
+        h = state[0]
+        new = xp.empty_like(h)
+        below: Optional[Any] = None
+        for layer, (W, U, b) in enumerate(self.names):
+            a = p["E"][ids] if layer == 0 else below @ p[U].T
+            new[layer] = xp.tanh(a + h[layer] @ p[W].T + p[b])
+            below = new[layer]
+        return (new,), below @ p["V"].T + p["c"]
+
+
+@hookimpl
+def register_models(register):
+    register(RNN)
