@@ -12,8 +12,9 @@ formulations and not of the machine, the corpus or the start.
 Why it is built this way:
 
 * charrnn is driven through its public objects, assembled as ``charrnn.session.build_trainer``
-  assembles them (registry lookups for the backend and the optimizer, ``RNN``, ``Trainer``) but
-  with no callbacks, and timed through ``Trainer.train_step``: the number is what a user of
+  assembles them (registry lookups for the backend, the ``rnn`` model and the optimizer, one
+  ``TextStream`` of batch 1, ``Trainer``) but with no callbacks, and timed through
+  ``Trainer.train_step``: the number is what a user of
   ``charrnn run`` gets for the updates themselves. ``build_trainer`` itself is not called because
   some callbacks (checkpoints, sampler) cannot be switched off through options, and this measures
   the update, not logging.
@@ -58,8 +59,8 @@ import charrnn
 import numpy as np
 from charrnn.data import Corpus, load_corpus
 from charrnn.errors import CharrnnError
-from charrnn.model import RNN
-from charrnn.session import make_backend, make_optimizer
+from charrnn.session import make_backend, make_model, make_optimizer
+from charrnn.stream import TextStream
 from charrnn.trainer import Trainer
 
 #: The seed configuration of the course assignment.
@@ -184,10 +185,17 @@ class ClassicRNN:
 def make_trainer(corpus: Corpus) -> Trainer:
     """charrnn at the seed configuration, built as ``build_trainer`` builds it, minus callbacks."""
     backend = make_backend("numpy", DTYPE)
-    model = RNN(backend, corpus.vocab_size, HIDDEN, sigma=SIGMA, seed=SEED)
-    optimizer = make_optimizer("adagrad", backend, model.size, ETA)
-    return Trainer(model, optimizer, backend.asarray(corpus.ids), SEQ_LENGTH, 10**9, (),
-                   corpus=corpus)
+    model = make_model("rnn", backend, corpus.vocab_size,
+                       {"hidden": HIDDEN, "layers": 1, "dropout": 0.0, "sigma": SIGMA,
+                        "seed": SEED})
+    optimizer = make_optimizer("adagrad", backend, model.size, ETA, CLIP)
+    stream = TextStream(backend, corpus.ids, 1, SEQ_LENGTH)
+    return Trainer(model, optimizer, stream, 10**9, (), corpus=corpus)
+
+
+def hidden_state(trainer: Trainer) -> np.ndarray:
+    """The one stream's hidden state, (m,): the rnn model's state is ``(h,)``, h (layers, B, m)."""
+    return trainer.backend.to_numpy(trainer.state[0]).reshape(-1).copy()
 
 
 def adagrad_memory(trainer: Trainer) -> Dict[str, np.ndarray]:
@@ -229,7 +237,7 @@ def lockstep_check(corpus: Corpus, updates: int, tolerance: float) -> Dict[str, 
     param_diff = 0.0
     for i in range(updates):
         classic.load_state(trainer.model.get_params(), adagrad_memory(trainer),
-                           trainer.backend.to_numpy(trainer.h), trainer.position)
+                           hidden_state(trainer), trainer.stream.position)
         a = trainer.backend.to_float(trainer.train_step())
         b = float(classic.train_step())
         param_diff = max(param_diff, max_param_diff(trainer.model.get_params(), classic.params()))

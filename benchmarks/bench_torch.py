@@ -10,9 +10,10 @@ property of the implementations and not of the machine, the corpus or the start.
 Why it is built this way:
 
 * charrnn is driven through its public objects, assembled as ``benchmarks/bench_numpy.py``'s
-  ``make_trainer`` assembles them (``make_backend``, ``RNN``, ``make_optimizer``, a ``Trainer``
-  with no callbacks), and timed through ``Trainer.train_step``: what ``charrnn run`` does for the
-  updates themselves, without logging.
+  ``make_trainer`` assembles them (``make_backend``, ``make_model("rnn", ...)``,
+  ``make_optimizer``, a ``TextStream`` of batch 1, a ``Trainer`` with no callbacks), and timed
+  through ``Trainer.train_step``: what ``charrnn run`` does for the updates themselves, without
+  logging.
 * The PyTorch peer is the idiomatic one: ``torch.nn.RNN`` (tanh, one layer, batch 1; cuDNN on
   CUDA), a ``Linear`` output layer, ``cross_entropy`` summed over the 25 steps, ``backward``,
   ``clip_grad_value_(5)`` and ``torch.optim.Adagrad(lr=0.1, eps=1e-8)``, the hidden state detached
@@ -59,8 +60,8 @@ import numpy as np
 from charrnn.backends.cupy_backend import CupyBackend
 from charrnn.data import Corpus, load_corpus
 from charrnn.errors import BackendUnavailable, CharrnnError
-from charrnn.model import RNN
-from charrnn.session import make_backend, make_optimizer
+from charrnn.session import make_backend, make_model, make_optimizer
+from charrnn.stream import TextStream
 from charrnn.trainer import Trainer
 
 #: The seed configuration of the course assignment.
@@ -83,10 +84,17 @@ TOLERANCE = {"float64": 1e-9, "float32": 1e-3}
 def make_trainer(corpus: Corpus, backend_name: str, dtype: str) -> Trainer:
     """charrnn at the seed configuration, built as ``build_trainer`` builds it, minus callbacks."""
     backend = make_backend(backend_name, dtype)
-    model = RNN(backend, corpus.vocab_size, HIDDEN, sigma=SIGMA, seed=SEED)
-    optimizer = make_optimizer("adagrad", backend, model.size, ETA)
-    return Trainer(model, optimizer, backend.asarray(corpus.ids), SEQ_LENGTH, 10**9, (),
-                   corpus=corpus)
+    model = make_model("rnn", backend, corpus.vocab_size,
+                       {"hidden": HIDDEN, "layers": 1, "dropout": 0.0, "sigma": SIGMA,
+                        "seed": SEED})
+    optimizer = make_optimizer("adagrad", backend, model.size, ETA, CLIP)
+    stream = TextStream(backend, corpus.ids, 1, SEQ_LENGTH)
+    return Trainer(model, optimizer, stream, 10**9, (), corpus=corpus)
+
+
+def hidden_state(trainer: Trainer) -> np.ndarray:
+    """The one stream's hidden state, (m,): the rnn model's state is ``(h,)``, h (layers, B, m)."""
+    return trainer.backend.to_numpy(trainer.state[0]).reshape(-1).copy()
 
 
 # -- the PyTorch peer -----------------------------------------------------------------------------
@@ -570,7 +578,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return {"step": tr.train_step, "to_float": tr.backend.to_float,
                     "grads": tr.model.get_grads, "params": tr.model.get_params,
                     "set_params": tr.model.set_params,
-                    "hidden": lambda: tr.backend.to_numpy(tr.h).copy(), "eps_inside": True}
+                    "hidden": lambda: hidden_state(tr), "eps_inside": True}
         return factory
 
     bench_peers["charrnn"] = charrnn_peer(trainer, f"charrnn, {backend_name} backend")

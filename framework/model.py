@@ -56,6 +56,10 @@ class Model:
     name: ClassVar[str] = "base"
     #: Standard deviation of the initial weights when ``--sigma`` is not given.
     default_sigma: ClassVar[float] = 0.01
+    #: Scale of the random point a gradient check draws every parameter at: large enough that
+    #: the units leave their linear range (a missing derivative factor then shows) and the
+    #: gradients stand well above the finite differences' rounding.
+    check_sigma: ClassVar[float] = 0.1
 
     def __init__(self, backend: Backend, vocab_size: int, *, hidden: int = 100, layers: int = 1,
                  dropout: float = 0.0, sigma: Optional[float] = None, seed: int = 0,

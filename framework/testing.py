@@ -13,30 +13,33 @@ A backend author (built-in or third-party) gets the whole suite by subclassing
 Then ``pytest tests/test_my_backend.py``. The same suite runs from the launcher, against any
 registered backend, with ``charrnn conformance --backend NAME`` (see :func:`run_conformance`).
 
-What it checks, each against the NumPy reference computing on the host from the same
+The suite is split by area into mixins, as fsspec's abstract tests are, so a backend still under
+construction can take the parts it is ready for (each needs :class:`ConformanceFixtures`, which
+they all derive from)::
+
+    class TestMyOps(OperationsConformance):     # the backend's operations, one by one
+        backend = MyBackend
+
+* :class:`OperationsConformance`: every operation of :class:`charrnn.backend.Backend`: moving
+  data, ``softmax`` (large logits included), ``segment_sum``, ``clip_``, ``dropout_mask``, the
+  whole-sequence recurrences of the built-in models (``rnn_``, ``lstm_`` and ``gru_forward`` and
+  ``_backward``, at B=1 and B>1) and the fused clip-and-update operations of the optimizers;
+* :class:`ModelConformance`: for every registered model (:attr:`ConformanceFixtures.models`), at
+  B=1 and B>1 and with one and two layers: the loss, the state after the sequence and every
+  gradient of ``loss_and_grads``, the loss alone, one step of generation, and a gradient check
+  (centred differences under the backend alone, float64);
+* :class:`OptimizerConformance`: every registered optimizer's updates (with a clip, and with the
+  sparse hint where the optimizer takes it), and its state round trip;
+* :class:`TrainingConformance`: several trainer updates across an epoch boundary for every model,
+  checkpoints written on one backend and resumed on the other, and seeded sampling.
+
+Every check compares against the NumPy reference computing on the host from the same
 host-initialised inputs, in float64 and in float32. The reference is the base class
-:class:`charrnn.backend.Backend` itself, whose operations are written once against NumPy (the core
-imports no backend, so the NumPy backend plugin is checked like any other):
+:class:`charrnn.backend.Backend` itself, whose operations are written once, plainly, against
+NumPy (the core imports no backend, so the NumPy backend plugin is checked like any other).
 
-* every operation of :class:`charrnn.backend.Backend`: ``asarray``/``to_numpy`` round trip,
-  ``to_float``, ``zeros``, ``rnn_forward``, ``rnn_backward`` (sequences of length 1 included),
-  ``softmax`` (along either axis, large logits included), ``segment_sum`` (repeated and absent
-  ids), ``clip_``, ``sgd_``, ``adagrad_``;
-* a forward and backward pass of :class:`charrnn.model.RNN` from parameters initialised on the
-  host: the loss, the last hidden state and all five gradients; one step of generation;
-* several updates of :class:`charrnn.trainer.Trainer` (AdaGrad and SGD) on a small text, across an
-  epoch boundary: the losses, the smooth loss, the hidden state and the final parameters;
-* the gradient check under the backend alone (centred differences of ``RNN.loss`` against
-  ``RNN.loss_and_grads``, float64 only);
-* optimizer state: ``state_dict`` gives host NumPy arrays and a fresh optimizer that loads it
-  continues identically;
-* checkpoint portability: written by the backend and resumed by NumPy and by the backend, and
-  written by NumPy and resumed by the backend, all continue with the same losses;
-* sampling with a fixed seed: valid ids, the same ids on a second call, and the same ids as NumPy
-  in float64.
-
-Tolerances are per dtype, in the class attributes :attr:`BackendConformance.tolerances` (one
-operation or one pass) and :attr:`BackendConformance.training_tolerances` (after several optimizer
+Tolerances are per dtype, in the class attributes :attr:`ConformanceFixtures.tolerances` (one
+operation or one pass) and :attr:`ConformanceFixtures.training_tolerances` (after several optimizer
 updates); override them in the subclass to loosen or tighten them::
 
     class TestMyBackend(BackendConformance):
@@ -57,7 +60,7 @@ Assertion rewriting for this module is switched on by charrnn's pytest plugin
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, ClassVar, Dict, List, Optional
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence
 
 import numpy
 
@@ -68,13 +71,15 @@ except ImportError:  # run_conformance says how to install it; this module still
 
 from .backend import Backend
 from .conformance import run_conformance
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, CharrnnError
 
-__all__ = ["BackendConformance", "CAPABILITIES", "requires", "resolve_backend", "run_conformance"]
+__all__ = ["BackendConformance", "ConformanceFixtures", "OperationsConformance",
+           "ModelConformance", "OptimizerConformance", "TrainingConformance", "CAPABILITIES",
+           "requires", "resolve_backend", "run_conformance"]
 
 #: Capability names the suite consults, and what a backend declaring ``False`` for one gives up.
 CAPABILITIES: Dict[str, str] = {
-    "float64": "computing in float64 (all float64 cases, the gradient check among them, are skipped)",
+    "float64": "computing in float64 (all float64 cases, the gradient checks among them, are skipped)",
     "float32": "computing in float32 (all float32 cases are skipped)",
 }
 
@@ -119,14 +124,26 @@ def resolve_backend(spec: Any) -> type:
     raise TypeError(f"backend must be a Backend subclass or a registered backend name, not {spec!r}")
 
 
+def _registered(kind: str) -> List[str]:
+    from .registry import get_registry
+
+    return get_registry().names(kind)
+
+
+def _registered_class(kind: str, name: str) -> type:
+    from .registry import get_registry
+
+    return get_registry().get(kind, name)
+
+
 def _capability_skip_reason(cls: type, capability: str) -> str:
     what = CAPABILITIES.get(capability, capability)
     return (f"backend {cls.name!r} declares no support for capability {capability!r} "
             f"(capabilities = {{{capability!r}: False}}): {what}")
 
 
-class BackendConformance:
-    """Abstract conformance tests for an array backend; subclass it and set :attr:`backend`.
+class ConformanceFixtures:
+    """Fixtures, helpers and settings every part of the suite shares; set :attr:`backend`.
 
     The class name does not start with ``Test``, so pytest does not collect this base itself.
     Fixtures are methods, so a subclass needs no conftest; a subclass may override any of them,
@@ -135,6 +152,12 @@ class BackendConformance:
 
     #: The backend under test: a :class:`charrnn.backend.Backend` subclass or a registered name.
     backend: ClassVar[Any] = None
+    #: Models to check (registered names); None checks every registered model.
+    models: ClassVar[Optional[Sequence[str]]] = None
+    #: Optimizers to check (registered names); None checks every registered optimizer.
+    optimizers: ClassVar[Optional[Sequence[str]]] = None
+    #: Batch sizes the models and recurrences are checked at: one stream and several.
+    batches: ClassVar[Sequence[int]] = (1, 3)
 
     #: Comparison tolerances per dtype of the backend under test (``numpy.testing.assert_allclose``).
     tolerances: ClassVar[Dict[str, Dict[str, float]]] = {
@@ -158,10 +181,12 @@ class BackendConformance:
     #: The small problem every check works on.
     hidden: ClassVar[int] = 8
     seq_length: ClassVar[int] = 9
+    vocab_size: ClassVar[int] = 13
     #: 40 characters: with ``seq_length`` 9, the fifth update wraps to the start of the text.
     text: ClassVar[str] = "the cat sat on the mat; the rat ate it.\n"
     sigma: ClassVar[float] = 0.3
     eta: ClassVar[float] = 0.1
+    clip: ClassVar[float] = 5.0
     train_updates: ClassVar[int] = 5
     sample_length: ClassVar[int] = 40
 
@@ -169,6 +194,18 @@ class BackendConformance:
     gradcheck_step: ClassVar[float] = 1e-5
     gradcheck_rtol: ClassVar[float] = 1e-5
     gradcheck_atol: ClassVar[float] = 1e-7
+
+    # -- parametrization from the registry ---------------------------------------------------
+
+    def pytest_generate_tests(self, metafunc: Any) -> None:
+        """Cases for each model and optimizer the registry holds (or the class names)."""
+        if "model_name" in metafunc.fixturenames:
+            metafunc.parametrize("model_name", list(self.models or _registered("model")))
+        if "optimizer_name" in metafunc.fixturenames:
+            metafunc.parametrize("optimizer_name",
+                                 list(self.optimizers or _registered("optimizer")))
+        if "batch" in metafunc.fixturenames:
+            metafunc.parametrize("batch", list(self.batches), ids=[f"B{b}" for b in self.batches])
 
     # -- fixtures ----------------------------------------------------------------------------
 
@@ -246,7 +283,7 @@ class BackendConformance:
         numpy.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"],
                                       err_msg=what)
 
-    def round_to(self, dtype: str, host: numpy.ndarray) -> numpy.ndarray:
+    def round_to(self, dtype: str, host: Any) -> numpy.ndarray:
         """``host`` as the tested dtype sees it, in float64 (exact: float32 -> float64 is exact)."""
         return numpy.asarray(host).astype(dtype).astype(numpy.float64)
 
@@ -255,41 +292,70 @@ class BackendConformance:
 
         return Corpus.from_text(self.text, "the conformance suite's text")
 
-    def host_params(self, vocab_size: int, dtype: str, seed: int = 0,
-                    sigma: Optional[float] = None) -> Dict[str, numpy.ndarray]:
-        """Parameters from :func:`charrnn.model.init_params`, biases made non-zero, rounded to dtype."""
-        from .model import init_params
+    def model_class(self, name: str) -> type:
+        return _registered_class("model", name)
 
-        params = init_params(vocab_size, self.hidden, self.sigma if sigma is None else sigma, seed)
-        rng = numpy.random.default_rng(seed + 1000)
-        params["b"] = rng.standard_normal(params["b"].shape) * 0.1
-        params["c"] = rng.standard_normal(params["c"].shape) * 0.1
-        return {k: self.round_to(dtype, v) for k, v in params.items()}
+    def optimizer_class(self, name: str) -> type:
+        return _registered_class("optimizer", name)
 
-    def sequence(self, vocab_size: int, length: int, seed: int, dtype: str):
-        """Host ids x, y (uint8, as a corpus encodes them) and a hidden state h0."""
+    def host_params(self, model_cls: type, vocab_size: int, dtype: str, seed: int = 0,
+                    layers: int = 1, sigma: Optional[float] = None) -> Dict[str, numpy.ndarray]:
+        """Every parameter (biases too, so they matter) drawn ``randn * sigma``, rounded to dtype."""
         rng = numpy.random.default_rng(seed)
-        x = rng.integers(0, vocab_size, size=length).astype(numpy.uint8)
-        y = rng.integers(0, vocab_size, size=length).astype(numpy.uint8)
-        h0 = self.round_to(dtype, rng.uniform(-0.5, 0.5, size=self.hidden))
-        return x, y, h0
+        try:
+            shapes = model_cls.param_shapes(vocab_size, hidden=self.hidden, layers=layers)
+        except CharrnnError as exc:
+            if layers == 1:
+                raise
+            pytest.skip(f"the {model_cls.name} model refuses {layers} layers: {exc}")
+        scale = self.sigma if sigma is None else sigma
+        return {k: self.round_to(dtype, rng.standard_normal(s) * scale) for k, s in shapes.items()}
 
-    def make_trainer(self, be: Backend, params: Dict[str, numpy.ndarray], corpus: Any,
-                     optimizer: str = "adagrad") -> Any:
-        from .model import RNN
+    def make_model(self, be: Backend, model_cls: type, vocab_size: int,
+                   params: Dict[str, numpy.ndarray], layers: int = 1) -> Any:
+        """The model under test. A model may refuse an option (a model without layers refuses a
+        stack): the case is then skipped with its reason."""
+        try:
+            return model_cls(be, vocab_size, hidden=self.hidden, layers=layers, params=params)
+        except CharrnnError as exc:
+            if layers == 1:
+                raise
+            pytest.skip(f"the {model_cls.name} model refuses {layers} layers: {exc}")
+
+    def host_state(self, model: Any, batch: int, dtype: str, seed: int) -> List[numpy.ndarray]:
+        """A state of the model's shapes with every entry non-zero, rounded to dtype."""
+        rng = numpy.random.default_rng(seed)
+        return [self.round_to(dtype, rng.uniform(-0.5, 0.5, tuple(s.shape)))
+                for s in model.zero_state(batch)]
+
+    def sequences(self, vocab_size: int, length: int, batch: int, seed: int):
+        """Host ids x, y (T, B), uint8 as a corpus encodes them."""
+        rng = numpy.random.default_rng(seed)
+        x = rng.integers(0, vocab_size, size=(length, batch)).astype(numpy.uint8)
+        y = rng.integers(0, vocab_size, size=(length, batch)).astype(numpy.uint8)
+        return x, y
+
+    def make_trainer(self, be: Backend, model_name: str, params: Dict[str, numpy.ndarray],
+                     corpus: Any, optimizer: str = "adagrad", batch: int = 1) -> Any:
+        from .stream import TextStream
         from .trainer import Trainer
 
-        model = RNN(be, corpus.vocab_size, self.hidden, params)
-        opt = _optimizer_class(optimizer)(be, model.size, self.eta)
+        model = self.make_model(be, self.model_class(model_name), corpus.vocab_size, params)
+        opt = self.optimizer_class(optimizer)(be, model.size, eta=self.eta, clip=self.clip)
         config = {"hidden": self.hidden, "seq_length": self.seq_length, "optimizer": optimizer,
-                  "eta": self.eta, "dtype": be.dtype.name}
-        return Trainer(model, opt, be.asarray(corpus.ids), self.seq_length, iterations=1000,
-                       config=config, corpus=corpus)
+                  "model": model_name, "batch_size": batch, "eta": self.eta,
+                  "dtype": be.dtype.name}
+        stream = TextStream(be, corpus.ids, batch, self.seq_length)
+        return Trainer(model, opt, stream, iterations=1000, config=config, corpus=corpus)
 
     def steps(self, trainer: Any, n: int) -> List[float]:
         return [trainer.backend.to_float(trainer.train_step()) for _ in range(n)]
 
-    # -- the Backend interface, operation by operation ---------------------------------------
+
+# -- the backend's operations, one by one -------------------------------------------------------
+
+class OperationsConformance(ConformanceFixtures):
+    """Every operation of :class:`charrnn.backend.Backend` against the reference."""
 
     def test_asarray_to_numpy_round_trip(self, impl, dtype, rng):
         host = rng.standard_normal((3, 4)).astype(dtype)
@@ -316,7 +382,7 @@ class BackendConformance:
         impl.synchronize()
 
     def test_zeros(self, impl, dtype):
-        for shape, expected in ((7, (7,)), ((2, 3), (2, 3))):
+        for shape, expected in ((7, (7,)), ((2, 3), (2, 3)), ((2, 1, 3), (2, 1, 3))):
             z = self.host(impl, impl.zeros(shape))
             assert z.shape == expected
             assert z.dtype == numpy.dtype(dtype), f"zeros gave {z.dtype} on a {dtype} backend"
@@ -331,43 +397,6 @@ class BackendConformance:
         for capability in CAPABILITIES:
             assert isinstance(backend_class.supports(capability), bool)
 
-    @_parametrize("T", [1, 7])
-    def test_rnn_forward(self, impl, reference, dtype, tol, rng, T):
-        m = self.hidden
-        W = self.round_to(dtype, rng.standard_normal((m, m)) * 0.5)
-        A = self.round_to(dtype, rng.standard_normal((T, m)))
-        H = numpy.full((T + 1, m), 99.0)  # rows 1: must be overwritten
-        H[0] = self.round_to(dtype, rng.uniform(-0.5, 0.5, m))
-
-        H_ref = self.device(reference, H)
-        reference.rnn_forward(self.device(reference, W), self.device(reference, A), H_ref,
-                              reference.zeros(m))
-        expected = self.host(reference, H_ref)
-
-        H_dev = self.device(impl, H)
-        returned = impl.rnn_forward(self.device(impl, W), self.device(impl, A), H_dev, impl.zeros(m))
-        self.assert_close(self.host(impl, H_dev), expected, tol, "rnn_forward: H written in place")
-        self.assert_close(self.host(impl, returned), expected, tol, "rnn_forward: returned H")
-
-    @_parametrize("T", [1, 7])
-    def test_rnn_backward(self, impl, reference, dtype, tol, rng, T):
-        m = self.hidden
-        W = self.round_to(dtype, rng.standard_normal((m, m)) * 0.5)
-        D = self.round_to(dtype, 1.0 - numpy.tanh(rng.standard_normal((T, m))) ** 2)
-        dH = self.round_to(dtype, rng.standard_normal((T, m)))
-        dA = numpy.full((T, m), 99.0)  # must be overwritten
-
-        dA_ref = self.device(reference, dA)
-        reference.rnn_backward(self.device(reference, W), self.device(reference, D),
-                               self.device(reference, dH), dA_ref, reference.zeros(m))
-        expected = self.host(reference, dA_ref)
-
-        dA_dev = self.device(impl, dA)
-        returned = impl.rnn_backward(self.device(impl, W), self.device(impl, D),
-                                     self.device(impl, dH), dA_dev, impl.zeros(m))
-        self.assert_close(self.host(impl, dA_dev), expected, tol, "rnn_backward: dA written in place")
-        self.assert_close(self.host(impl, returned), expected, tol, "rnn_backward: returned dA")
-
     @_parametrize("axis", [-1, 0], ids=["rows", "columns"])
     @_parametrize("logits", ["ordinary", "large"])
     def test_softmax(self, impl, reference, dtype, tol, rng, logits, axis):
@@ -379,7 +408,7 @@ class BackendConformance:
             O[3, :] = 750.0  # a row of equal large logits
             O[5, 0] = 400.0  # one logit dominating a row
         O = self.round_to(dtype, O)
-        if axis == 0:  # the model's layout: one column per time step
+        if axis == 0:
             O = numpy.ascontiguousarray(O.T)
         what = f"softmax ({logits} logits, axis={axis})"
 
@@ -403,7 +432,7 @@ class BackendConformance:
         values = self.round_to(dtype, rng.standard_normal((ids.size, m)))
 
         def run(be):
-            # ``out`` is a view into a larger flat array, as dU is inside the model's gradients.
+            # ``out`` is a view into a larger flat array, as an embedding's gradient is.
             flat = self.device(be, numpy.full(K * m + 5, 7.0))
             out = flat[2 : 2 + K * m].reshape(K, m)
             returned = be.segment_sum(be.asarray(ids), self.device(be, values), out)
@@ -433,128 +462,229 @@ class BackendConformance:
         numpy.testing.assert_array_equal(self.host(impl, dev), self.host(reference, ref),
                                          err_msg="clip_ is exact and in place")
 
-    def test_sgd_(self, impl, reference, dtype, tol, rng):
-        param = self.round_to(dtype, rng.standard_normal(40))
-        grad = self.round_to(dtype, rng.standard_normal(40))
+    def test_dropout_mask(self, impl, dtype):
+        p, shape = 0.25, (64, 4, 32)
+        masks = [self.host(impl, impl.dropout_mask(numpy.random.default_rng(5), shape, p))
+                 for _ in range(2)]
+        mask = masks[0]
+        assert mask.shape == shape and mask.dtype == numpy.dtype(dtype), (
+            f"dropout_mask gave {mask.shape} {mask.dtype}, expected {shape} {dtype}")
+        kept = numpy.dtype(dtype).type(1.0 / (1.0 - p))
+        assert numpy.isin(mask, [0.0, kept]).all(), "dropout_mask holds values other than 0 and 1/(1-p)"
+        dropped = float((mask == 0).mean())
+        assert abs(dropped - p) < 0.03, f"dropout_mask dropped {dropped:.3f} of the units, not ~{p}"
+        numpy.testing.assert_array_equal(masks[1], mask, err_msg=(
+            "dropout_mask must follow from the generator's state alone (resumed runs repeat it)"))
+
+    # -- the recurrences ---------------------------------------------------------------------
+
+    def _recurrence_case(self, kind: str, T: int, B: int, dtype: str, rng: Any) -> Dict[str, Any]:
+        """Host inputs for one recurrence, as a forward pass would leave them for backward."""
+        m = self.hidden
+        k = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+        case = {"W": self.round_to(dtype, rng.standard_normal((m, k * m)) * 0.5),
+                "Z": self.round_to(dtype, rng.standard_normal((T, B, k * m))),
+                "H0": self.round_to(dtype, rng.uniform(-0.5, 0.5, (B, m))),
+                "C0": self.round_to(dtype, rng.uniform(-0.5, 0.5, (B, m))),
+                "dH": self.round_to(dtype, rng.standard_normal((T, B, m)))}
+        return case
+
+    def _forward(self, be: Backend, kind: str, case: Dict[str, Any]) -> Dict[str, numpy.ndarray]:
+        T, B, _ = case["Z"].shape
+        m = self.hidden
+        W, Z = self.device(be, case["W"]), self.device(be, case["Z"])
+        H = self.device(be, numpy.concatenate([case["H0"][None], numpy.full((T, B, m), 99.0)]))
+        out: Dict[str, Any] = {}
+        if kind == "rnn":
+            returned = be.rnn_forward(W, Z, H)
+            out["returned H"] = self.host(be, returned)
+        elif kind == "lstm":
+            C = self.device(be, numpy.concatenate([case["C0"][None],
+                                                   numpy.full((T, B, m), 99.0)]))
+            be.lstm_forward(W, Z, H, C)
+            out["C"] = self.host(be, C)
+        else:
+            RH = self.device(be, numpy.full((T, B, m), 99.0))
+            be.gru_forward(W, Z, H, RH)
+            out["RH"] = self.host(be, RH)
+        out["H"] = self.host(be, H)
+        out["Z"] = self.host(be, Z)
+        out["W"] = self.host(be, W)
+        return out
+
+    @_parametrize("kind", ["rnn", "lstm", "gru"])
+    @_parametrize("T", [1, 7])
+    def test_recurrence_forward(self, impl, reference, dtype, tol, rng, batch, T, kind):
+        case = self._recurrence_case(kind, T, batch, dtype, rng)
+        expected, got = self._forward(reference, kind, case), self._forward(impl, kind, case)
+        for key, value in expected.items():
+            if kind != "rnn" or key != "Z":
+                self.assert_close(got[key], value, tol, f"{kind}_forward (T={T}, B={batch}): {key}")
+        if kind == "rnn":
+            numpy.testing.assert_array_equal(got["Z"], case["Z"].astype(dtype),
+                                             err_msg="rnn_forward changed A")
+        numpy.testing.assert_array_equal(got["W"], case["W"].astype(dtype),
+                                         err_msg=f"{kind}_forward changed the weights")
+
+    @_parametrize("kind", ["rnn", "lstm", "gru"])
+    @_parametrize("T", [1, 7])
+    def test_recurrence_backward(self, impl, reference, dtype, tol, rng, batch, T, kind):
+        case = self._recurrence_case(kind, T, batch, dtype, rng)
+        # What the forward pass leaves (computed by the reference, rounded to the tested dtype).
+        fwd = {k: self.round_to(dtype, v) for k, v in self._forward(reference, kind, case).items()}
+        m, k = self.hidden, case["W"].shape[1] // self.hidden
 
         def run(be):
-            p, g = self.device(be, param), self.device(be, grad)
-            be.sgd_(p, g, 0.1)
-            return self.host(be, p), self.host(be, g)
+            W, dH = self.device(be, case["W"]), self.device(be, case["dH"])
+            d_out = self.device(be, numpy.full((T, batch, k * m), 99.0))
+            if kind == "rnn":
+                returned = be.rnn_backward(W, self.device(be, fwd["H"]), dH, d_out)
+                extra = {"returned dA": self.host(be, returned)}
+            elif kind == "lstm":
+                be.lstm_backward(W, self.device(be, fwd["Z"]), self.device(be, fwd["C"]), dH, d_out)
+                extra = {}
+            else:
+                be.gru_backward(W, self.device(be, fwd["Z"]), self.device(be, fwd["H"]),
+                                self.device(be, fwd["RH"]), dH, d_out)
+                extra = {}
+            return {"gradient": self.host(be, d_out), **extra, "dH": self.host(be, dH)}
 
-        expected, _ = run(reference)
-        p, g = run(impl)
-        self.assert_close(p, expected, tol, "sgd_: param")
-        numpy.testing.assert_array_equal(g, grad.astype(dtype), err_msg="sgd_ changed grad")
+        expected, got = run(reference), run(impl)
+        for key in expected:
+            if key != "dH":
+                self.assert_close(got[key], expected[key], tol,
+                                  f"{kind}_backward (T={T}, B={batch}): {key}")
+        numpy.testing.assert_array_equal(got["dH"], case["dH"].astype(dtype),
+                                         err_msg=f"{kind}_backward changed dH")
 
-    def test_adagrad_(self, impl, reference, dtype, tol, rng):
+    # -- the optimizers' fused operations ------------------------------------------------------
+
+    @_parametrize("op", ["sgd_", "adagrad_", "rmsprop_", "adam_"])
+    @_parametrize("clip", [5.0, 0.0], ids=["clip", "noclip"])
+    def test_optimizer_op(self, impl, reference, dtype, tol, rng, op, clip):
         n = 40
         param = self.round_to(dtype, rng.standard_normal(n))
-        mem = self.round_to(dtype, rng.standard_normal(n) ** 2)
+        state = [self.round_to(dtype, rng.standard_normal(n) ** 2) for _ in range(2)]
         grads = [self.round_to(dtype, rng.standard_normal(n) * s) for s in (1.0, 1e-3, 3.0)]
-        grads[1][:3] = 0.0  # a zero gradient leaves its parameter alone
+        grads[0][:4] = [7.5, -6.0, 5.0, -40.0]  # beyond the clip
+        grads[1][4:7] = 0.0
 
         def run(be):
-            p, mm, scratch = self.device(be, param), self.device(be, mem), be.zeros(n)
-            kept = []
-            for g in grads:
+            p = self.device(be, param)
+            st = [self.device(be, s) for s in state]
+            scratch = be.zeros(n)
+            for step, g in enumerate(grads, start=1):
                 g_dev = self.device(be, g)
-                be.adagrad_(p, g_dev, mm, 0.1, 1e-8, scratch)
-                kept.append(self.host(be, g_dev))
-            return self.host(be, p), self.host(be, mm), kept
+                if op == "sgd_":
+                    be.sgd_(p, g_dev, 0.1, clip)
+                elif op == "adagrad_":
+                    be.adagrad_(p, g_dev, st[0], 0.1, 1e-8, clip, scratch)
+                elif op == "rmsprop_":
+                    be.rmsprop_(p, g_dev, st[0], 0.01, 0.95, 1e-8, clip, scratch)
+                else:
+                    be.adam_(p, g_dev, st[0], st[1], 0.01, 0.9, 0.999, 1e-8, step, clip, scratch)
+            return [self.host(be, p)] + [self.host(be, s) for s in st]
 
-        p_ref, mem_ref, _ = run(reference)
-        p, mm, kept = run(impl)
-        self.assert_close(p, p_ref, tol, "adagrad_: param after three updates")
-        self.assert_close(mm, mem_ref, tol, "adagrad_: accumulated squared gradients")
-        for g, g_after in zip(grads, kept):
-            numpy.testing.assert_array_equal(g_after, g.astype(dtype),
-                                             err_msg="adagrad_ changed grad (use scratch)")
+        expected, got = run(reference), run(impl)
+        what = f"{op} ({'clip 5' if clip else 'no clip'}), three updates"
+        self.assert_close(got[0], expected[0], tol, f"{what}: param")
+        for i, (a, b) in enumerate(zip(got[1:], expected[1:])):
+            self.assert_close(a, b, tol, f"{what}: state array {i}")
 
-    # -- the model ---------------------------------------------------------------------------
 
-    def test_loss_and_grads(self, impl, reference, dtype, tol):
-        from .model import PARAM_NAMES, RNN
+# -- every registered model ------------------------------------------------------------------
 
-        K, T = 13, self.seq_length
-        params = self.host_params(K, dtype, seed=3)
-        x, y, h0 = self.sequence(K, T, seed=4, dtype=dtype)
+class ModelConformance(ConformanceFixtures):
+    """Each registered model's passes on the backend against the same model on the reference."""
+
+    @_parametrize("layers", [1, 2])
+    def test_loss_and_grads(self, impl, reference, dtype, tol, model_name, batch, layers):
+        cls = self.model_class(model_name)
+        K, T = self.vocab_size, self.seq_length
+        params = self.host_params(cls, K, dtype, seed=3, layers=layers)
+        x, y = self.sequences(K, T, batch, seed=4)
+        what = f"{model_name}, {layers} layer(s), B={batch}"
 
         def run(be):
-            model = RNN(be, K, self.hidden, params)
-            xd, yd, hd = be.asarray(x), be.asarray(y), self.device(be, h0)
-            loss, h = model.loss_and_grads(xd, yd, hd)
-            out = {"loss": be.to_float(loss), "h": self.host(be, h), **model.get_grads()}
-            # Again, on the buffers the first call allocated; and the loss alone, with h.
-            loss2, _ = model.loss_and_grads(xd, yd, hd)
+            model = self.make_model(be, cls, K, params, layers)
+            state_host = self.host_state(model, batch, dtype, seed=5)
+            state = tuple(self.device(be, s) for s in state_host)
+            xd, yd = be.asarray(x), be.asarray(y)
+            loss, new_state = model.loss_and_grads(xd, yd, state)
+            out = {"loss": be.to_float(loss), **model.get_grads()}
+            out.update({f"state[{i}] after": self.host(be, s) for i, s in enumerate(new_state)})
+            # Again, on the buffers the first call allocated; and the loss alone.
+            loss2, _ = model.loss_and_grads(xd, yd, state)
             out["loss again"] = be.to_float(loss2)
-            out["loss only"], h_only = model.loss(xd, yd, hd, return_hidden=True)
-            out["h from loss"] = self.host(be, h_only)
-            out["h0 after"] = self.host(be, hd)
-            return out
+            out["loss only"], only_state = model.loss(xd, yd, state)
+            out.update({f"state[{i}] from loss": self.host(be, s) for i, s in enumerate(only_state)})
+            unchanged = [numpy.array_equal(self.host(be, s), h) for s, h in zip(state, state_host)]
+            return out, unchanged
 
-        expected, got = run(reference), run(impl)
-        for key in ("loss", "h", *PARAM_NAMES, "loss again", "loss only", "h from loss"):
-            self.assert_close(got[key], expected[key], tol, f"loss_and_grads: {key}")
-        numpy.testing.assert_array_equal(got["h0 after"], h0.astype(dtype),
-                                         err_msg="loss_and_grads modified the incoming h0")
-
-    def test_step_hidden(self, impl, reference, dtype, tol):
-        from .model import RNN
-
-        K = 13
-        params = self.host_params(K, dtype, seed=5)
-        _, _, h0 = self.sequence(K, 1, seed=6, dtype=dtype)
-
-        def run(be):
-            model = RNN(be, K, self.hidden, params)
-            h, logits = model.step_hidden(self.device(be, h0), 4)
-            h, logits2 = model.step_hidden(h, 11)
-            return self.host(be, h), self.host(be, logits), self.host(be, logits2)
-
-        for name, a, b in zip(("h", "logits", "logits of the second step"), run(impl),
-                              run(reference)):
-            self.assert_close(a, b, tol, f"step_hidden: {name}")
-
-    # -- training ----------------------------------------------------------------------------
-
-    @_parametrize("optimizer", ["adagrad", "sgd"])
-    def test_train_steps(self, impl, reference, dtype, training_tol, optimizer):
-        corpus = self.corpus()
-        params = self.host_params(corpus.vocab_size, dtype, seed=7, sigma=0.1)
-
-        def run(be):
-            trainer = self.make_trainer(be, params, corpus, optimizer)
-            losses = self.steps(trainer, self.train_updates)
-            return {"losses": losses, "smooth loss": trainer.smooth_loss_value(),
-                    "h": self.host(be, trainer.h), "epoch": trainer.epoch,
-                    "position": trainer.position, **trainer.model.get_params()}
-
-        expected, got = run(reference), run(impl)
-        assert (got["epoch"], got["position"]) == (expected["epoch"], expected["position"])
+        expected, _ = run(reference)
+        got, unchanged = run(impl)
+        assert all(unchanged), f"loss_and_grads modified the incoming state ({what})"
         for key, value in expected.items():
-            if key not in ("epoch", "position"):
-                self.assert_close(got[key], value, training_tol,
-                                  f"{self.train_updates} {optimizer} updates: {key}")
+            self.assert_close(got[key], value, tol, f"loss_and_grads, {what}: {key}")
+
+    @_parametrize("layers", [1, 2])
+    def test_step(self, impl, reference, dtype, tol, model_name, layers):
+        cls = self.model_class(model_name)
+        K = self.vocab_size
+        params = self.host_params(cls, K, dtype, seed=5, layers=layers)
+
+        def run(be):
+            model = self.make_model(be, cls, K, params, layers)
+            state = tuple(self.device(be, s) for s in self.host_state(model, 2, dtype, seed=6))
+            state, logits = model.step(state, be.asarray(numpy.array([4, 11])))
+            state, logits2 = model.step(state, be.asarray(numpy.array([0, 12])))
+            return [self.host(be, logits), self.host(be, logits2)] + \
+                [self.host(be, s) for s in state]
+
+        for i, (a, b) in enumerate(zip(run(impl), run(reference))):
+            name = ("logits", "logits of the second step")[i] if i < 2 else f"state[{i - 2}]"
+            self.assert_close(a, b, tol, f"step ({model_name}): {name}")
+
+    def test_step_agrees_with_loss(self, impl, dtype, tol, model_name, batch):
+        """Generation and training compute the same model: stepping through a sequence gives the
+        loss that :meth:`~charrnn.model.Model.loss` gives, and the same final state."""
+        cls = self.model_class(model_name)
+        K, T = self.vocab_size, self.seq_length
+        params = self.host_params(cls, K, dtype, seed=15)
+        x, y = self.sequences(K, T, batch, seed=16)
+        model = self.make_model(impl, cls, K, params)
+        state = tuple(self.device(impl, s) for s in self.host_state(model, batch, dtype, 17))
+        expected, expected_state = model.loss(impl.asarray(x), impl.asarray(y), state)
+        total, current = 0.0, state
+        for t in range(T):
+            current, logits = model.step(current, impl.asarray(x[t].astype(numpy.int64)))
+            z = self.host(impl, logits).astype(numpy.float64)
+            z -= z.max(axis=1, keepdims=True)
+            logp = z - numpy.log(numpy.exp(z).sum(axis=1, keepdims=True))
+            total -= logp[numpy.arange(batch), y[t]].sum() / batch
+        self.assert_close(total, expected, tol, f"{model_name}: loss from step() against loss()")
+        for i, (a, b) in enumerate(zip(current, expected_state)):
+            self.assert_close(self.host(impl, a), self.host(impl, b), tol,
+                              f"{model_name}: state[{i}] after step() against after loss()")
 
     @requires("float64")
-    @_parametrize("length", ["one step", "full sequence"])
-    def test_gradient_check(self, backend_class, length):
+    @_parametrize("layers", [1, 2])
+    def test_gradient_check(self, backend_class, model_name, batch, layers):
         """Analytic gradients against centred differences, under the backend alone."""
-        from .model import PARAM_NAMES, RNN
-
         be = backend_class(dtype="float64")
-        K, T = 13, 1 if length == "one step" else self.seq_length
-        params = self.host_params(K, "float64", seed=8)
-        x, y, h0 = self.sequence(K, T, seed=9, dtype="float64")
-        model = RNN(be, K, self.hidden, params)
-        xd, yd, hd = be.asarray(x), be.asarray(y), self.device(be, h0)
-        model.loss_and_grads(xd, yd, hd)
+        cls = self.model_class(model_name)
+        K, T = self.vocab_size, self.seq_length
+        params = self.host_params(cls, K, "float64", seed=8, layers=layers)
+        x, y = self.sequences(K, T, batch, seed=9)
+        model = self.make_model(be, cls, K, params, layers)
+        state = tuple(self.device(be, s) for s in self.host_state(model, batch, "float64", 10))
+        xd, yd = be.asarray(x), be.asarray(y)
+        model.loss_and_grads(xd, yd, state)
         analytic = model.get_grads()
 
         rng = numpy.random.default_rng(10)
         host, step, bad = model.get_params(), self.gradcheck_step, []
-        for name in PARAM_NAMES:
+        for name in model.shapes:
             g = analytic[name].reshape(-1)
             picks = set(numpy.argsort(-numpy.abs(g))[:3].tolist())  # the largest ...
             picks |= set(rng.choice(g.size, size=min(3, g.size), replace=False).tolist())  # ... and any
@@ -563,10 +693,10 @@ class BackendConformance:
                 original = host[name][idx]
                 host[name][idx] = original + step
                 model.set_params(host)
-                plus = model.loss(xd, yd, hd)
+                plus = model.loss(xd, yd, state)[0]
                 host[name][idx] = original - step
                 model.set_params(host)
-                minus = model.loss(xd, yd, hd)
+                minus = model.loss(xd, yd, state)[0]
                 host[name][idx] = original
                 numerical = (plus - minus) / (2 * step)
                 a = float(analytic[name][idx])
@@ -574,17 +704,47 @@ class BackendConformance:
                     bad.append(f"d{name}{tuple(int(i) for i in idx)}: analytic {a:.10g}, "
                                f"centred difference {numerical:.10g}")
         model.set_params(host)
-        assert not bad, (f"gradient check ({length}, T={T}) failed for {len(bad)} entries: "
-                         + "; ".join(bad[:8]))
+        assert not bad, (f"gradient check ({model_name}, {layers} layer(s), B={batch}) failed "
+                         f"for {len(bad)} entries: " + "; ".join(bad[:8]))
 
-    @_parametrize("optimizer", ["adagrad", "sgd"])
-    def test_optimizer_state_round_trip(self, impl, reference, dtype, tol, rng, optimizer):
-        cls = _optimizer_class(optimizer)
+
+# -- every registered optimizer ----------------------------------------------------------------
+
+class OptimizerConformance(ConformanceFixtures):
+    """Each registered optimizer's updates and state on the backend."""
+
+    def test_optimizer_steps(self, impl, reference, dtype, tol, rng, optimizer_name):
+        cls = self.optimizer_class(optimizer_name)
+        rows, width, dense = 6, 4, 10
+        size = dense + rows * width
+        start = self.round_to(dtype, rng.standard_normal(size))
+        grads = [self.round_to(dtype, rng.standard_normal(size) * 3.0) for _ in range(3)]
+        touched = numpy.array([1, 4])
+        for g in grads:  # the untouched rows of the last block are zero, as a model leaves them
+            g[dense:].reshape(rows, width)[[0, 2, 3, 5]] = 0.0
+
+        def run(be, sparse):
+            from .params import GradientSupport
+
+            opt = cls(be, size, eta=self.eta, clip=self.clip)
+            param = self.device(be, start)
+            for g in grads:
+                support = GradientSupport(dense, width, be.asarray(touched)) if sparse else None
+                opt.step(param, self.device(be, g), support)
+            return self.host(be, param)
+
+        expected = run(reference, False)
+        self.assert_close(run(impl, False), expected, tol, f"{optimizer_name}: three updates")
+        self.assert_close(run(impl, True), expected, tol,
+                          f"{optimizer_name}: three updates given the rows a sequence touched")
+
+    def test_optimizer_state_round_trip(self, impl, reference, dtype, tol, rng, optimizer_name):
+        cls = self.optimizer_class(optimizer_name)
         size = 30
         start = self.round_to(dtype, rng.standard_normal(size))
         grads = [self.round_to(dtype, rng.standard_normal(size)) for _ in range(4)]
 
-        opt = cls(impl, size, self.eta)
+        opt = cls(impl, size, eta=self.eta, clip=self.clip)
         param = self.device(impl, start)
         for g in grads[:2]:
             opt.step(param, self.device(impl, g))
@@ -593,15 +753,15 @@ class BackendConformance:
         for key, value in state.items():
             if hasattr(value, "shape"):
                 assert isinstance(value, numpy.ndarray), (
-                    f"{optimizer} state_dict()[{key!r}] is a {type(value).__name__}, not a host "
-                    "numpy.ndarray")
+                    f"{optimizer_name} state_dict()[{key!r}] is a {type(value).__name__}, not a "
+                    "host numpy.ndarray")
                 snapshot[key] = value.copy()
         midway = self.host(impl, param).copy()
 
-        fresh = cls(impl, size, eta=self.eta * 7)  # load_state_dict must restore eta too
+        fresh = cls(impl, size, eta=self.eta * 7, clip=self.clip)  # load_state_dict restores eta
         fresh.load_state_dict(state)
         param2 = self.device(impl, midway)
-        ref_opt = cls(reference, size, eta=self.eta * 7)
+        ref_opt = cls(reference, size, eta=self.eta * 7, clip=self.clip)
         ref_opt.load_state_dict(state)
         param_ref = self.device(reference, midway)
         for g in grads[2:]:
@@ -610,66 +770,94 @@ class BackendConformance:
             ref_opt.step(param_ref, self.device(reference, g))
         for key, value in snapshot.items():
             numpy.testing.assert_array_equal(state[key], value, err_msg=(
-                f"{optimizer} state_dict()[{key!r}] changed as training went on: it aliases "
+                f"{optimizer_name} state_dict()[{key!r}] changed as training went on: it aliases "
                 "the optimizer's live state instead of being a copy"))
         self.assert_close(self.host(impl, param2), self.host(impl, param), tol,
-                          f"{optimizer}: a fresh optimizer loaded from state_dict continues identically")
+                          f"{optimizer_name}: a fresh optimizer loaded from state_dict continues "
+                          "identically")
         self.assert_close(self.host(impl, param), self.host(reference, param_ref), tol,
-                          f"{optimizer}: continuing from the same state as NumPy")
-        for key, value in fresh.state_dict().items():
-            if hasattr(value, "shape"):
-                self.assert_close(value, opt.state_dict()[key], tol, f"{optimizer} state {key!r}")
+                          f"{optimizer_name}: continuing from the same state as NumPy")
+
+
+# -- training, checkpoints and sampling ----------------------------------------------------------
+
+class TrainingConformance(ConformanceFixtures):
+    """Trainer updates, checkpoints across backends and seeded sampling, for every model."""
+
+    @_parametrize("optimizer", ["adagrad", "adam"])
+    def test_train_steps(self, impl, reference, dtype, training_tol, model_name, optimizer):
+        corpus = self.corpus()
+        cls = self.model_class(model_name)
+        params = self.host_params(cls, corpus.vocab_size, dtype, seed=7, sigma=0.1)
+        batch = 2  # 20-character stripes: the second update wraps
+
+        def run(be):
+            trainer = self.make_trainer(be, model_name, params, corpus, optimizer, batch)
+            losses = self.steps(trainer, self.train_updates)
+            out = {"losses": losses, "smooth loss": trainer.smooth_loss_value(),
+                   "epoch": trainer.epoch, "position": trainer.stream.position,
+                   **trainer.model.get_params()}
+            out.update({f"state[{i}]": self.host(be, s) for i, s in enumerate(trainer.state)})
+            return out
+
+        expected, got = run(reference), run(impl)
+        assert (got["epoch"], got["position"]) == (expected["epoch"], expected["position"])
+        for key, value in expected.items():
+            if key not in ("epoch", "position"):
+                self.assert_close(got[key], value, training_tol,
+                                  f"{self.train_updates} {optimizer} updates of {model_name}: {key}")
 
     @_parametrize("writer", ["backend", "numpy"])
     def test_checkpoint_portability(self, backend_class, impl, dtype, training_tol, tmp_path,
-                                    writer):
+                                    model_name, writer):
         """A checkpoint written on one backend resumes on the other with the same losses."""
         from .checkpoint import load_checkpoint, save_checkpoint
 
         corpus = self.corpus()
-        params = self.host_params(corpus.vocab_size, dtype, seed=11, sigma=0.1)
-        other_params = self.host_params(corpus.vocab_size, dtype, seed=12, sigma=0.1)
+        cls = self.model_class(model_name)
+        params = self.host_params(cls, corpus.vocab_size, dtype, seed=11, sigma=0.1)
+        other_params = self.host_params(cls, corpus.vocab_size, dtype, seed=12, sigma=0.1)
         numpy_be = Backend(dtype=dtype)
         writer_be = impl if writer == "backend" else numpy_be
 
-        first = self.make_trainer(writer_be, params, corpus)
+        first = self.make_trainer(writer_be, model_name, params, corpus, "adam", batch=2)
         self.steps(first, 3)
         path = os.path.join(str(tmp_path), "latest.npz")
         save_checkpoint(path, first.checkpoint())
         ckpt = load_checkpoint(path)
         assert ckpt.meta["backend"] == writer_be.name and ckpt.meta["dtype"] == dtype
+        assert ckpt.model_name == model_name
         # Uninterrupted, the writer goes on (across the epoch boundary) ...
         expected = self.steps(first, 3)
         expected_params = first.model.get_params()
 
         # ... and so do a NumPy trainer and a trainer on the backend resumed from the file.
         for label, be in (("numpy", numpy_be), (backend_class.name, backend_class(dtype=dtype))):
-            resumed = self.make_trainer(be, other_params, corpus)
+            resumed = self.make_trainer(be, model_name, other_params, corpus, "adam", batch=2)
             resumed.restore(load_checkpoint(path))
             losses = self.steps(resumed, 3)
-            what = f"written by {writer_be.name}, resumed on {label}"
+            what = f"{model_name} written by {writer_be.name}, resumed on {label}"
             self.assert_close(losses, expected, training_tol, f"checkpoint {what}: losses")
             for name, value in resumed.model.get_params().items():
                 self.assert_close(value, expected_params[name], training_tol,
                                   f"checkpoint {what}: {name}")
 
-    # -- sampling ----------------------------------------------------------------------------
-
-    def test_sample_ids(self, impl, reference, dtype):
-        from .model import RNN
+    def test_sample_ids(self, impl, reference, dtype, model_name):
         from .sampling import sample_ids
 
-        K = 13
-        params = self.host_params(K, dtype, seed=13, sigma=0.5)
-        _, _, h0 = self.sequence(K, 1, seed=14, dtype=dtype)
+        cls = self.model_class(model_name)
+        K = self.vocab_size
+        params = self.host_params(cls, K, dtype, seed=13, sigma=0.5)
 
         def run(be, **kwargs):
-            model = RNN(be, K, self.hidden, params)
-            hd = self.device(be, h0)
-            ids = sample_ids(model, hd, 2, self.sample_length,
+            model = self.make_model(be, cls, K, params)
+            host_state = self.host_state(model, 1, dtype, seed=14)
+            state = tuple(self.device(be, s) for s in host_state)
+            ids = sample_ids(model, state, 2, self.sample_length,
                              rng=numpy.random.default_rng(1234), **kwargs)
-            numpy.testing.assert_array_equal(self.host(be, hd), h0.astype(dtype),
-                                             err_msg="sample_ids modified h0")
+            for s, h in zip(state, host_state):
+                numpy.testing.assert_array_equal(self.host(be, s), h.astype(dtype),
+                                                 err_msg="sample_ids modified the state")
             return ids
 
         for kwargs in ({}, {"temperature": 0.7, "top_k": 3}):
@@ -683,13 +871,6 @@ class BackendConformance:
                 assert ids == run(reference, **kwargs), "float64 samples differ from NumPy's"
 
 
-def _optimizer_class(name: str) -> type:
-    if name == "adagrad":
-        from .optimizers.adagrad import AdaGrad
-
-        return AdaGrad
-    if name == "sgd":
-        from .optimizers.sgd import SGD
-
-        return SGD
-    raise ValueError(f"unknown optimizer {name!r}")
+class BackendConformance(OperationsConformance, ModelConformance, OptimizerConformance,
+                         TrainingConformance):
+    """The whole suite: subclass it and set :attr:`backend`."""

@@ -57,6 +57,23 @@ def assert_one_line_error(proc, *parts, quiet_stdout: bool = False) -> str:
     return lines[0]
 
 
+def make_trainer(backend, corpus, *, model: str = "rnn", hidden: int = 8, layers: int = 1,
+                 batch: int = 1, seq_length: int = 25, optimizer: str = "adagrad", eta=None,
+                 clip: float = 5.0, dropout: float = 0.0, iterations=1000, callbacks=(),
+                 seed: int = 0, params=None, **trainer_args):
+    """A trainer assembled from registered plugins, as ``charrnn run`` assembles one."""
+    from charrnn.session import make_model, make_optimizer
+    from charrnn.stream import TextStream
+    from charrnn.trainer import Trainer
+
+    net = make_model(model, backend, corpus.vocab_size,
+                     {"hidden": hidden, "layers": layers, "dropout": dropout, "seed": seed},
+                     params=params)
+    opt = make_optimizer(optimizer, backend, net.size, eta, clip)
+    stream = TextStream(backend, corpus.ids, batch, seq_length)
+    return Trainer(net, opt, stream, iterations, list(callbacks), corpus=corpus, seed=seed,
+                   **trainer_args)
+
 
 class Crash(Callback):
     """Fails as a real crash would: an exception at update ``at``, after the last checkpoint and

@@ -18,7 +18,6 @@ import numpy
 import pytest
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.files import atomic_write
-from charrnn.model import PARAM_NAMES
 from helpers import (
     LEAN,
     TEXT,
@@ -28,6 +27,9 @@ from helpers import (
     charrnn_cmd,
     run_options,
 )
+
+#: The vanilla RNN's parameters, as its one-layer checkpoints name them.
+PARAM_NAMES = ("W", "U", "V", "b", "c")
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -96,7 +98,7 @@ def test_run_writes_latest_and_best_without_pickle(trained):
             arrays = {key: data[key] for key in data.files}  # reading every array: no pickle
         assert "meta" in arrays and arrays["meta"].dtype.kind == "U"
         assert all(a.dtype != object for a in arrays.values())
-        assert {f"param.{p}" for p in PARAM_NAMES} <= set(arrays)
+        assert {f"param.{p}" for p in PARAM_NAMES} | {"state.0"} <= set(arrays)
 
 
 def test_load_checkpoint_returns_everything_a_resume_needs(trained):
@@ -112,8 +114,9 @@ def test_load_checkpoint_returns_everything_a_resume_needs(trained):
     assert isinstance(mem, numpy.ndarray) and mem.shape == (m + K + 2 * K * m + m * m,)
     assert (mem >= 0).all() and mem.max() > 0
     assert ckpt.optimizer["eta"] == 0.1 and ckpt.optimizer["eps"] > 0
-    assert ckpt.hidden.shape == (m,) and numpy.isfinite(ckpt.hidden).all()
-    assert numpy.abs(ckpt.hidden).max() > 0  # carried from the last update, not reset
+    (h,) = ckpt.state  # (layers, batch, m)
+    assert h.shape == (1, 1, m) and numpy.isfinite(h).all()
+    assert numpy.abs(h).max() > 0  # carried from the last update, not reset
 
     meta = ckpt.meta
     assert meta["update"] == 150
@@ -127,6 +130,9 @@ def test_load_checkpoint_returns_everything_a_resume_needs(trained):
     assert meta["backend"] == "numpy" and meta["dtype"] == "float64"
     assert meta["optimizer"] == "adagrad"
     assert meta["charrnn_version"] == charrnn.__version__
+    assert meta["format_version"] == 2 and meta["batch_size"] == 1
+    assert meta["model"] == {"name": "rnn", "options": {"hidden": 16, "layers": 1},
+                             "shapes": {k: list(v) for k, v in shapes.items()}}
     # the smooth loss is the one logged for the same update
     last = read_csv(out / "metrics.csv")[-1]
     assert int(last["update"]) == 150
@@ -182,7 +188,7 @@ def test_resume_continues_bit_for_bit(run_charrnn, data_file, tmp_path, sample_e
     for name in PARAM_NAMES:
         assert numpy.array_equal(a.params[name], b.params[name]), name
     assert numpy.array_equal(a.optimizer["mem"], b.optimizer["mem"])
-    assert numpy.array_equal(a.hidden, b.hidden)
+    assert numpy.array_equal(a.state[0], b.state[0])
     for key in ("update", "epoch", "position", "smooth_loss", "loss", "next_input_id"):
         assert a.meta[key] == b.meta[key], key
     assert a.meta["logs"]["val_loss"] == b.meta["logs"]["val_loss"]
@@ -261,34 +267,34 @@ def test_trainer_checkpoint_restore_is_exact_across_epochs(tmp_path, resume_at):
     path.write_text(text, encoding="utf-8")
 
     reference = build_trainer(_short_options(path, 35)).fit()
-    assert (reference.update, reference.epoch, reference.position) == (35, 3, 50)
+    assert (reference.update, reference.epoch, reference.stream.position) == (35, 3, 50)
 
     first = build_trainer(_short_options(path, resume_at)).fit()
     assert first.update == resume_at
     if resume_at == 10:
-        assert (first.epoch, first.position) == (0, 100)  # the next update wraps
+        assert (first.epoch, first.stream.position) == (0, 100)  # the next update wraps
     else:
-        assert (first.epoch, first.position) == (1, 30)
+        assert (first.epoch, first.stream.position) == (1, 30)
     save_checkpoint(str(tmp_path / "ck.npz"), first.checkpoint())
     ckpt = load_checkpoint(str(tmp_path / "ck.npz"))
 
     second = build_trainer(_short_options(path, 35), vocab=ckpt.vocab)
     second.restore(ckpt)
-    assert (second.update, second.epoch, second.position) == \
-           (first.update, first.epoch, first.position)
-    assert numpy.array_equal(second.backend.to_numpy(second.h), first.backend.to_numpy(first.h))
+    assert (second.update, second.epoch, second.stream.position) == \
+           (first.update, first.epoch, first.stream.position)
+    assert numpy.array_equal(second.state[0], first.state[0])
     assert second.smooth_loss_value() == first.smooth_loss_value()
     second.fit()
 
-    assert (second.update, second.epoch, second.position) == (35, 3, 50)
+    assert (second.update, second.epoch, second.stream.position) == (35, 3, 50)
     assert second.smooth_loss_value() == reference.smooth_loss_value()
     assert second.loss_value() == reference.loss_value()
     for name, value in reference.model.get_params().items():
         assert numpy.array_equal(second.model.get_params()[name], value), name
     assert numpy.array_equal(second.optimizer.state_dict()["mem"],
                              reference.optimizer.state_dict()["mem"])
-    assert numpy.array_equal(second.backend.to_numpy(second.h),
-                             reference.backend.to_numpy(reference.h))
+    assert numpy.array_equal(second.backend.to_numpy(second.state[0]),
+                             reference.backend.to_numpy(reference.state[0]))
 
     def rows(trainer):
         cb = next(c for c in trainer.callbacks if c.name == "lossplot")
@@ -509,11 +515,15 @@ def test_save_checkpoint_twice_leaves_only_the_file(tmp_path, data_file):
 
 def test_interrupted_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "latest.npz"
+    shapes = {"W": [2, 2], "U": [2, 2], "V": [2, 2], "b": [2], "c": [2]}
     good = Checkpoint(meta={"update": 1, "epoch": 0, "position": 2, "smooth_loss": 1.0,
-                            "vocab": ["a", "b"], "config": {"hidden": 2}},
+                            "vocab": ["a", "b"], "config": {"hidden": 2},
+                            "model": {"name": "rnn", "options": {"hidden": 2, "layers": 1},
+                                      "shapes": shapes}},
                       params={"b": numpy.zeros(2), "c": numpy.zeros(2), "U": numpy.ones((2, 2)),
                               "V": numpy.ones((2, 2)), "W": numpy.eye(2)},
-                      optimizer={"eta": 0.1, "mem": numpy.arange(14.0)}, hidden=numpy.zeros(2))
+                      optimizer={"eta": 0.1, "mem": numpy.arange(14.0)},
+                      state=[numpy.zeros((1, 1, 2))])
     save_checkpoint(str(path), good)
     before = path.read_bytes()
 

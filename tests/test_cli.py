@@ -30,7 +30,7 @@ def test_short_run_end_to_end(run_charrnn, data_file, tmp_path, launcher):
     assert f"charrnn {charrnn.__version__}: {data_file}, {len(TEXT):,} characters, " \
            f"{len(set(TEXT))} distinct" in stdout
     assert f"run directory: {out}" in stdout
-    assert "hidden 16, sequence 25; 300 updates" in stdout
+    assert "model rnn (hidden 16; " in stdout and "batch 1 x sequence 25; 300 updates" in stdout
     # progress: with the default --log-every 1000 the only line is the one at the end
     assert "update 300/300" in stdout and "smooth loss" in stdout
     updates = [int(line.split()[4]) for line in stdout.splitlines()
@@ -47,6 +47,8 @@ def test_short_run_end_to_end(run_charrnn, data_file, tmp_path, launcher):
     assert config["iterations"] == 300
     assert config["seq_length"] == 25
     assert config["backend"] == "numpy" and config["optimizer"] == "adagrad"
+    assert config["model"] == "rnn" and config["layers"] == 1 and config["batch_size"] == 1
+    assert config["eta"] == 0.1 and config["sigma"] == 0.01 and config["clip"] == 5.0
     assert config["data"] == str(data_file)
     assert config["vocab_size"] == len(set(TEXT))
     assert config["charrnn_version"] == charrnn.__version__

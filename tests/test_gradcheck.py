@@ -35,8 +35,8 @@ class NoRecurrenceBackward(NumpyBackend):
 
     name = "norecurrence"
 
-    def rnn_backward(self, W, D, dH, dA, tmp):
-        numpy.multiply(dH, D, out=dA)
+    def rnn_backward(self, W, H, dH, dA):
+        numpy.multiply(dH, 1.0 - H[1:] ** 2, out=dA)
         return dA
 
 
@@ -45,8 +45,13 @@ class NoTanhDerivative(NumpyBackend):
 
     name = "notanh"
 
-    def rnn_backward(self, W, D, dH, dA, tmp):
-        return super().rnn_backward(W, numpy.ones_like(D), dH, dA, tmp)
+    def rnn_backward(self, W, H, dH, dA):
+        T = dH.shape[0]
+        carry = numpy.zeros_like(dH[0])
+        for t in range(T - 1, -1, -1):
+            dA[t] = dH[t] + carry
+            carry = dA[t] @ W
+        return dA
 
 
 class ShiftedScatter(NumpyBackend):
@@ -98,17 +103,25 @@ def test_check_at_m25_on_a_sample_of_entries_is_reproducible(backend, corpus):
 def test_u_sample_favours_columns_of_characters_in_x():
     rng = numpy.random.default_rng(0)
     used = [2, 7, 11]
-    chosen = gc.choose_entries("U", (5, 40), 20, rng, used)
+    chosen = gc.choose_entries((5, 40), 20, rng, 1, used)
     cols = chosen % 40
     in_used = numpy.isin(cols, used)
     assert len(chosen) == 20 == len(set(chosen.tolist()))
     assert in_used.sum() == 15 and (~in_used).sum() == 5  # zero-gradient columns are checked too
     # too few used entries: all of them, the rest from other columns
-    chosen = gc.choose_entries("U", (2, 40), 20, rng, [5])
+    chosen = gc.choose_entries((2, 40), 20, rng, 1, [5])
     assert numpy.isin(chosen % 40, [5]).sum() == 2 and len(chosen) == 20
     # 0 or None: everything
-    assert len(gc.choose_entries("U", (5, 40), 0, rng, used)) == 200
-    assert len(gc.choose_entries("W", (5, 5), None, rng)) == 25
+    assert len(gc.choose_entries((5, 40), 0, rng, 1, used)) == 200
+    assert len(gc.choose_entries((5, 5), None, rng)) == 25
+
+
+def test_a_character_indexed_row_parameter_is_sampled_by_rows():
+    """A gated model's first Wx is (K, 4m): the character picks a row, not a column."""
+    rng = numpy.random.default_rng(1)
+    chosen = gc.choose_entries((40, 8), 16, rng, 0, [3, 9])
+    rows = chosen // 8
+    assert numpy.isin(rows, [3, 9]).sum() == 12 and len(chosen) == 16
 
 
 @pytest.mark.parametrize("broken, wrong", [
@@ -156,13 +169,10 @@ def test_tables():
 # -- the callback -----------------------------------------------------------------------------
 
 def make_trainer(backend, corpus, hidden=4, **callback_args):
-    from charrnn.model import RNN
-    from charrnn.optimizers.sgd import SGD
-    from charrnn.trainer import Trainer
+    from helpers import make_trainer as assemble
 
-    model = RNN(backend, corpus.vocab_size, hidden)
-    return Trainer(model, SGD(backend, model.size, 0.1), backend.asarray(corpus.ids), 25, 3,
-                   [gc.GradCheck(echo=False, **callback_args)], corpus=corpus)
+    return assemble(backend, corpus, hidden=hidden, optimizer="sgd", iterations=3,
+                    callbacks=[gc.GradCheck(echo=False, **callback_args)])
 
 
 def test_callback_checks_in_float64_and_logs_the_result(corpus):
@@ -255,7 +265,7 @@ def test_run_prints_the_check_and_continues(run_charrnn, data_file, tmp_path):
     proc = run_charrnn("run", "--data", data_file, "--iterations", 5, "--hidden", 4,
                        "--gradcheck-hidden", 5, "--out", out)
     assert proc.returncode == 0, proc.stderr
-    assert "gradient check: numpy backend in float64, hidden 5" in proc.stdout
+    assert "gradient check: numpy backend in float64, rnn hidden 5" in proc.stdout
     rows = table_rows(proc.stdout)
     assert list(rows) == list(PARAMS) and rows["W"][0] == "20"
     assert "PASS: max relative error" in proc.stdout and "done: 5 updates" in proc.stdout
@@ -298,8 +308,8 @@ def test_run_on_a_backend_with_wrong_gradients_stops_before_training(run_charrnn
         class BrokenRNN(NumpyBackend):
             name = "brokenrnn"
 
-            def rnn_backward(self, W, D, dH, dA, tmp):
-                numpy.multiply(dH, D, out=dA)
+            def rnn_backward(self, W, H, dH, dA):
+                numpy.multiply(dH, 1.0 - H[1:] ** 2, out=dA)
                 return dA
 
         @hookimpl
@@ -317,3 +327,84 @@ def test_run_on_a_backend_with_wrong_gradients_stops_before_training(run_charrnn
     # the run directory keeps what was written before training (its configuration), no more
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]
     assert json.loads((out / "config.json").read_text())["gradcheck_threshold"] == 1e-4
+
+
+# -- every model ------------------------------------------------------------------------------
+
+def expected_names(model, layers):
+    from charrnn.registry import get_registry
+
+    cls = get_registry().get("model", model)
+    return list(cls.param_shapes(10, hidden=5, layers=layers))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("model", ["rnn", "lstm", "gru"])
+def test_every_model_passes_at_one_and_two_layers_and_batch_one_and_three(
+        backend, corpus, model, layers, batch):
+    result = gc.gradient_check(backend, corpus.ids, corpus.vocab_size, model=model, hidden=5,
+                               layers=layers, batch=batch, seq_length=12, entries=25)
+    assert result["passed"], gc.format_table(result)
+    assert (result["model"], result["layers"], result["batch"]) == (model, layers, batch)
+    assert list(result["params"]) == expected_names(model, layers)  # a row per parameter
+    # correct gradients stay well below the threshold; the wrong ones below are off by > 1e-3
+    assert max(e["rel"] for e in result["params"].values()) < 2e-5, gc.format_table(result)
+
+
+class NoCellCarry(NumpyBackend):
+    """An LSTM backward pass that forgets ``dc_{t+1} * f_{t+1}``: the cell's memory path."""
+
+    name = "nocellcarry"
+
+    def lstm_backward(self, Wh, G, C, dH, dG):
+        m = C.shape[-1]
+        dh_next = numpy.zeros_like(dH[0])
+        for t in range(dH.shape[0] - 1, -1, -1):
+            g = G[t]
+            i, f, o, n = g[:, :m], g[:, m:2 * m], g[:, 2 * m:3 * m], g[:, 3 * m:]
+            tc = numpy.tanh(C[t + 1])
+            dh = dH[t] + dh_next
+            dc = dh * o * (1 - tc * tc)
+            dG[t] = numpy.concatenate([dc * n * i * (1 - i), dc * C[t] * f * (1 - f),
+                                       dh * tc * o * (1 - o), dc * i * (1 - n * n)], axis=1)
+            dh_next = dG[t] @ Wh.T
+
+
+class NoUpdateGateCarry(NumpyBackend):
+    """A GRU backward pass that forgets the ``(1 - u) * dh`` path straight to ``h_{t-1}``."""
+
+    name = "nogatecarry"
+
+    def gru_backward(self, Wh, G, H, RH, dH, dG):
+        m = H.shape[-1]
+        dh_next = numpy.zeros_like(dH[0])
+        for t in range(dH.shape[0] - 1, -1, -1):
+            g, h_prev = G[t], H[t]
+            r, u, n = g[:, :m], g[:, m:2 * m], g[:, 2 * m:]
+            dh = dH[t] + dh_next
+            dG[t, :, 2 * m:] = dh * u * (1 - n * n)
+            dG[t, :, m:2 * m] = dh * (n - h_prev) * u * (1 - u)
+            drh = dG[t, :, 2 * m:] @ Wh[:, 2 * m:].T
+            dG[t, :, :m] = drh * h_prev * r * (1 - r)
+            dh_next = drh * r + dG[t, :, :2 * m] @ Wh[:, :2 * m].T
+
+
+@pytest.mark.parametrize("broken, model", [(NoCellCarry, "lstm"), (NoUpdateGateCarry, "gru")])
+def test_a_wrong_gated_backward_pass_is_caught(corpus, broken, model):
+    result = gc.gradient_check(broken(dtype="float64"), corpus.ids, corpus.vocab_size,
+                               model=model, hidden=5, entries=20)
+    assert result["passed"] is False
+    rels = {name: entry["rel"] for name, entry in result["params"].items()}
+    assert rels["Wh"] > 1e-3 and rels["Wx"] > 1e-3, rels
+    assert rels["Wy"] < 1e-6 and rels["by"] < 1e-6, rels  # the output layer is not affected
+
+
+def test_gradcheck_command_checks_the_model_asked_for(run_charrnn, data_file):
+    proc = run_charrnn("gradcheck", "--data", data_file, "--model", "lstm", "--layers", "2",
+                       "--batch-size", "2", "--entries", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert "lstm 2 layers of 5, batch 2" in proc.stdout
+    names = [line.split()[0] for line in proc.stdout.splitlines()
+             if line.split()[:1] and line.split()[0] in expected_names("lstm", 2)]
+    assert names == expected_names("lstm", 2)

@@ -61,14 +61,15 @@ def test_report_written_and_announced(finished_run):
 def test_configuration_table(finished_run):
     _, _, report = finished_run
     config = section(report, "Configuration")
-    for row in ("| hidden size m | 16 |", "| sequence length | 25 |", "| dtype | float64 |",
-                "| updates done | 3,000 of 3,000 requested |", "| ended | finished |"):
+    for row in ("| model | rnn (hidden 16; ", "| batch | 1 stream(s) of 25 characters per update |",
+                "| dtype | float64 |", "| updates done | 3,000 of 3,000 requested |",
+                "| ended | finished |"):
         assert row in config, row
     text = make_text()
     assert f"| vocabulary size K | {len(set(text))} distinct characters |" in config
     assert f"| corpus length | {len(text):,} characters |" in config
     assert "| backend | numpy" in config
-    assert "| optimizer | adagrad, learning rate eta 0.1 |" in config
+    assert "| optimizer | adagrad (eta 0.1, clip 5) |" in config
     assert re.search(r"\| final smooth loss \| \d+\.\d{3} per sequence of 25 characters", config)
     assert re.search(r"\| best checkpoint \| `best.npz`: update [\d,]+, smooth loss", config)
     assert re.search(r"\| epochs \| \d+ completed", config)
@@ -96,7 +97,6 @@ def test_plot_link_and_samples(finished_run):
 
 def test_passage_has_the_requested_length_and_comes_from_best(finished_run):
     from charrnn.checkpoint import load_checkpoint
-    from charrnn.model import RNN
     from charrnn.plugins.report import passage_rng
     from charrnn.registry import get_registry
     from charrnn.sampling import sample_ids
@@ -110,8 +110,11 @@ def test_passage_has_the_requested_length_and_comes_from_best(finished_run):
     # the same draws from best.npz, as the report describes
     ckpt = load_checkpoint(str(out / "best.npz"))
     be = get_registry().get("backend", "numpy")(dtype="float64")
-    model = RNN(be, len(ckpt.vocab), 16, params=ckpt.params)
-    ids = sample_ids(model, be.asarray(ckpt.hidden), ckpt.meta["next_input_id"], PASSAGE,
+    model = get_registry().get("model", "rnn")(be, len(ckpt.vocab), hidden=16,
+                                                params=ckpt.params)
+    (h,) = ckpt.state
+    assert h.shape == (1, 1, 16)
+    ids = sample_ids(model, (be.asarray(h),), ckpt.meta["next_input_id"], PASSAGE,
                      rng=passage_rng(0))
     assert passage == "".join(ckpt.vocab[i] for i in ids)
 

@@ -109,15 +109,15 @@ def test_prime_file_is_the_same_as_prime(runs, tmp_path):
 
 def _greedy(checkpoint: Path, length: int) -> str:
     """Argmax decoding from the checkpoint's hidden state and next input, in-process."""
-    from charrnn.model import RNN
-    from charrnn.session import make_backend
+    from charrnn.session import make_backend, model_from_checkpoint
 
     ckpt = load_checkpoint(str(checkpoint))
     be = make_backend("numpy", ckpt.meta["dtype"])
-    model = RNN(be, len(ckpt.vocab), int(ckpt.config["hidden"]), params=ckpt.params)
-    h, x, out = be.asarray(ckpt.hidden), int(ckpt.meta["next_input_id"]), []
+    model = model_from_checkpoint(ckpt, be)
+    state = tuple(be.asarray(s) for s in ckpt.state)
+    x, out = int(ckpt.meta["next_input_id"]), []
     for _ in range(length):
-        h, logits = model.step_hidden(h, x)
+        state, logits = model.step(state, be.asarray(numpy.array([x])))
         x = int(numpy.argmax(be.to_numpy(logits)))
         out.append(ckpt.vocab[x])
     return "".join(out)

@@ -1,4 +1,7 @@
-"""Third-party plugins installed for real: the two distributions under ``examples/``.
+"""Third-party plugins installed for real: the distributions under ``examples/``.
+
+A callback (``charrnn-jsonl-logger``), a plugin that fails to import (``charrnn-broken-plugin``)
+and a model (``charrnn-bigram-model``).
 
 Each example is installed with pip, in a subprocess, into its own ``--target`` folder, so the
 test environment is never changed and nothing is fetched from the network. The installed
@@ -21,17 +24,19 @@ import re
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from importlib import metadata
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from helpers import console_script
+from helpers import assert_one_line_error, console_script
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 JSONL = "charrnn-jsonl-logger"
 BROKEN = "charrnn-broken-plugin"
+BIGRAM = "charrnn-bigram-model"
 BROKEN_MESSAGE = "RuntimeError: this example plugin is broken on purpose"
 RECORD_KEYS = {"update", "epoch", "smooth_loss", "loss", "updates_per_second", "timestamp"}
 TEXT = ("First Citizen: Before we proceed any further, hear me speak.\n"
@@ -76,6 +81,11 @@ def jsonl_site(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def broken_site(tmp_path_factory) -> Path:
     return pip_install(BROKEN, tmp_path_factory.mktemp("broken"))
+
+
+@pytest.fixture(scope="module")
+def bigram_site(tmp_path_factory) -> Path:
+    return pip_install(BIGRAM, tmp_path_factory.mktemp("bigram"))
 
 
 # -- running the launcher -----------------------------------------------------------------------
@@ -211,3 +221,136 @@ def test_run_works_with_a_broken_plugin_installed(jsonl_site, broken_site, run_e
     _check(proc, "charrnn run")
     assert "Traceback" not in proc.stderr
     check_metrics(read_metrics(out), [100, 200, 300], val=False)
+
+
+# -- a third-party model: the bigram ------------------------------------------------------------
+
+#: The message the bigram model refuses ``--layers`` other than 1 with.
+BIGRAM_REFUSAL = "the bigram model has no layers"
+
+
+def model_choices(help_text: str) -> List[str]:
+    """The choices ``charrnn run --help`` shows for ``--model``."""
+    match = re.search(r"--model \[([^\]]*)\]", help_text)
+    assert match, help_text
+    return match.group(1).split("|")
+
+
+def read_smooth_losses(run_dir: Path) -> List[float]:
+    lines = (run_dir / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    column = header.index("smooth_loss")
+    return [float(line.split(",")[column]) for line in lines[1:]]
+
+
+def test_bigram_installed_real_metadata(bigram_site):
+    (dist_info,) = bigram_site.glob("charrnn_bigram_model-0.1.0.dist-info")
+    assert "[charrnn]\nbigram = charrnn_bigram_model" in (dist_info / "entry_points.txt").read_text()
+    assert (bigram_site / "charrnn_bigram_model.py").exists()
+
+
+def test_plugins_lists_the_bigram_model(bigram_site, tmp_path):
+    listing = plugins_json([bigram_site], tmp_path)
+    rows = [r for r in listing["plugins"] if r["name"] == "bigram"]
+    assert rows == [{"kind": "model", "name": "bigram", "distribution": BIGRAM,
+                     "version": "0.1.0", "entry_point": "bigram"}]
+    assert "bigram" not in [f["entry_point"] for f in listing["failed"]]
+
+    proc = charrnn("plugins", sites=[bigram_site], cwd=tmp_path)
+    _check(proc, "charrnn plugins")
+    # listed in the models section, between "models:" and the next heading
+    models = re.search(r"^models:\n((?:  .*\n)*)", proc.stdout, flags=re.M)
+    assert models, proc.stdout
+    assert re.search(r"^  bigram +charrnn-bigram-model 0\.1\.0  \(entry point bigram\)$",
+                     models.group(1), flags=re.M), proc.stdout
+
+
+def test_run_help_offers_the_bigram_model(bigram_site, tmp_path):
+    proc = charrnn("run", "--help", sites=[bigram_site], cwd=tmp_path)
+    _check(proc, "charrnn run --help")
+    assert {"bigram", "rnn"} <= set(model_choices(proc.stdout))
+    try:
+        metadata.version(BIGRAM)
+        return  # also installed in the test environment itself
+    except metadata.PackageNotFoundError:
+        pass
+    proc = charrnn("run", "--help", sites=[], cwd=tmp_path)
+    _check(proc, "charrnn run --help")
+    assert "bigram" not in model_choices(proc.stdout)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_bigram_trains_reports_and_samples(bigram_site, data_file, tmp_path, batch):
+    """``--model bigram`` through the whole run: the gradient check (on), training, the report,
+    a checkpoint that ``charrnn sample`` loads."""
+    out = tmp_path / "run"
+    proc = charrnn("run", "--model", "bigram", "--batch-size", batch, "--iterations", 600,
+                   "--log-every", 100, "--seq-length", 10, "--data", data_file, "--out", out,
+                   "--quiet", sites=[bigram_site], cwd=tmp_path)
+    _check(proc, "charrnn run --model bigram")
+    assert json.loads((out / "config.json").read_text())["model"] == "bigram"
+
+    losses = read_smooth_losses(out)
+    assert len(losses) == 6, losses
+    assert all(b < a for a, b in zip(losses, losses[1:])), f"smooth loss does not fall: {losses}"
+    assert losses[-1] < 0.9 * losses[0], losses
+
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert re.search(r"^\| model \| bigram \(\d+x\d+ table; [\d,]+ parameters\) \|$", report,
+                     flags=re.M), report
+    gradcheck = report.split("## Gradient check", 1)[1].split("\n## ", 1)[0]
+    assert "**passed**" in gradcheck and "| table |" in gradcheck, gradcheck
+
+    # Greedy sampling follows the table's likeliest successor of each character: after training,
+    # each step is a pair of characters that occurs in the text.
+    proc = charrnn("sample", "--checkpoint", out, "--length", 120, "--top-k", 1, "--prime", "F",
+                   sites=[bigram_site], cwd=tmp_path)
+    _check(proc, "charrnn sample")
+    assert proc.stdout.endswith("\n")
+    sample = proc.stdout[:-1]
+    assert len(sample) == 1 + 120 and sample.startswith("F")
+    unseen = {sample[i:i + 2] for i in range(len(sample) - 1)} - \
+        {TEXT[i:i + 2] for i in range(len(TEXT) - 1)}
+    assert not unseen, f"pairs the text never has: {sorted(unseen)} in {sample!r}"
+
+
+def test_bigram_refuses_layers_with_one_error_line(bigram_site, data_file, tmp_path):
+    out = tmp_path / "run"
+    proc = charrnn("run", "--model", "bigram", "--layers", 2, "--iterations", 10,
+                   "--data", data_file, "--out", out, "--quiet", sites=[bigram_site], cwd=tmp_path)
+    assert_one_line_error(proc, BIGRAM_REFUSAL, "--layers")
+    assert not out.exists()
+
+
+def test_conformance_suite_checks_the_bigram_model(bigram_site, tmp_path):
+    """``charrnn conformance`` with the plugin installed runs the bigram's cases, and they pass.
+
+    The suite also builds every model with two layers (its two-layer cases, and ``test_step``,
+    which builds two layers only), which the bigram refuses, as a model may; the suite does not
+    yet skip such cases. Those cases may fail or be skipped with the refusal and nothing else;
+    every other bigram case must pass.
+    """
+    report = tmp_path / "conformance.xml"
+    proc = charrnn("conformance", "--backend", "numpy", "--", "-k", "bigram",
+                   f"--junitxml={report}", sites=[bigram_site], cwd=tmp_path)
+    assert "charrnn conformance: backend 'numpy'" in proc.stdout, proc.stdout + proc.stderr
+    passed, refused, other = [], [], []
+    for case in ET.parse(report).iter("testcase"):
+        name = case.get("name")
+        assert "bigram" in name, name
+        outcome = [c for c in case if c.tag in ("failure", "error", "skipped")]
+        if not outcome:
+            passed.append(name)
+        elif BIGRAM_REFUSAL in (outcome[0].get("message") or ""):
+            refused.append((name, outcome[0].tag))
+        else:
+            other.append(f"{name}: {outcome[0].tag}: {outcome[0].get('message')}")
+    assert not other, "\n".join(other)
+    for name, _ in refused:
+        assert name.endswith("-2]") or name.startswith("test_step["), name
+    for test in ("test_loss_and_grads", "test_gradient_check", "test_train_steps",
+                 "test_checkpoint_portability", "test_sample_ids"):
+        assert any(n.startswith(test + "[") for n in passed), (test, passed)
+    assert len(passed) >= 16, passed
+    if all(tag == "skipped" for _, tag in refused):  # nothing failed: the whole run passes
+        assert proc.returncode == 0, proc.stdout

@@ -169,16 +169,12 @@ def test_stop_ends_fit_after_that_updates_callbacks(tmp_path, data_file, capsys)
 def _trainer(callbacks, iterations=3):
     """A small trainer built from real parts, with only the given callbacks."""
     from charrnn.data import Corpus
-    from charrnn.model import RNN
-    from charrnn.session import make_backend, make_optimizer
-    from charrnn.trainer import Trainer
+    from charrnn.session import make_backend
+    from helpers import make_trainer
 
     backend = make_backend("numpy", "float64")
     corpus = Corpus.from_text(TEXT, "test")
-    model = RNN(backend, corpus.vocab_size, 8, seed=0)
-    optimizer = make_optimizer("adagrad", backend, model.size, 0.1)
-    return Trainer(model, optimizer, backend.asarray(corpus.ids), 25, iterations, callbacks,
-                   corpus=corpus)
+    return make_trainer(backend, corpus, hidden=8, iterations=iterations, callbacks=callbacks)
 
 
 def test_callbacks_run_in_ascending_order():
