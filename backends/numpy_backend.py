@@ -41,6 +41,16 @@ class NumpyBackend(Backend):
             self._row_cache[id(a)] = hit
         return hit[1]
 
+    def _vectors(self, a: numpy.ndarray) -> List[numpy.ndarray]:
+        """Row views of a (n, 1, m) array as (m,) vectors, made once per buffer (see _rows)."""
+        hit = self._row_cache.get(id(a))
+        if hit is None or hit[0] is not a:
+            if len(self._row_cache) >= self.ROW_CACHE_SIZE:
+                self._row_cache.clear()
+            hit = (a, list(a.reshape(a.shape[0], a.shape[-1])))
+            self._row_cache[id(a)] = hit
+        return hit[1]
+
     def _tmp(self, name: str, shape: Tuple[int, ...]) -> numpy.ndarray:
         key = (name, shape)
         buf = self._scratch.get(key)
@@ -58,8 +68,8 @@ class NumpyBackend(Backend):
         # matrix-vector product without array-function dispatch (about 30% faster per step).
         tmp = self._tmp("rnn", (m,))
         w_dot, add, tanh = W.dot, numpy.add, numpy.tanh
-        rows = self._rows(H.reshape(T + 1, m))
-        for a_t, h_prev, h_t in zip(self._rows(A.reshape(T, m)), rows, rows[1:]):
+        rows = self._vectors(H)
+        for a_t, h_prev, h_t in zip(self._vectors(A), rows, rows[1:]):
             w_dot(h_prev, tmp)
             add(tmp, a_t, h_t)
             tanh(h_t, h_t)
@@ -86,7 +96,7 @@ class NumpyBackend(Backend):
         if B == 1:  # vectors, as in the forward pass
             tmp = self._tmp("rnn", (m,))
             dot = W.T.dot  # W.T @ v, which is v @ W
-            dh, d, da = (self._rows(a.reshape(T, m)) for a in (dH, D, dA))
+            dh, d, da = self._vectors(dH), self._vectors(D), self._vectors(dA)
         else:
             tmp = self._tmp("rnn", (B, m))
             dot_, WW = numpy.dot, W

@@ -119,7 +119,7 @@ class Backend(RecurrentOps):
 
     def clip_(self, x: Array, lo: float, hi: float) -> None:
         """Clip ``x`` to ``[lo, hi]`` in place."""
-        self.xp.clip(x, lo, hi, out=x)
+        x.clip(lo, hi, out=x)
 
     # -- optimizer updates: clipping and the update are one operation per flat array ------------
     #

@@ -7,7 +7,10 @@ options and parameter shapes, and the backend, dtype and charrnn version that wr
 are stored as host NumPy arrays, so a checkpoint written by one backend loads in any other.
 
 Format versions: 1 was written by charrnn 0.1.0 (the vanilla RNN at batch 1, its hidden state in
-``hidden``); 2 names the model and stores the state as ``state.0``, ``state.1``, ... Both load.
+``hidden``, AdaGrad's memory as one flat array in that version's layout); 2 names the model,
+stores the state as ``state.0``, ``state.1``, ... and the optimizer's per-parameter arrays by
+parameter name (``optim.mem:W``), so a checkpoint does not depend on how a version lays the
+parameters out in memory. Both load.
 
 Files are written to a temporary name and renamed into place, so an interrupted save never
 leaves a truncated ``latest.npz`` or ``best.npz`` behind.
@@ -61,7 +64,10 @@ def save_checkpoint(path: str, ckpt: Checkpoint) -> None:
     arrays: Dict[str, numpy.ndarray] = {f"param.{k}": numpy.asarray(v) for k, v in ckpt.params.items()}
     optimizer_scalars: Dict[str, Any] = {}
     for key, value in ckpt.optimizer.items():
-        if isinstance(value, numpy.ndarray):
+        if isinstance(value, dict):  # a flat array split by parameter name
+            for name, part in value.items():
+                arrays[f"optim.{key}:{name}"] = numpy.asarray(part)
+        elif isinstance(value, numpy.ndarray):
             arrays[f"optim.{key}"] = value
         else:
             optimizer_scalars[key] = value
@@ -136,9 +142,13 @@ def load_checkpoint(path: str) -> Checkpoint:
         if array.shape != shape:
             raise CharrnnError(f"{path}: parameter {name} has shape {array.shape} but the header "
                                f"says {shape}; the file is damaged or was edited")
-    optimizer: Dict[str, Any] = dict(meta.get("optimizer_state", {}))
+    optimizer: Dict[str, Any] = dict(meta.get("optimizer_state") or {})
     for key in [k for k in arrays if k.startswith("optim.")]:
-        optimizer[key[len("optim."):]] = arrays.pop(key)
+        name, _, part = key[len("optim."):].partition(":")
+        if part:
+            optimizer.setdefault(name, {})[part] = arrays.pop(key)
+        else:
+            optimizer[name] = arrays.pop(key)
     return Checkpoint(meta=meta, params=params, optimizer=optimizer, state=state, path=path,
                       extra=arrays)
 
@@ -156,6 +166,18 @@ def _upgrade_v1(path: str, meta: Dict[str, Any], arrays: Dict[str, numpy.ndarray
     if hidden.shape != (m,):
         raise CharrnnError(f"{path}: hidden state has shape {hidden.shape}, expected ({m},)")
     arrays["state.0"] = hidden.reshape(1, 1, m)
+    # 0.1.0 laid its flat arrays (AdaGrad's memory) out as [V|c (K, m+1), W, b, U^T (K, m)].
+    for key in [k for k in arrays if k.startswith("optim.")]:
+        flat = arrays.pop(key)
+        if flat.shape != (K * (m + 1) + m * m + m + K * m,):
+            raise CharrnnError(f"{path}: optimizer state {key[6:]!r} has {flat.size} entries, not "
+                               "one per parameter; the file is damaged or was edited")
+        Vc = flat[: K * (m + 1)].reshape(K, m + 1)
+        rest = flat[K * (m + 1) :]
+        parts = {"W": rest[: m * m].reshape(m, m), "U": rest[m * m + m :].reshape(K, m).T,
+                 "V": Vc[:, :m], "b": rest[m * m : m * m + m], "c": Vc[:, m]}
+        for name, part in parts.items():
+            arrays[f"{key}:{name}"] = numpy.array(part)
     meta["state_arrays"] = 1
     meta["model"] = {"name": "rnn", "options": {"hidden": m, "layers": 1},
                      "shapes": {"W": [m, m], "U": [m, K], "V": [K, m], "b": [m], "c": [K]}}

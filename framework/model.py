@@ -181,10 +181,28 @@ class Model:
         return {name: self.backend.to_numpy(self.grads[name]).copy() for name in self.shapes}
 
     def split_flat(self, flat: Any) -> Dict[str, numpy.ndarray]:
-        """A flat array laid out like the parameters (an optimizer's state, say), by name."""
+        """A flat host array laid out like the parameters (an optimizer's state, say), by name.
+
+        Checkpoints store optimizer state this way, so that they do not depend on how a version
+        of the model lays its parameters out.
+        """
         views = FlatParams(numpy.asarray(flat), self.layout())
         self.add_aliases(views)
         return {name: numpy.array(views[name]) for name in self.shapes}
+
+    def join_flat(self, parts: Dict[str, Any]) -> numpy.ndarray:
+        """The inverse of :meth:`split_flat`: a flat host array from arrays by name."""
+        flat = numpy.zeros(self.size)
+        views = FlatParams(flat, self.layout())
+        self.add_aliases(views)
+        for name, shape in self.shapes.items():
+            if name not in parts:
+                raise ValueError(f"{name} is missing")
+            value = numpy.asarray(parts[name])
+            if value.shape != shape:
+                raise ValueError(f"{name} has shape {value.shape}, expected {shape}")
+            views[name][...] = value
+        return flat
 
     # -- state -------------------------------------------------------------------------------
 

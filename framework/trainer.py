@@ -34,6 +34,10 @@ TIME_LIMIT = "time limit"
 DROPOUT_STREAM = 0x64726F70  # "drop"
 
 
+def _is_flat(value: Any, size: int) -> bool:
+    return isinstance(value, numpy.ndarray) and value.shape == (size,)
+
+
 class Trainer:
     """Runs updates and owns the state a checkpoint needs to resume exactly.
 
@@ -142,15 +146,19 @@ class Trainer:
             "logs": self.logs,
             "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
         }
-        return Checkpoint(meta=meta, params=model.get_params(),
-                          optimizer=self.optimizer.state_dict(),
+        # Flat optimizer arrays are saved by parameter name, like the parameters themselves.
+        optimizer = {key: model.split_flat(value) if _is_flat(value, model.size) else value
+                     for key, value in self.optimizer.state_dict().items()}
+        return Checkpoint(meta=meta, params=model.get_params(), optimizer=optimizer,
                           state=model.state_to_host(self.state))
 
     def restore(self, ckpt: "Checkpoint") -> None:
         """Continue from ``ckpt``: the inverse of :meth:`checkpoint`."""
         meta = ckpt.meta
         self.model.set_params(ckpt.params)
-        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.optimizer.load_state_dict(
+            {key: self.model.join_flat(value) if isinstance(value, dict) else value
+             for key, value in ckpt.optimizer.items()})
         self.state = self.model.state_from_host(ckpt.state, self.stream.batch)
         self.stream.load_state_dict(meta)
         self.update = int(meta["update"])

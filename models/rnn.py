@@ -30,6 +30,11 @@ How the code computes this, for B sequences at once (arrays are (T, B, ·); see
 * Only the recurrence steps through time, in one backend operation each way
   (:meth:`~charrnn.backend.Backend.rnn_forward`, :meth:`~charrnn.backend.Backend.rnn_backward`);
   every other line is one matrix operation over all steps.
+* ``V`` and ``c`` are stored side by side as ``Vc`` (K, m+1), and the outputs of the top layer
+  get a row of ones, so the logits of all steps are one product ``Vc [h; 1]`` and ``dV`` and
+  ``dc`` another. The logits are computed as columns (K, T*B). That is 0.1.0's arithmetic, kept
+  so that the course configuration computes bit for bit what it always did (a different
+  rounding order decorrelates two training runs within a few dozen updates).
 * Intermediate arrays are allocated once per sequence shape and reused
   (:meth:`~charrnn.model.Model.buffer`).
 """
@@ -66,13 +71,18 @@ class RNN(Model):
 
     def layout(self):
         self.names = layer_names(("W", "U", "b"), self.layers)
-        first_U = self.names[0][1]
+        K, m = self.K, self.hidden
+        stored = [("Vc", (K, m + 1))]
+        for layer, (W, U, b) in enumerate(self.names):
+            stored += [(W, (m, m)), (b, (m,))] + ([(U, (m, m))] if layer else [])
         # The embedding table E = U^T goes last: its gradient is the only sparse one.
-        dense = [(n, s) for n, s in self.shapes.items() if n != first_U]
-        return dense + [("E", (self.K, self.hidden))]
+        return stored + [("E", (K, m))]
 
     def add_aliases(self, views) -> None:
+        m = self.hidden
         views.alias(self.names[0][1], views["E"].T)
+        views.alias("V", views["Vc"][:, :m])
+        views.alias("c", views["Vc"][:, m])
 
     def init_params(self, seed: int) -> Dict[str, numpy.ndarray]:
         """``randn * sigma`` drawn in the assignment's order (U, W, then V; layer by layer for a
@@ -118,22 +128,38 @@ class RNN(Model):
         return inputs.reshape(T * B, m)
 
     def _state_after(self, T: int, B: int) -> State:
+        if self.layers == 1:
+            return (self.buffer("H0", (T + 1, B, self.hidden))[T:].copy(),)
         h = self.backend.zeros((self.layers, B, self.hidden))
         for layer in range(self.layers):
             h[layer] = self.buffer(f"H{layer}", (T + 1, B, self.hidden))[T]
         return (h,)
 
-    def _logits(self, top) -> Any:
+    def _logits(self, top) -> Tuple[Any, Any]:
+        """The logits of every step as columns, (K, N), and the top outputs with a column of
+        ones, (N, m+1): ``o_t = V h_t + c = Vc [h_t; 1]``."""
         xp, p = self.backend.xp, self.params
-        O = self.buffer("O", (top.shape[0], self.K))
-        xp.dot(top, p["V"].T, out=O)  # o_t = V h_t + c
-        O += p["c"]
-        return O
+        N, m = top.shape
+        top1 = self.buffer("top1", (N, m + 1))
+        top1[:, :m] = top
+        top1[:, m] = 1.0
+        HT1 = self.buffer("HT1", (m + 1, N))
+        HT1[...] = top1.T
+        OT = self.buffer("OT", (self.K, N))
+        xp.dot(p["Vc"], HT1, out=OT)
+        return OT, top1
+
+    def _loss(self, OT, y, batch: int) -> Any:
+        """``-sum_t log p_t[y_t]`` over the batch's average; ``OT`` becomes the probabilities."""
+        xp = self.backend.xp
+        PT = self.backend.softmax(OT, axis=0)  # p_t = softmax(o_t), column by column
+        loss = -xp.log(PT[y, self._rows(PT.shape[1])]).sum()
+        return loss if batch == 1 else loss / batch
 
     def loss(self, x, y, state: State) -> Tuple[float, State]:
         T, B = x.shape
-        O = self._logits(self._forward(x, state, None))
-        loss = self.softmax_loss(O, y.reshape(-1), B)
+        OT, _ = self._logits(self._forward(x, state, None))
+        loss = self._loss(OT, y.reshape(-1), B)
         return self.backend.to_float(loss), self._state_after(T, B)
 
     # -- forward and backward ----------------------------------------------------------------
@@ -142,16 +168,18 @@ class RNN(Model):
         xp, be, p, g = self.backend.xp, self.backend, self.params, self.grads
         T, B = x.shape
         m, N = self.hidden, T * B
-        top = self._forward(x, state, rng)
-        O = self._logits(top)
-        loss = self.softmax_loss(O, y.reshape(-1), B)
+        y = y.reshape(-1)
+        OT, top1 = self._logits(self._forward(x, state, rng))
+        loss = self._loss(OT, y, B)
         new_state = self._state_after(T, B)
 
-        dO = self.softmax_grad_(O, y.reshape(-1), B)  # do_t = p_t - onehot(y_t)
-        xp.dot(dO.T, top, out=g["V"])  # dV = sum_t do_t h_t^T
-        xp.sum(dO, axis=0, out=g["c"])  # dc = sum_t do_t
+        dOT = OT  # do_t = p_t - onehot(y_t), column by column, in place
+        dOT[y, self._rows(N)] -= 1.0
+        if B != 1:
+            dOT *= 1.0 / B
+        xp.dot(dOT, top1, out=g["Vc"])  # [dV | dc] = sum_t do_t [h_t; 1]^T
         dH = self.buffer(f"dH{self.layers - 1}", (T, B, m))
-        xp.dot(dO, p["V"], out=dH.reshape(N, m))  # V^T do_t
+        xp.dot(dOT.T, p["V"], out=dH.reshape(N, m))  # V^T do_t
         for layer in range(self.layers - 1, -1, -1):
             W, U, b = self.names[layer]
             mask = self._masks[layer]

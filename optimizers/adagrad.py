@@ -25,12 +25,15 @@ class AdaGrad(Optimizer):
             return
         # A zero gradient changes neither m nor theta: update the dense part and the touched
         # rows only (for a text, most rows of the embedding are untouched by one sequence).
+        # The gradient is clipped once, whole, rather than in each part's update.
+        if self.clip:
+            be.clip_(grads, -self.clip, self.clip)
         (p, g, m, s), (P, G, M, S) = self.sparse_parts(support, params, grads, self.mem,
                                                        self._scratch)
-        be.adagrad_(p, g, m, self.eta, self.eps, self.clip, s)
+        be.adagrad_(p, g, m, self.eta, self.eps, 0.0, s)
         rows = support.rows
         p_rows, m_rows = P[rows], M[rows]
-        be.adagrad_(p_rows, G[rows], m_rows, self.eta, self.eps, self.clip, S[: len(rows)])
+        be.adagrad_(p_rows, G[rows], m_rows, self.eta, self.eps, 0.0, S[: len(rows)])
         P[rows] = p_rows
         M[rows] = m_rows
 

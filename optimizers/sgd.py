@@ -16,11 +16,14 @@ class SGD(Optimizer):
             be.sgd_(params, grads, self.eta, self.clip)
             return
         # A zero gradient moves nothing: update the dense part and the touched rows only.
+        # The gradient is clipped once, whole, rather than in each part's update.
+        if self.clip:
+            be.clip_(grads, -self.clip, self.clip)
         (p, g), (P, G) = self.sparse_parts(support, params, grads)
-        be.sgd_(p, g, self.eta, self.clip)
+        be.sgd_(p, g, self.eta, 0.0)
         rows = support.rows
         touched = P[rows]
-        be.sgd_(touched, G[rows], self.eta, self.clip)
+        be.sgd_(touched, G[rows], self.eta, 0.0)
         P[rows] = touched
 
 
