@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,15 @@ def assert_one_line_error(proc, *parts, quiet_stdout: bool = False) -> str:
     if quiet_stdout:
         assert proc.stdout == ""
     return lines[0]
+
+
+def read_samples(path: Path) -> dict:
+    """``samples.md`` as {update: text}; a repeated update would be a bug, so it is refused."""
+    found = re.findall(r"## Update (\d+) \(smooth loss [^)]*\)\n\n(`{3,})text\n(.*?)\n\2\n",
+                       path.read_text(encoding="utf-8"), re.S)
+    updates = [int(u) for u, _, _ in found]
+    assert len(updates) == len(set(updates)), updates
+    return {int(u): text for u, _, text in found}
 
 
 def make_trainer(backend, corpus, *, model: str = "rnn", hidden: int = 8, layers: int = 1,

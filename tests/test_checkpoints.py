@@ -25,6 +25,7 @@ from helpers import (
     Crash,
     assert_one_line_error,
     charrnn_cmd,
+    read_samples,
     run_options,
 )
 
@@ -48,15 +49,6 @@ def digest(directory: Path) -> dict:
 def read_csv(path: Path):
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
-
-
-def read_samples(path: Path) -> dict:
-    """``samples.md`` as {update: text}; a repeated update would be a bug, so it is refused."""
-    found = re.findall(r"## Update (\d+) \(smooth loss [^)]*\)\n\n(`{3,})text\n(.*?)\n\2\n",
-                       path.read_text(encoding="utf-8"), re.S)
-    updates = [int(u) for u, _, _ in found]
-    assert len(updates) == len(set(updates)), updates
-    return {int(u): text for u, _, text in found}
 
 
 def expected_epoch_position(updates: int, n: int, seq_length: int):

@@ -20,8 +20,13 @@ from charrnn.registry import ENTRY_POINT_GROUP, get_registry
 BUILTINS = {
     # entry point: (module, kind, registered name, hook)
     "numpy": ("charrnn.backends.numpy_backend", "backend", "numpy", "register_backends"),
+    "rnn": ("charrnn.models.rnn", "model", "rnn", "register_models"),
+    "lstm": ("charrnn.models.lstm", "model", "lstm", "register_models"),
+    "gru": ("charrnn.models.gru", "model", "gru", "register_models"),
     "sgd": ("charrnn.optimizers.sgd", "optimizer", "sgd", "register_optimizers"),
     "adagrad": ("charrnn.optimizers.adagrad", "optimizer", "adagrad", "register_optimizers"),
+    "rmsprop": ("charrnn.optimizers.rmsprop", "optimizer", "rmsprop", "register_optimizers"),
+    "adam": ("charrnn.optimizers.adam", "optimizer", "adam", "register_optimizers"),
     "progress": ("charrnn.plugins.progress", "callback", "progress", "register_callbacks"),
     "sampler": ("charrnn.plugins.sampler", "callback", "sampler", "register_callbacks"),
 }
@@ -107,9 +112,10 @@ def test_charrnn_plugins_command_lists_builtins(run_charrnn):
         row = [line for line in lines if line.split()[:1] == [registered]]
         assert row, f"{registered} missing from:\n{proc.stdout}"
         assert f"charrnn-kit {version}" in row[0] and f"(entry point {ep_name})" in row[0]
-    for heading in ("backends:", "optimizers:", "callbacks:"):
+    for heading in ("backends:", "models:", "optimizers:", "callbacks:"):
         assert heading in lines
-    assert lines.index("backends:") < lines.index("optimizers:") < lines.index("callbacks:")
+    assert lines.index("backends:") < lines.index("models:") < lines.index("optimizers:") \
+        < lines.index("callbacks:")
     failed = proc.stdout.split("failed to load:")[1] if "failed to load:" in proc.stdout else ""
     for ep_name in BUILTINS:
         assert not [line for line in failed.splitlines() if line.split()[:1] == [ep_name]]
@@ -331,3 +337,44 @@ def test_a_plugin_option_clashing_with_a_built_in_one_is_reported(run_charrnn, t
     assert "clash-plugin 0.3" in failed and "clashes with a built-in option" in failed
     help_text = run_charrnn("run", "--help", env=env).stdout
     assert help_text.count("--hidden") == 1 and "a second --hidden" not in help_text
+
+
+def test_a_hook_implementation_gets_only_the_arguments_it_names(tmp_path):
+    """pluggy's calling convention: an implementation may take fewer arguments than the
+    specification (a plugin written before an argument was added keeps working)."""
+    root = tmp_path / "site"
+    root.mkdir()
+    make_dist(root, "few-args", "1.0", {"fewargs": "charrnn_test_fewargs_mod"},
+              {"charrnn_test_fewargs_mod": '''
+                   from charrnn import hookimpl
+
+                   CALLS = []
+
+                   @hookimpl
+                   def register_models():
+                       CALLS.append("register_models")
+
+                   @hookimpl
+                   def add_run_options():
+                       CALLS.append("add_run_options")
+
+                   @hookimpl
+                   def register_commands():
+                       CALLS.append("register_commands")
+               '''})
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    try:
+        reg = get_registry(refresh=True)
+        module = sys.modules["charrnn_test_fewargs_mod"]
+        assert module.CALLS == ["register_models", "add_run_options"]
+        import click
+
+        reg.add_commands(click.Group())
+        assert module.CALLS[-1] == "register_commands"
+        info = next(p for p in reg.plugins if p.name == "fewargs")
+        assert info.error is None and info.distribution == "few-args"
+    finally:
+        sys.path.remove(str(root))
+        sys.modules.pop("charrnn_test_fewargs_mod", None)
+        get_registry(refresh=True)
