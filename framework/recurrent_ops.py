@@ -36,33 +36,33 @@ class RecurrentOps:
 
     # -- vanilla RNN -------------------------------------------------------------------------
 
-    def rnn_forward(self, W: Array, A: Array, H: Array) -> Array:
-        """``h_t = tanh(W h_{t-1} + a_t)`` for every step, each row of the batch at once.
+    def rnn_forward(self, Wh: Array, A: Array, H: Array) -> Array:
+        """``h_t = tanh(Wh h_{t-1} + a_t)`` for every step, each row of the batch at once.
 
-        ``W`` (m, m) in the course's orientation, so a batch of row vectors is multiplied by
-        ``W.T``. ``A`` (T, B, m) holds the input projection and bias of every step. Writes
-        ``H[1:]`` of ``H`` (T+1, B, m) and returns ``H``.
+        ``Wh`` (m, m) in the course's column-vector orientation (the course's W), so a batch of
+        row vectors is multiplied by ``Wh.T``. ``A`` (T, B, m) holds the input projection and
+        bias of every step. Writes ``H[1:]`` of ``H`` (T+1, B, m) and returns ``H``.
         """
         xp = self.xp
         for t in range(A.shape[0]):
-            xp.tanh(H[t] @ W.T + A[t], out=H[t + 1])
+            xp.tanh(H[t] @ Wh.T + A[t], out=H[t + 1])
         return H
 
-    def rnn_backward(self, W: Array, H: Array, dH: Array, dA: Array) -> Array:
+    def rnn_backward(self, Wh: Array, H: Array, dH: Array, dA: Array) -> Array:
         """Back-propagation through :meth:`rnn_forward`.
 
         ``H`` is what the forward pass wrote; ``dH`` (T, B, m) the loss gradient reaching each
         ``h_t`` from outside the recurrence (the output layer, the layer above). Writes ``dA``
         (T, B, m), the gradient at each pre-activation ``a_t``, and returns it::
 
-            dA[t] = (dH[t] + dA[t+1] @ W) * (1 - h_t**2)        (nothing flows in after T)
+            dA[t] = (dH[t] + dA[t+1] @ Wh) * (1 - h_t**2)        (nothing flows in after T)
         """
         xp = self.xp
         carry = xp.zeros_like(dH[0])
         for t in range(dH.shape[0] - 1, -1, -1):
             h = H[t + 1]
             dA[t] = (dH[t] + carry) * (1.0 - h * h)
-            carry = dA[t] @ W
+            carry = dA[t] @ Wh
         return dA
 
     # -- LSTM --------------------------------------------------------------------------------

@@ -482,7 +482,7 @@ class OperationsConformance(ConformanceFixtures):
         """Host inputs for one recurrence, as a forward pass would leave them for backward."""
         m = self.hidden
         k = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
-        case = {"W": self.round_to(dtype, rng.standard_normal((m, k * m)) * 0.5),
+        case = {"Wh": self.round_to(dtype, rng.standard_normal((m, k * m)) * 0.5),
                 "Z": self.round_to(dtype, rng.standard_normal((T, B, k * m))),
                 "H0": self.round_to(dtype, rng.uniform(-0.5, 0.5, (B, m))),
                 "C0": self.round_to(dtype, rng.uniform(-0.5, 0.5, (B, m))),
@@ -492,24 +492,24 @@ class OperationsConformance(ConformanceFixtures):
     def _forward(self, be: Backend, kind: str, case: Dict[str, Any]) -> Dict[str, numpy.ndarray]:
         T, B, _ = case["Z"].shape
         m = self.hidden
-        W, Z = self.device(be, case["W"]), self.device(be, case["Z"])
+        Wh, Z = self.device(be, case["Wh"]), self.device(be, case["Z"])
         H = self.device(be, numpy.concatenate([case["H0"][None], numpy.full((T, B, m), 99.0)]))
         out: Dict[str, Any] = {}
         if kind == "rnn":
-            returned = be.rnn_forward(W, Z, H)
+            returned = be.rnn_forward(Wh, Z, H)
             out["returned H"] = self.host(be, returned)
         elif kind == "lstm":
             C = self.device(be, numpy.concatenate([case["C0"][None],
                                                    numpy.full((T, B, m), 99.0)]))
-            be.lstm_forward(W, Z, H, C)
+            be.lstm_forward(Wh, Z, H, C)
             out["C"] = self.host(be, C)
         else:
             RH = self.device(be, numpy.full((T, B, m), 99.0))
-            be.gru_forward(W, Z, H, RH)
+            be.gru_forward(Wh, Z, H, RH)
             out["RH"] = self.host(be, RH)
         out["H"] = self.host(be, H)
         out["Z"] = self.host(be, Z)
-        out["W"] = self.host(be, W)
+        out["Wh"] = self.host(be, Wh)
         return out
 
     @_parametrize("kind", ["rnn", "lstm", "gru"])
@@ -523,7 +523,7 @@ class OperationsConformance(ConformanceFixtures):
         if kind == "rnn":
             numpy.testing.assert_array_equal(got["Z"], case["Z"].astype(dtype),
                                              err_msg="rnn_forward changed A")
-        numpy.testing.assert_array_equal(got["W"], case["W"].astype(dtype),
+        numpy.testing.assert_array_equal(got["Wh"], case["Wh"].astype(dtype),
                                          err_msg=f"{kind}_forward changed the weights")
 
     @_parametrize("kind", ["rnn", "lstm", "gru"])
@@ -532,19 +532,19 @@ class OperationsConformance(ConformanceFixtures):
         case = self._recurrence_case(kind, T, batch, dtype, rng)
         # What the forward pass leaves (computed by the reference, rounded to the tested dtype).
         fwd = {k: self.round_to(dtype, v) for k, v in self._forward(reference, kind, case).items()}
-        m, k = self.hidden, case["W"].shape[1] // self.hidden
+        m, k = self.hidden, case["Wh"].shape[1] // self.hidden
 
         def run(be):
-            W, dH = self.device(be, case["W"]), self.device(be, case["dH"])
+            Wh, dH = self.device(be, case["Wh"]), self.device(be, case["dH"])
             d_out = self.device(be, numpy.full((T, batch, k * m), 99.0))
             if kind == "rnn":
-                returned = be.rnn_backward(W, self.device(be, fwd["H"]), dH, d_out)
+                returned = be.rnn_backward(Wh, self.device(be, fwd["H"]), dH, d_out)
                 extra = {"returned dA": self.host(be, returned)}
             elif kind == "lstm":
-                be.lstm_backward(W, self.device(be, fwd["Z"]), self.device(be, fwd["C"]), dH, d_out)
+                be.lstm_backward(Wh, self.device(be, fwd["Z"]), self.device(be, fwd["C"]), dH, d_out)
                 extra = {}
             else:
-                be.gru_backward(W, self.device(be, fwd["Z"]), self.device(be, fwd["H"]),
+                be.gru_backward(Wh, self.device(be, fwd["Z"]), self.device(be, fwd["H"]),
                                 self.device(be, fwd["RH"]), dH, d_out)
                 extra = {}
             return {"gradient": self.host(be, d_out), **extra, "dH": self.host(be, dH)}

@@ -24,7 +24,8 @@ class AdaGrad(Optimizer):
             be.adagrad_(params, grads, self.mem, self.eta, self.eps, self.clip, self._scratch)
             return
         # A zero gradient changes neither m nor theta: update the dense part and the touched
-        # rows only (for a text, most rows of the embedding are untouched by one sequence).
+        # rows only. Most rows of a large vocabulary's table are untouched by one sequence: the
+        # step is 1.8x faster at K=1000 (bench_layout.py); at K=103 it is no faster.
         # The gradient is clipped once, whole, rather than in each part's update.
         if self.clip:
             be.clip_(grads, -self.clip, self.clip)

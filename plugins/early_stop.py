@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.options import POSITIVE_FLOAT

@@ -58,7 +58,6 @@ from charrnn.errors import CharrnnError
 from charrnn.options import POSITIVE_FLOAT
 
 
-
 class GradCheckFailed(CharrnnError):
     """The gradients disagree with the loss. Exit status 1 (2 is for bad input)."""
 

@@ -21,7 +21,6 @@ from charrnn.options import POSITIVE_FLOAT
 from charrnn.sampling import sample_ids, warm_up
 
 
-
 def fenced(text: str) -> str:
     """``text`` in a Markdown code fence longer than any run of backticks inside it."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)

@@ -9,7 +9,6 @@ import csv
 import hashlib
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
