@@ -13,8 +13,9 @@ Shapes follow one convention: time first, then batch, then features, ``(T, B, ·
 it with one kernel (thinc's ``Ops.lstm_forward_training`` and ``Ops.backprop_lstm`` are the
 model).
 
-Operations never keep references to their arguments and never assume anything about the contents
-of an output array on entry: every element they are documented to write is written.
+Operations keep nothing between calls that could change their results, and never assume anything
+about the contents of an output array on entry: every element they are documented to write is
+written.
 """
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ class RunCommand(click.Command):
               help="Stop after this many seconds of training (over the run's whole life, resumes "
                    "included), saving a checkpoint and the report.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed for the initial weights, dropout and the sampler.")
+              help="Seed for the initial weights and the dropout masks.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True, help="Floating-point precision.")
 @click.option("--out", type=str, default=None,

@@ -122,12 +122,12 @@ class RecurrentOps:
     def gru_forward(self, Wh: Array, G: Array, H: Array, RH: Array) -> None:
         """The GRU recurrence of char-rnn (the reset gate applied before the product)::
 
-            [r z] = sigmoid(g_t[r z] + h_{t-1} Wh[:, r z])
+            [r u] = sigmoid(g_t[r u] + h_{t-1} Wh[:, r u])
             n     = tanh(g_t[n] + (r * h_{t-1}) Wh[:, n])
-            h_t   = z * n + (1 - z) * h_{t-1}
+            h_t   = u * n + (1 - u) * h_{t-1}
 
-        ``Wh`` (m, 3m), column blocks ``r z n``. ``G`` (T, B, 3m) holds the input projection and
-        bias of every step on entry and the activated ``[r z n]`` on return. Writes ``H[1:]`` of
+        ``Wh`` (m, 3m), column blocks ``r u n`` (reset, update, candidate). ``G`` (T, B, 3m) holds the input projection and
+        bias of every step on entry and the activated ``[r u n]`` on return. Writes ``H[1:]`` of
         ``H`` (T+1, B, m) and ``RH`` (T, B, m), the products ``r * h_{t-1}`` the weight gradient
         needs.
         """
@@ -137,12 +137,12 @@ class RecurrentOps:
             g, h = G[t], H[t]
             g[:, : 2 * m] += h @ Wh[:, : 2 * m]
             self.sigmoid_(g[:, : 2 * m])
-            r, z = g[:, :m], g[:, m : 2 * m]
+            r, u = g[:, :m], g[:, m : 2 * m]
             RH[t] = r * h
             g[:, 2 * m :] += RH[t] @ Wh[:, 2 * m :]
             n = g[:, 2 * m :]
             xp.tanh(n, out=n)
-            H[t + 1] = z * n + (1.0 - z) * h
+            H[t + 1] = u * n + (1.0 - u) * h
 
     def gru_backward(self, Wh: Array, G: Array, H: Array, RH: Array, dH: Array,
                      dG: Array) -> None:
@@ -150,23 +150,23 @@ class RecurrentOps:
 
         ``G``, ``H`` and ``RH`` are what the forward pass wrote; ``dH`` (T, B, m) the loss
         gradient reaching each ``h_t`` from outside the recurrence. Writes ``dG`` (T, B, 3m), the
-        gradient at the pre-activations of ``r``, ``z`` and ``n``::
+        gradient at the pre-activations of ``r``, ``u`` and ``n``::
 
             dh  = dH[t] + (gradient reaching h_t from step t+1)
-            dn  = dh * z * (1 - n**2)            dz = dh * (n - h_{t-1}) * z (1 - z)
+            dn  = dh * u * (1 - n**2)            du = dh * (n - h_{t-1}) * u (1 - u)
             drh = dn @ Wh[:, n].T                 dr = drh * h_{t-1} * r (1 - r)
-            into h_{t-1}: dh * (1 - z) + drh * r + [dr dz] @ Wh[:, r z].T
+            into h_{t-1}: dh * (1 - u) + drh * r + [dr du] @ Wh[:, r u].T
         """
         m = H.shape[-1]
-        W_rz, W_n = Wh[:, : 2 * m], Wh[:, 2 * m :]
+        W_ru, W_n = Wh[:, : 2 * m], Wh[:, 2 * m :]
         dh_next = self.xp.zeros_like(dH[0])
         for t in range(dH.shape[0] - 1, -1, -1):
             g, h_prev = G[t], H[t]
-            r, z, n = g[:, :m], g[:, m : 2 * m], g[:, 2 * m :]
+            r, u, n = g[:, :m], g[:, m : 2 * m], g[:, 2 * m :]
             dh = dH[t] + dh_next
             d = dG[t]
-            d[:, 2 * m :] = dh * z * (1.0 - n * n)
-            d[:, m : 2 * m] = dh * (n - h_prev) * z * (1.0 - z)
+            d[:, 2 * m :] = dh * u * (1.0 - n * n)
+            d[:, m : 2 * m] = dh * (n - h_prev) * u * (1.0 - u)
             drh = d[:, 2 * m :] @ W_n.T
             d[:, :m] = drh * h_prev * r * (1.0 - r)
-            dh_next = dh * (1.0 - z) + drh * r + d[:, : 2 * m] @ W_rz.T
+            dh_next = dh * (1.0 - u) + drh * r + d[:, : 2 * m] @ W_ru.T

@@ -33,7 +33,8 @@ they all derive from)::
 * :class:`TrainingConformance`: several trainer updates across an epoch boundary for every model,
   checkpoints written on one backend and resumed on the other, and seeded sampling.
 
-Every check compares against the NumPy reference computing on the host from the same
+Every check but the gradient checks and the check that generation agrees with the loss (which run
+on the backend alone) compares against the NumPy reference computing on the host from the same
 host-initialised inputs, in float64 and in float32. The reference is the base class
 :class:`charrnn.backend.Backend` itself, whose operations are written once, plainly, against
 NumPy (the core imports no backend, so the NumPy backend plugin is checked like any other).

@@ -152,7 +152,7 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
 
     The result is plain JSON data::
 
-        {"model", "hidden", "layers", "batch", "seq_length", "step", "entries", "dtype",
+        {"model", "options", "hidden", "layers", "batch", "seq_length", "step", "entries", "dtype",
          "threshold", "passed", "sigma", "seed", "backend", "eps",
          "params": {name: {"rel", "abs", "checked", "at"}, ...}}
 
@@ -231,7 +231,8 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
     if any(not numpy.array_equal(restored[n], stored[n]) for n in net.shapes):
         raise RuntimeError("the gradient check did not restore the parameters it perturbed")
     return {
-        "model": net.name, "hidden": int(hidden), "layers": int(layers), "batch": int(batch),
+        "model": net.name, "options": net.options(), "hidden": int(hidden), "layers": int(layers),
+        "batch": int(batch),
         "seq_length": int(seq_length), "step": float(step),
         "entries": int(entries or 0), "dtype": dtype.name, "threshold": float(threshold),
         "passed": bool(passed), "sigma": float(sigma), "seed": int(seed),
@@ -286,11 +287,15 @@ def describe(result: Mapping[str, Any]) -> str:
     entries = result.get("entries")
     per = "all entries" if not entries else f"up to {entries} entries per parameter"
     layers = result.get("layers") or 1
-    shape = f"{layers} layers of {result.get('hidden')}" if layers > 1 else \
-        f"hidden {result.get('hidden')}"
+    if "hidden" not in (result.get("options") or {"hidden": None}):  # no hidden state
+        shape = ""
+    elif layers > 1:
+        shape = f" {layers} layers of {result.get('hidden')}"
+    else:
+        shape = f" hidden {result.get('hidden')}"
     batch = f"batch {result.get('batch')}, " if (result.get("batch") or 1) > 1 else ""
     return (f"gradient check: {result.get('backend', '?')} backend in {result.get('dtype', '?')}, "
-            f"{result.get('model', 'rnn')} {shape}, {batch}sequence {result.get('seq_length')}, "
+            f"{result.get('model', 'rnn')}{shape}, {batch}sequence {result.get('seq_length')}, "
             f"step {result.get('step'):g}, sigma {result.get('sigma'):g}, {per}")
 
 

@@ -235,8 +235,12 @@ class LossPlot(Callback):
         if len(source) > 40:
             source = source[:37] + "..."
         model = trainer.model
-        parts = [f"{model.name} {model.layers}x{model.hidden}" if model.layers > 1
-                 else f"{model.name} hidden {model.hidden}"]
+        if "hidden" not in model.options():  # a model without a hidden state
+            parts = [model.name]
+        elif model.layers > 1:
+            parts = [f"{model.name} {model.layers}x{model.hidden}"]
+        else:
+            parts = [f"{model.name} hidden {model.hidden}"]
         if trainer.batch > 1:
             parts.append(f"batch {trainer.batch}")
         if cfg.get("optimizer"):

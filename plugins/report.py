@@ -72,7 +72,11 @@ def _gradcheck_markdown(result: Any) -> str:
         return f"The gradient check left a result this report cannot read: `{_cell(result)}`."
     passed = result.get("passed")
     verdict = "passed" if passed else "FAILED" if passed is not None else "finished"
-    facts = [f"hidden size {result['hidden']}" if "hidden" in result else None,
+    has_hidden = "hidden" in result and "hidden" in (result.get("options") or {"hidden": None})
+    facts = [f"the {result['model']} model" if "model" in result else None,
+             f"hidden size {result['hidden']}" if has_hidden else None,
+             f"{result['layers']} layers" if (result.get("layers") or 1) > 1 else None,
+             f"batch {result['batch']}" if (result.get("batch") or 1) > 1 else None,
              f"sequence length {result['seq_length']}" if "seq_length" in result else None,
              f"finite-difference step {result['step']}" if "step" in result else None,
              (f"{result['entries']} entries per parameter" if result["entries"]

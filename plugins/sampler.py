@@ -159,7 +159,7 @@ def register_commands(cli):
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                   help="Seed of the sampling's random stream.")
     @click.option("--backend", type=RegistryChoice("backend"), default="numpy",
-                  show_default=True)
+                  show_default=True, help="Array backend to generate with.")
     def sample_cmd(checkpoint: str, length: int, temperature: float, top_k: Optional[int],
                    prime: Optional[str], prime_file: Optional[str], seed: int,
                    backend: str) -> None:

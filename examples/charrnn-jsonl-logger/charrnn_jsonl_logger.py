@@ -21,8 +21,8 @@ __version__ = "0.1.0"
 
 class JsonlLogger(Callback):
     name = "jsonl"
-    # After validation (10, publishes val_loss), checkpoints (20) and early stopping (30); before
-    # the loss plot (40) and samples (50), whose end-of-run work would count in updates/s.
+    # After validation (10, publishes val_loss), the sampler (15), checkpoints (20) and early
+    # stopping (30); before the loss plot (40), the progress line (100) and the report (200).
     order = 35
 
     def __init__(self, every: int = 1000) -> None:
