@@ -40,7 +40,9 @@ Why it is built this way:
 * Repeats are interleaved (charrnn, torch, charrnn, torch, ...) so that a noisy neighbour or a
   clock change lands on both sides; the median of the per-repeat ratios is the figure least
   disturbed by that noise. The device is synchronised before each clock read; losses are read to
-  the host only after the timing.
+  the host only after the timing. Before each timed block the script sleeps ``--settle`` seconds
+  (not timed): OpenBLAS's idle workers spin for up to ~0.1 s after their last call, and on a
+  2-core machine they would otherwise take a core from the side that runs next.
 * Threads: the BLAS libraries read their thread counts when they load, so ``--threads N`` sets
   ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` before NumPy and torch are
   imported (re-executing the script if they already were) and calls ``torch.set_num_threads(N)``;
@@ -414,9 +416,13 @@ def judge(row: Dict[str, Any], tolerance: float) -> bool:
 # -- measuring ------------------------------------------------------------------------------------
 
 
-def time_updates(step: Callable[[], Any], n: int, sync: Callable[[], None]) -> float:
-    """Seconds for ``n`` calls of ``step``, queued device work included."""
+def time_updates(step: Callable[[], Any], n: int, sync: Callable[[], None],
+                 settle: float = 0.0) -> float:
+    """Seconds for ``n`` calls of ``step``, queued device work included, after ``settle``
+    seconds of quiet (so the other side's idle threads stop spinning)."""
     sync()
+    if settle:
+        time.sleep(settle)
     t0 = time.perf_counter()
     for _ in range(n):
         step()
@@ -430,7 +436,7 @@ def summarise(rates: List[float]) -> Dict[str, float]:
 
 def bench_model(torch: Any, spec: Spec, corpus: Corpus, backend_name: str,
                 torch_device: Optional[str], warmup: int, repeats: int,
-                updates: int) -> Dict[str, Any]:
+                updates: int, settle: float) -> Dict[str, Any]:
     """Warm both sides up, then ``repeats`` interleaved timed runs of ``updates`` updates each."""
     chars = updates * BATCH * SEQ_LENGTH
     trainer = make_trainer(spec, corpus, backend_name, DTYPE)
@@ -452,7 +458,8 @@ def bench_model(torch: Any, spec: Spec, corpus: Corpus, backend_name: str,
     rates: Dict[str, List[float]] = {key: [] for key in sides}
     for _ in range(repeats):
         for key, side in sides.items():
-            rates[key].append(chars / time_updates(side["step"], updates, side["sync"]))
+            rates[key].append(chars / time_updates(side["step"], updates, side["sync"],
+                                                   settle))
     out: Dict[str, Any] = {"model": spec.key, "config": spec.describe(), "sides": {}}
     for key, side in sides.items():
         side["sync"]()
@@ -589,8 +596,8 @@ def print_report(result: Dict[str, Any]) -> None:
         set_vars = ", ".join(f"{k}={v}" for k, v in thr["env"].items() if v is not None)
         how = f"default (--threads not given; {set_vars or 'no thread variable set'})"
     else:
-        how = (f"--threads {thr['requested']}: {'/'.join(THREAD_VARS)}={thr['requested']} "
-               f"before numpy and torch loaded, torch.set_num_threads({thr['requested']})")
+        how = (f"--threads {thr['requested']}: {'/'.join(THREAD_VARS)}={thr['requested']}, "
+               f"torch.set_num_threads({thr['requested']})")
     blas_threads = thr["numpy_blas_threads"]
     print(f"threads: {how}; in use: numpy's OpenBLAS "
           f"{blas_threads if blas_threads is not None else '(not found)'}"
@@ -603,8 +610,10 @@ def print_report(result: Dict[str, Any]) -> None:
           f"{cfg['eta']:g} (betas 0.9 0.999, eps 1e-8) on both sides; one-hot input, linear "
           "output, cross-entropy summed over steps and averaged over streams; hidden state "
           "carried between updates (detached in torch), reset at the epoch wrap")
-    print(f"method: {cfg['warmup']} warm-up updates per side, then {cfg['repeats']} interleaved "
-          f"repeats (charrnn, torch, ...) of {cfg['updates']} updates per side; "
+    order = "interleaved repeats (charrnn, torch, ...)" if not result.get("torch_skipped") \
+        else "repeats"
+    print(f"method: {cfg['warmup']} warm-up updates per side, then {cfg['repeats']} {order} of "
+          f"{cfg['updates']} updates per side, each after {cfg['settle']:g} s of untimed quiet; "
           "chars/s = updates x batch x sequence / seconds")
     print("differences (printed, not corrected):")
     print(f"  clip: charrnn clips every gradient entry to [-{cfg['clip']:g}, {cfg['clip']:g}] "
@@ -669,6 +678,15 @@ def print_report(result: Dict[str, Any]) -> None:
                           f"({s['parameters']:,} parameters)"
                           for key, s in row["sides"].items())
         print(f"  {row['model']} after {row['updates_per_side']} updates: {parts}")
+    parts = []
+    for row in result["benchmark"]:
+        c = row["sides"]["charrnn"]
+        part = f"{row['model']} charrnn {fmt(c['median'])}"
+        if "torch" in row["sides"]:
+            part += (f", torch {fmt(row['sides']['torch']['median'])}, "
+                     f"{row['ratio']['median_of_ratios']:.2f}x")
+        parts.append(part)
+    print(f"summary (median chars/s, charrnn/torch): {'; '.join(parts)}")
     if check is not None and not check["ok"]:
         print()
         print(f"WARNING: from the same weights the sides' losses, gradients or states disagree "
@@ -700,6 +718,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per side (>= 3)")
     parser.add_argument("--updates", type=int, default=10, help="updates per timed repeat")
     parser.add_argument("--warmup", type=int, default=3, help="untimed updates per side first")
+    parser.add_argument("--settle", type=float, default=0.25,
+                        help="seconds to sleep, untimed, before each timed block [default: 0.25]")
     parser.add_argument("--tolerance", type=float, default=1e-9,
                         help="largest relative difference allowed in the float64 sanity check")
     parser.add_argument("--no-check", action="store_true", help="skip the sanity check")
@@ -717,6 +737,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--updates must be at least 1")
     if args.warmup < 0:
         parser.error("--warmup must not be negative")
+    if args.settle < 0:
+        parser.error("--settle must not be negative")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
     return args
@@ -763,7 +785,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    "vocab_size": corpus.vocab_size, "batch": BATCH, "seq_length": SEQ_LENGTH,
                    "eta": ETA, "clip": CLIP, "dtype": DTYPE, "seed": SEED,
                    "models": args.models, "backend": args.backend,
-                   "torch_device": torch_device, "warmup": args.warmup,
+                   "torch_device": torch_device, "warmup": args.warmup, "settle": args.settle,
                    "repeats": args.repeats, "updates": args.updates},
         "environment": env, "threads": threads,
         "backend_describe": backend.describe(),
@@ -781,7 +803,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             result["sanity"] = {"tolerance": args.tolerance, "rows": rows,
                                 "ok": all(r["ok"] for r in rows)}
         result["benchmark"] = [bench_model(torch, spec, corpus, args.backend, torch_device,
-                                           args.warmup, args.repeats, args.updates)
+                                           args.warmup, args.repeats, args.updates,
+                                           args.settle)
                                for spec in specs]
     if args.json:
         print(json.dumps(result, indent=2))
