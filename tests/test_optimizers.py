@@ -1,4 +1,4 @@
-"""SGD and AdaGrad on numbers written out by hand, and their state round trip."""
+"""SGD, AdaGrad, RMSProp and Adam on numbers written out by hand, and their state round trip."""
 from __future__ import annotations
 
 import math
@@ -65,7 +65,67 @@ def _run(opt, theta, grads):
         opt.step(theta, g)
 
 
-@pytest.mark.parametrize("name", ["adagrad", "sgd"])
+def test_rmsprop_two_steps_by_hand(backend):
+    """char-rnn's RMSProp: ms = 0.95 ms + 0.05 g**2; theta -= eta g / (sqrt(ms) + eps)."""
+    theta = backend.asarray([1.0, -2.0, 0.5])
+    opt = optimizer("rmsprop", backend, 3, eta=0.01)
+    assert (opt.decay, opt.eps, opt.clip) == (0.95, 1e-8, 5.0)
+    g1, g2 = [2.0, -1.0, 0.0], [1.0, 3.0, -4.0]
+    opt.step(theta, backend.asarray(g1))
+    ms1 = [0.05 * 4.0, 0.05 * 1.0, 0.0]
+    numpy.testing.assert_allclose(backend.to_numpy(opt.ms), ms1, rtol=1e-15)
+    expected1 = [1.0 - 0.01 * 2.0 / (math.sqrt(0.2) + 1e-8),
+                 -2.0 - 0.01 * -1.0 / (math.sqrt(0.05) + 1e-8), 0.5]
+    numpy.testing.assert_allclose(backend.to_numpy(theta), expected1, rtol=1e-14)
+    opt.step(theta, backend.asarray(g2))
+    ms2 = [0.95 * ms1[0] + 0.05 * 1.0, 0.95 * ms1[1] + 0.05 * 9.0, 0.05 * 16.0]
+    numpy.testing.assert_allclose(backend.to_numpy(opt.ms), ms2, rtol=1e-14)
+    expected2 = [e - 0.01 * g / (math.sqrt(m) + 1e-8) for e, g, m in zip(expected1, g2, ms2)]
+    numpy.testing.assert_allclose(backend.to_numpy(theta), expected2, rtol=1e-14)
+
+
+def test_adam_two_steps_by_hand(backend):
+    """torch.optim.Adam's update: bias-corrected moments, eps outside the square root."""
+    theta = backend.asarray([1.0, -2.0])
+    opt = optimizer("adam", backend, 2, eta=0.1)
+    assert (opt.beta1, opt.beta2, opt.eps) == (0.9, 0.999, 1e-8)
+    m = v = numpy.zeros(2)
+    expected = numpy.array([1.0, -2.0])
+    for t, g in enumerate(([0.5, -3.0], [-1.0, 2.0]), start=1):
+        g = numpy.array(g)
+        opt.step(theta, backend.asarray(g))
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        m_hat, v_hat = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
+        expected = expected - 0.1 * m_hat / (numpy.sqrt(v_hat) + 1e-8)
+        numpy.testing.assert_allclose(backend.to_numpy(theta), expected, rtol=1e-13)
+    assert opt.t == 2
+    # the first step of Adam moves every parameter by about eta, whatever its gradient's scale
+    fresh = optimizer("adam", backend, 2, eta=0.1)
+    start = backend.asarray([0.0, 0.0])
+    fresh.step(start, backend.asarray([1e-3, -40.0]))
+    numpy.testing.assert_allclose(backend.to_numpy(start), [-0.1, 0.1], rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adam"])
+def test_every_gradient_entry_is_clipped_first(backend, name):
+    """A gradient of 40 updates as one of 5 (the clip), a gradient of -2 as itself."""
+    clipped = optimizer(name, backend, 2, eta=0.1)
+    theta = backend.asarray([0.0, 0.0])
+    clipped.step(theta, backend.asarray([40.0, -2.0]))
+    reference = optimizer(name, backend, 2, eta=0.1)
+    expected = backend.asarray([0.0, 0.0])
+    reference.step(expected, backend.asarray([5.0, -2.0]))
+    numpy.testing.assert_array_equal(backend.to_numpy(theta), backend.to_numpy(expected))
+    unclipped = get_registry().get("optimizer", name)(backend, 2, eta=0.1, clip=0.0)
+    free = backend.asarray([0.0, 0.0])
+    unclipped.step(free, backend.asarray([40.0, -2.0]))
+    if name == "sgd":  # the others normalise the step, so only SGD moves by the size itself
+        assert backend.to_numpy(free)[0] == pytest.approx(-4.0)
+    assert backend.to_numpy(free)[1] == pytest.approx(backend.to_numpy(expected)[1])
+
+
+@pytest.mark.parametrize("name", ["adagrad", "sgd", "rmsprop", "adam"])
 def test_state_dict_round_trip_continues_identically(backend, name):
     rng = numpy.random.default_rng(0)
     size = 7
@@ -86,9 +146,11 @@ def test_state_dict_round_trip_continues_identically(backend, name):
     _run(restored, theta_restored, grads[3:])
     numpy.testing.assert_array_equal(backend.to_numpy(theta_restored), backend.to_numpy(theta))
     assert not numpy.array_equal(backend.to_numpy(theta), theta_saved)  # the steps did move it
-    if name == "adagrad":
-        numpy.testing.assert_array_equal(backend.to_numpy(restored.mem),
-                                         backend.to_numpy(original.mem))
+    for key, value in original.state_dict().items():
+        if isinstance(value, numpy.ndarray):
+            numpy.testing.assert_array_equal(restored.state_dict()[key], value, err_msg=key)
+        else:
+            assert restored.state_dict()[key] == value, key
 
 
 def test_adagrad_state_dict_is_a_snapshot(backend):
