@@ -166,13 +166,9 @@ class Model:
     # -- parameters on the host --------------------------------------------------------------
 
     def set_params(self, params: Dict[str, Any]) -> None:
-        for name, shape in self.shapes.items():
-            if name not in params:
-                raise ValueError(f"parameter {name} is missing")
-            value = numpy.asarray(params[name])
-            if value.shape != shape:
-                raise ValueError(f"parameter {name} has shape {value.shape}, expected {shape}")
-            self.params[name][...] = self.backend.asarray(value, dtype=self.backend.dtype)
+        """Every parameter from host arrays by name (checked), in one copy to the device."""
+        flat = self.join_flat(params)
+        self.params.flat[...] = self.backend.asarray(flat, dtype=self.backend.dtype)
 
     def get_params(self) -> Dict[str, numpy.ndarray]:
         return {name: self.backend.to_numpy(self.params[name]).copy() for name in self.shapes}
@@ -197,10 +193,10 @@ class Model:
         self.add_aliases(views)
         for name, shape in self.shapes.items():
             if name not in parts:
-                raise ValueError(f"{name} is missing")
+                raise ValueError(f"parameter {name} is missing")
             value = numpy.asarray(parts[name])
             if value.shape != shape:
-                raise ValueError(f"{name} has shape {value.shape}, expected {shape}")
+                raise ValueError(f"parameter {name} has shape {value.shape}, expected {shape}")
             views[name][...] = value
         return flat
 
@@ -246,6 +242,17 @@ class Model:
         if rng is None or not self.dropout:
             return None
         return self.backend.dropout_mask(rng, shape, self.dropout)
+
+    def dropped(self, outputs: Array, rng: Optional[numpy.random.Generator],
+                name: str) -> Tuple[Array, Any]:
+        """``outputs`` with a dropout mask applied (into buffer ``name``), and the mask; or
+        ``outputs`` itself and None when dropout is off."""
+        mask = self.dropout_mask(rng, tuple(outputs.shape))
+        if mask is None:
+            return outputs, None
+        out = self.buffer(name, tuple(outputs.shape))
+        self.backend.xp.multiply(outputs, mask, out=out)
+        return out, mask
 
     def support_from_rows(self, rows: Optional[Array], table: str) -> Optional[GradientSupport]:
         """The :class:`GradientSupport` of a gradient whose only sparse part is the last stored

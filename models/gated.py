@@ -91,13 +91,8 @@ class GatedRNN(Model):
                 xp.dot(inputs.reshape(T * B, m), p[Wx], out=Z.reshape(T * B, width))
                 Z += p[b]
             H = self.cell_forward(layer, Z, state)
-            mask = self.dropout_mask(rng, (T, B, m))
+            inputs, mask = self.dropped(H[1:], rng, f"X{layer + 1}")  # on its way up
             self._masks.append(mask)
-            if mask is None:
-                inputs = H[1:]
-            else:
-                inputs = self.buffer(f"X{layer + 1}", (T, B, m))
-                xp.multiply(H[1:], mask, out=inputs)
         return inputs.reshape(T * B, m)
 
     def _logits(self, top: Any) -> Any:

@@ -122,13 +122,8 @@ class RNN(Model):
             H = self.buffer(f"H{layer}", (T + 1, B, m))
             H[0] = h0[layer]
             be.rnn_forward(p[W], A, H)  # ... + W h_{t-1}, h_t = tanh(a_t)
-            mask = self.dropout_mask(rng, (T, B, m))
+            inputs, mask = self.dropped(H[1:], rng, f"X{layer + 1}")  # on its way up
             self._masks.append(mask)
-            if mask is None:
-                inputs = H[1:]
-            else:
-                inputs = self.buffer(f"X{layer + 1}", (T, B, m))
-                xp.multiply(H[1:], mask, out=inputs)
         return inputs.reshape(T * B, m)
 
     def _state_after(self, T: int, B: int) -> State:
