@@ -60,44 +60,10 @@ from __future__ import annotations
 import os
 import sys
 
-#: The variables the BLAS and OpenMP runtimes read when they load.
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-_REEXEC_FLAG = "CHARRNN_BENCH_BATCHED_REEXEC"
-
-
-def _threads_argument(argv: list) -> "str | None":
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--threads="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def _pin_threads(argv: list) -> None:
-    """``--threads N``: set the thread variables before NumPy and torch load their libraries.
-
-    Run as a script, nothing has imported NumPy yet and setting the variables is enough; if
-    something already has (``python -m`` under a harness, say), the script re-executes itself
-    once so the libraries load again under the new settings. A malformed value is left to
-    argparse to report.
-    """
-    value = _threads_argument(argv)
-    if value is None or not value.isdigit() or int(value) < 1:
-        return
-    value = str(int(value))
-    changed = [var for var in THREAD_VARS if os.environ.get(var) != value]
-    for var in changed:
-        os.environ[var] = value
-    loaded = any(name in sys.modules for name in ("numpy", "torch"))
-    if changed and loaded and os.environ.get(_REEXEC_FLAG) != "1":
-        os.environ[_REEXEC_FLAG] = "1"
-        sys.stdout.flush()
-        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__), *argv])
-
+from pin_threads import THREAD_VARS, pin_threads
 
 if __name__ == "__main__":
-    _pin_threads(sys.argv[1:])
+    pin_threads(sys.argv[1:], __file__)
 
 # Everything below may load a BLAS: it must come after _pin_threads.
 import argparse  # noqa: E402

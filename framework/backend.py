@@ -122,6 +122,18 @@ class Backend(RecurrentOps):
         """Clip ``x`` to ``[lo, hi]`` in place."""
         x.clip(lo, hi, out=x)
 
+    def clip_norm_(self, x: Array, max_norm: float) -> Array:
+        """Scale ``x`` in place so that its L2 norm is at most ``max_norm``, as
+        ``torch.nn.utils.clip_grad_norm_`` does (factor ``max_norm / (norm + 1e-6)``, capped at 1).
+
+        Returns the norm before scaling, on the device: the factor is computed there, so the
+        operation costs no host round trip.
+        """
+        xp = self.xp
+        norm = xp.sqrt(xp.dot(x, x))
+        x *= xp.minimum(max_norm / (norm + 1e-6), 1.0)
+        return norm
+
     # -- optimizer updates: clipping and the update are one operation per flat array ------------
     #
     # Each takes the model's flat gradient array, clips it elementwise to [-clip, clip] in place

@@ -54,6 +54,22 @@ class RunCommand(click.Command):
 
     _plugin_params_added = False
 
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        from .presets import expand_presets
+
+        expanded = expand_presets(args)
+        preset = expanded[: len(expanded) - len(args)]
+        try:
+            return super().parse_args(ctx, expanded)
+        except click.UsageError as exc:
+            message = exc.format_message()
+            named = {a.split("=", 1)[0] for a in preset if a.startswith("--")}
+            if any(f"'{name}'" in message for name in named):  # say where the bad value is
+                given = args[args.index("--preset") + 1] if "--preset" in args else next(
+                    a.split("=", 1)[1] for a in args if a.startswith("--preset="))
+                raise click.UsageError(f"{message} (from --preset {given})", ctx) from None
+            raise
+
     def get_params(self, ctx: click.Context) -> List[click.Parameter]:
         if not self._plugin_params_added:
             self._plugin_params_added = True
@@ -68,6 +84,10 @@ class RunCommand(click.Command):
 
 
 @cli.command(cls=RunCommand)
+@click.option("--preset", type=str, default=None, metavar="NAME|FILE",
+              help="Start from a recipe: a registered preset (charrnn plugins lists them; "
+                   "quick gives the best text in two minutes on a CPU) or a file of "
+                   "options. Options typed after it win.")
 @click.option("--backend", type=RegistryChoice("backend"), default="numpy", show_default=True,
               help="Array backend to compute with.")
 @click.option("--model", type=RegistryChoice("model"), default="rnn", show_default=True,
@@ -96,6 +116,10 @@ class RunCommand(click.Command):
                    "for adam and rmsprop].")
 @click.option("--clip", type=NON_NEGATIVE_FLOAT, default=5.0, show_default=True,
               help="Clip every gradient entry to [-clip, clip] before the update (0: no clip).")
+@click.option("--clip-norm", type=POSITIVE_FLOAT, default=None, metavar="NORM",
+              help="Scale the gradient down when its L2 norm exceeds NORM, measured per "
+                   "predicted character (PyTorch's clip_grad_norm_ on a mean loss); applied "
+                   "before --clip, so pair it with --clip 0 for the norm limit alone.")
 @click.option("--sigma", type=POSITIVE_FLOAT, default=None,
               help="Standard deviation of the initial weights [default: the model's own: 0.01 "
                    "for rnn, 0.05 for lstm and gru].")
@@ -131,7 +155,8 @@ def run(ctx: click.Context, **options: Any) -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def plugins_cmd(as_json: bool) -> None:
-    """List installed backends, models, optimizers and callbacks, and plugins that failed to load."""
+    """List installed backends, models, optimizers, callbacks and presets, and plugins that failed
+    to load."""
     reg = get_registry()
     run.get_params(click.get_current_context())  # records plugin options that clash with run's
     rows: List[Dict[str, Any]] = []
@@ -140,6 +165,8 @@ def plugins_cmd(as_json: bool) -> None:
             item = reg.items[kind][name]
             rows.append({"kind": kind, "name": name, "distribution": item.plugin.distribution,
                          "version": item.plugin.version, "entry_point": item.plugin.name})
+            if kind == "preset":
+                rows[-1].update(args=item.obj.args, help=item.obj.help)
     failed = [{"entry_point": p.name, "value": p.value, "distribution": p.distribution,
                "version": p.version, "error": p.error} for p in reg.failures]
     if as_json:
@@ -150,6 +177,8 @@ def plugins_cmd(as_json: bool) -> None:
         for row in (r for r in rows if r["kind"] == kind):
             click.echo(f"  {row['name']:<14} {row['distribution']} {row['version']}"
                        f"  (entry point {row['entry_point']})")
+            if kind == "preset":  # what it stands for, so a user can read a recipe before use
+                click.echo(f"  {'':<14} {row['help']}\n  {'':<14} {row['args']}")
     if failed:
         click.echo("failed to load:")
         for f in failed:

@@ -9,7 +9,7 @@ names: it is called with only the ones it asks for.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Any, TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     import click
@@ -64,6 +64,19 @@ def register_callbacks(register: Callable[[type], None]) -> None:
 
     :param register: call ``register(CallbackClass)`` once per callback. Every registered
         callback is offered to each run; its ``from_options`` decides whether it takes part.
+
+    Called once, when the plugin registry is first read. The return value is ignored.
+    """
+
+
+@hookspec
+def register_presets(register: Callable[[Any], None]) -> None:
+    """Register presets: named sets of ``charrnn run`` options (``--preset NAME``).
+
+    :param register: call ``register(Preset("name", "--model lstm --eta 4e-3 ...", help=...))``
+        once per preset (:class:`charrnn.presets.Preset`). The options are parsed exactly as if
+        typed before the rest of the command line, so they are checked by the same types and
+        whatever the user types after ``--preset`` wins.
 
     Called once, when the plugin registry is first read. The return value is ignored.
     """

@@ -32,7 +32,7 @@ class PluginInfo:
 
 @dataclass
 class Registered:
-    """A backend, model, optimizer or callback class and the plugin that registered it."""
+    """A backend, model, optimizer or callback class, or a preset, and the plugin that registered it."""
 
     kind: str
     name: str
@@ -43,7 +43,7 @@ class Registered:
 class Registry:
     """Everything the installed plugins provide, read once per process."""
 
-    KINDS = ("backend", "model", "optimizer", "callback")
+    KINDS = ("backend", "model", "optimizer", "callback", "preset")
 
     def __init__(self, pm: pluggy.PluginManager, plugins: List[PluginInfo]):
         self.pm = pm

@@ -21,7 +21,7 @@ they all derive from)::
         backend = MyBackend
 
 * :class:`OperationsConformance`: every operation of :class:`charrnn.backend.Backend`: moving
-  data, ``softmax`` (large logits included), ``segment_sum``, ``clip_``, ``dropout_mask``, the
+  data, ``softmax`` (large logits included), ``segment_sum``, ``clip_``, ``clip_norm_``, ``dropout_mask``, the
   whole-sequence recurrences of the built-in models (``rnn_``, ``lstm_`` and ``gru_forward`` and
   ``_backward``, at B=1 and B>1) and the fused clip-and-update operations of the optimizers;
 * :class:`ModelConformance`: for every registered model (:attr:`ConformanceFixtures.models`), at
@@ -462,6 +462,23 @@ class OperationsConformance(ConformanceFixtures):
         reference.clip_(ref, -5.0, 5.0)
         numpy.testing.assert_array_equal(self.host(impl, dev), self.host(reference, ref),
                                          err_msg="clip_ is exact and in place")
+
+    @_parametrize("scale", [8.0, 0.01])
+    def test_clip_norm_(self, impl, reference, dtype, tol, rng, scale):
+        host = self.round_to(dtype, rng.standard_normal(300) * scale)
+        norm = float(numpy.sqrt(numpy.dot(host.astype(numpy.float64), host.astype(numpy.float64))))
+        limit = 5.0
+        dev = self.device(impl, host)
+        returned = float(self.host(impl, impl.clip_norm_(dev, limit)))
+        ref = self.device(reference, host)
+        reference.clip_norm_(ref, limit)
+        self.assert_close(returned, norm, tol, "clip_norm_: the norm before scaling")
+        self.assert_close(self.host(impl, dev), self.host(reference, ref), tol, "clip_norm_")
+        after = numpy.linalg.norm(self.host(impl, dev).astype(numpy.float64))
+        assert after <= limit * (1 + 1e-5), f"clip_norm_ left a norm of {after} > {limit}"
+        if norm <= limit:
+            numpy.testing.assert_array_equal(self.host(impl, dev), host,
+                                             err_msg="clip_norm_ changed a gradient within the limit")
 
     def test_dropout_mask(self, impl, dtype):
         p, shape = 0.25, (64, 4, 32)

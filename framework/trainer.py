@@ -50,7 +50,8 @@ class Trainer:
                  iterations: Optional[int], callbacks: Sequence[Callback] = (),
                  config: Optional[Dict[str, Any]] = None, corpus: Any = None,
                  run_dir: Optional[str] = None, val_ids: Optional[Array] = None,
-                 time_limit: Optional[float] = None, seed: int = 0) -> None:
+                 time_limit: Optional[float] = None, seed: int = 0,
+                 clip_norm: Optional[float] = None) -> None:
         self.model = model
         self.backend = model.backend
         self.optimizer = optimizer
@@ -59,6 +60,8 @@ class Trainer:
         self.batch = stream.batch
         self.iterations = iterations
         self.time_limit = time_limit
+        #: ``--clip-norm``: the largest gradient norm per predicted character (see train_step).
+        self.clip_norm = clip_norm or None
         self.callbacks: List[Callback] = sorted(callbacks, key=lambda c: getattr(c, "order", 0))
         self.config = dict(config or {})
         self.corpus = corpus
@@ -204,12 +207,17 @@ class Trainer:
     # -- training ----------------------------------------------------------------------------
 
     def train_step(self) -> Any:
-        """One update: forward, backward, clip and optimizer step. Returns the loss (on device)."""
+        """One update: forward, backward, the norm clip (``--clip-norm``) and the optimizer step
+        (which clips elementwise). Returns the loss (on device)."""
         model = self.model
         x, y, wrapped = self.stream.next()
         if wrapped:
             self.state = model.zero_state(self.stream.batch)
         loss, self.state = model.loss_and_grads(x, y, self.state, rng=self.rng)
+        if self.clip_norm:
+            # The loss is summed over the T steps, so its gradient is T times that of the loss
+            # per character, on which the norm limit is stated (as PyTorch users state it).
+            self.backend.clip_norm_(model.grads.flat, self.clip_norm * self.seq_length)
         self.optimizer.step(model.params.flat, model.grads.flat, model.support)
         self.update += 1
         self.loss = loss

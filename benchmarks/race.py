@@ -1,0 +1,307 @@
+"""The race: which gets the lowest validation loss in the same wall-clock budget on this CPU,
+charrnn's recommended recipe or a plain PyTorch LSTM?
+
+Why this exists: a user who wants good text from their own corpus picks whatever reaches the
+lowest validation loss in the time they have. Throughput alone (``bench_batched.py``) does not say
+that; the recipe (model, batch, learning rate and its schedule) matters as much. This script runs
+the contestants one after the other, each for the same training budget, on the same text with the
+same held-out split, and scores every one with the same evaluation.
+
+The contestants:
+
+* **charrnn, recipe**: the command the README recommends (:data:`RECIPE`), run as a user runs it,
+  ``python -m charrnn run ... --time-limit BUDGET`` in a subprocess.
+* **PyTorch**: ``nn.LSTM`` of 2 layers x 256 under an ``nn.Linear`` output, one-hot input, batch
+  32 x sequence 64, ``F.cross_entropy`` (the mean), ``clip_grad_norm_(5)``, ``torch.optim.Adam``
+  at 2e-3, float32, trained in this process until BUDGET seconds have passed. The batches are the
+  text cut into 32 contiguous stripes, each stream's state carried from one update to the next
+  (detached) and reset when the text wraps, as charrnn reads it.
+* **charrnn, like for like**: the same model, batch, sequence, optimizer, learning rate, norm clip
+  and dtype as the PyTorch side (:data:`LIKE_FOR_LIKE`), so that the difference from PyTorch is
+  the implementation alone.
+
+How they are scored: the last ``--val-frac`` of the text (default 0.1, as ``charrnn run
+--val-frac`` holds it out) is never trained on. After training, each model reads the whole
+held-out text as one stream, its state carried across it from zero, and the score is the mean
+cross-entropy per predicted character in nats (bits per character = nats / ln 2). The training
+budget is training time: charrnn's gradient check, start-up and report are outside its
+``--time-limit``, and PyTorch's clock starts at its first update.
+
+Threads: ``--threads N`` (default: the CPU count) sets the BLAS variables before NumPy and torch
+load, for this process and the charrnn subprocess, and ``torch.set_num_threads(N)``.
+
+Examples::
+
+    python benchmarks/race.py                                  # one race, 120 s a contestant
+    python benchmarks/race.py --repeats 3 --json race.json     # medians of three races
+    python benchmarks/race.py --budget 30 --only recipe        # a quick look at the recipe
+    python benchmarks/race.py --recipe "--model gru --batch-size 64 ..."   # try another recipe
+
+The default text is Tiny Shakespeare from the project's shared data folder when it is there
+(``--data`` to pass another), otherwise charrnn's embedded corpus. torch is optional: without it
+the script says so and races charrnn alone.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from pin_threads import THREAD_VARS, pin_threads
+
+if __name__ == "__main__":
+    pin_threads(sys.argv[1:], __file__)
+
+# Everything below may load a BLAS: it must come after pin_threads.
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import shlex  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Dict, List, Optional, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+from bench_batched import cpu_count, cpu_name, import_torch, set_threads, stripes  # noqa: E402
+from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path  # noqa: E402
+from charrnn.data import load_corpus  # noqa: E402
+from charrnn.session import make_backend, model_from_checkpoint, split_ids  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED_TEXT = os.path.join(HERE, "..", "..", "shared", "data", "tinyshakespeare.txt")
+
+#: The recipe the README recommends: the ``quick`` preset (``plugins/presets.py``), whose own
+#: ``--time-limit`` and ``--val-frac`` the race's options replace.
+RECIPE = "--preset quick"
+#: PyTorch's configuration, in charrnn's options.
+LIKE_FOR_LIKE = ("--model lstm --layers 2 --hidden 256 --batch-size 32 --seq-length 64 "
+                 "--optimizer adam --eta 2e-3 --clip 0 --clip-norm 5 --dtype float32")
+#: The PyTorch side's settings (those of LIKE_FOR_LIKE).
+TORCH = {"hidden": 256, "layers": 2, "batch": 32, "seq_length": 64, "lr": 2e-3, "clip_norm": 5.0}
+
+CONTESTANTS = ("recipe", "torch", "like")
+LABELS = {"recipe": "charrnn, recipe", "torch": "PyTorch nn.LSTM", "like": "charrnn, like for like"}
+EVAL_CHUNK = 1000
+
+
+# -- charrnn ----------------------------------------------------------------------------------
+
+
+def run_charrnn(args: str, data: Optional[str], val_frac: float, budget: float, workdir: str,
+                name: str) -> Dict[str, Any]:
+    """Train with ``charrnn run ARGS`` for ``budget`` seconds; the run directory it left."""
+    out = os.path.join(workdir, name)
+    cmd = [sys.executable, "-m", "charrnn", "run", *shlex.split(args), "--val-frac", str(val_frac),
+           "--time-limit", str(budget), "--out", out, "--quiet"]
+    if data is not None:
+        cmd += ["--data", data]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"race: charrnn run failed ({done.returncode}): "
+                         f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}\n"
+                         f"command: {shlex.join(cmd)}")
+    return {"run_dir": out, "command": shlex.join(cmd), "wall_s": time.perf_counter() - started}
+
+
+def evaluate_charrnn(run_dir: str, val_ids: np.ndarray, chars: Sequence[str]) -> Dict[str, Any]:
+    """Mean cross-entropy per character over ``val_ids`` read as one stream, from the run's
+    latest checkpoint."""
+    ckpt = load_checkpoint(resolve_checkpoint_path(run_dir, prefer="latest"))
+    if list(ckpt.vocab) != list(chars):
+        raise SystemExit(f"race: the run in {run_dir} has another alphabet than the race's text")
+    backend = make_backend("numpy", ckpt.meta["dtype"])
+    model = model_from_checkpoint(ckpt, backend)
+    state = model.zero_state(1)
+    total, n = 0.0, len(val_ids) - 1
+    for start in range(0, n, EVAL_CHUNK):
+        stop = min(start + EVAL_CHUNK, n)
+        x = backend.asarray(val_ids[start:stop].reshape(-1, 1))
+        y = backend.asarray(val_ids[start + 1 : stop + 1].reshape(-1, 1))
+        loss, state = model.loss(x, y, state)  # summed over the chunk
+        total += loss
+    meta = ckpt.meta
+    seconds = float(meta["train_seconds"])
+    chars_trained = int(meta["update"]) * int(meta["batch_size"]) * int(ckpt.config["seq_length"])
+    return {"val_loss": total / n, "updates": int(meta["update"]), "train_s": seconds,
+            "chars_per_s": chars_trained / seconds if seconds else 0.0}
+
+
+# -- PyTorch ----------------------------------------------------------------------------------
+
+
+def race_torch(torch: Any, train_ids: np.ndarray, val_ids: np.ndarray, K: int, budget: float,
+               seed: int) -> Dict[str, Any]:
+    """Train the plain PyTorch LSTM for ``budget`` seconds, then score it like charrnn."""
+    nn, F = torch.nn, torch.nn.functional
+    torch.manual_seed(seed)
+    cfg = TORCH
+    lstm = nn.LSTM(K, cfg["hidden"], cfg["layers"])
+    head = nn.Linear(cfg["hidden"], K)
+    params = list(lstm.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=cfg["lr"])
+    data = torch.from_numpy(stripes(train_ids, cfg["batch"]).astype(np.int64))
+    T, L = cfg["seq_length"], data.shape[0]
+    pos, state, updates, losses = 0, None, 0, []
+    started = time.perf_counter()
+    while time.perf_counter() - started < budget:
+        if pos + T + 1 > L:  # the text wraps: every stream starts again from a zero state
+            pos, state = 0, None
+        x, y = data[pos : pos + T], data[pos + 1 : pos + T + 1]
+        pos += T
+        out, state = lstm(F.one_hot(x, K).float(), state)
+        state = tuple(s.detach() for s in state)
+        loss = F.cross_entropy(head(out).reshape(-1, K), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, cfg["clip_norm"])
+        opt.step()
+        updates += 1
+        if updates % 100 == 0:
+            losses.append(float(loss))
+    seconds = time.perf_counter() - started
+    with torch.no_grad():
+        ids = torch.from_numpy(val_ids.astype(np.int64))
+        state, total, n = None, 0.0, len(val_ids) - 1
+        for start in range(0, n, EVAL_CHUNK):
+            stop = min(start + EVAL_CHUNK, n)
+            out, state = lstm(F.one_hot(ids[start:stop], K).float()[:, None, :], state)
+            total += float(F.cross_entropy(head(out[:, 0]), ids[start + 1 : stop + 1],
+                                           reduction="sum"))
+    return {"val_loss": total / n, "updates": updates, "train_s": seconds,
+            "chars_per_s": updates * cfg["batch"] * T / seconds,
+            "command": (f"nn.LSTM({K}, {cfg['hidden']}, {cfg['layers']}) + nn.Linear, batch "
+                        f"{cfg['batch']} x {T}, Adam {cfg['lr']:g}, clip_grad_norm_"
+                        f"({cfg['clip_norm']:g}), float32")}
+
+
+# -- the race ---------------------------------------------------------------------------------
+
+
+def one_race(opts: argparse.Namespace, torch: Any, corpus: Any, train: np.ndarray,
+             val: np.ndarray, workdir: str, repeat: int) -> Dict[str, Dict[str, Any]]:
+    results: Dict[str, Dict[str, Any]] = {}
+    for who in opts.only:
+        if who == "torch":
+            if torch is None:
+                continue
+            time.sleep(opts.settle)
+            results[who] = race_torch(torch, train, val, corpus.vocab_size, opts.budget,
+                                      opts.seed + repeat)
+        else:
+            args = opts.recipe if who == "recipe" else LIKE_FOR_LIKE
+            args = f"{args} --seed {opts.seed + repeat}"
+            time.sleep(opts.settle)
+            run = run_charrnn(args, opts.data, opts.val_frac, opts.budget, workdir,
+                              f"{who}-{repeat}")
+            results[who] = {**evaluate_charrnn(run["run_dir"], val, corpus.chars),
+                            "command": "charrnn run " + args}
+        r = results[who]
+        print(f"  race {repeat + 1}: {LABELS[who]:<24} val {r['val_loss']:.4f} nats/char "
+              f"({r['val_loss'] / math.log(2):.3f} bpc), {r['updates']} updates in "
+              f"{r['train_s']:.0f} s, {r['chars_per_s']:,.0f} chars/s", flush=True)
+    return results
+
+
+def summarise(races: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
+    out: Dict[str, Dict[str, Any]] = {}
+    for who in CONTESTANTS:
+        rows = [r[who] for r in races if who in r]
+        if rows:
+            out[who] = {key: statistics.median(row[key] for row in rows)
+                        for key in ("val_loss", "updates", "train_s", "chars_per_s")}
+            out[who]["runs"] = [row["val_loss"] for row in rows]
+            out[who]["command"] = rows[0]["command"]
+    return out
+
+
+def print_summary(summary: Dict[str, Dict[str, Any]], n: int) -> None:
+    print(f"\nmedians of {n} race(s):")
+    print(f"  {'contestant':<24} {'val nats/char':>13} {'bpc':>6} {'updates':>8} {'chars/s':>9}"
+          f"   per race")
+    for who, r in summary.items():
+        runs = " ".join(f"{v:.4f}" for v in r["runs"])
+        print(f"  {LABELS[who]:<24} {r['val_loss']:>13.4f} {r['val_loss'] / math.log(2):>6.3f} "
+              f"{r['updates']:>8.0f} {r['chars_per_s']:>9,.0f}   {runs}")
+    for who, r in summary.items():
+        print(f"  {LABELS[who]}: {r['command']}")
+    if "torch" in summary:
+        ref = summary["torch"]["val_loss"]
+        if "recipe" in summary:
+            d = summary["recipe"]["val_loss"] - ref
+            print(f"target: recipe <= PyTorch: {d:+.4f} nats/char -> "
+                  f"{'met' if d <= 0 else 'NOT met'}")
+        if "like" in summary:
+            d = summary["like"]["val_loss"] - ref
+            print(f"target: like for like within 0.02 of PyTorch: {d:+.4f} nats/char -> "
+                  f"{'met' if abs(d) <= 0.02 or d < 0 else 'NOT met'}")
+    if "recipe" in summary:
+        v = summary["recipe"]["val_loss"]
+        print(f"aim: recipe at 1.50 or lower: {v:.4f} -> {'met' if v <= 1.50 else 'not met'}")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None,
+                        help="text to race on [default: Tiny Shakespeare from the shared data "
+                             "folder when present, else the embedded corpus]")
+    parser.add_argument("--budget", type=float, default=120.0,
+                        help="training seconds per contestant (default 120)")
+    parser.add_argument("--val-frac", type=float, default=0.1,
+                        help="held-out fraction at the end of the text (default 0.1)")
+    parser.add_argument("--repeats", type=int, default=1, help="races to run (medians reported)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS and torch threads for every contestant [default: CPU count]")
+    parser.add_argument("--only", default=",".join(CONTESTANTS),
+                        help=f"contestants, comma-separated, from {','.join(CONTESTANTS)}")
+    parser.add_argument("--recipe", default=RECIPE, help="charrnn run options of the recipe")
+    parser.add_argument("--seed", type=int, default=0, help="seed of race 1 (race k adds k-1)")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds of quiet before each contestant (not timed)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write the results here")
+    opts = parser.parse_args(argv)
+    opts.only = [w.strip() for w in opts.only.split(",") if w.strip()]
+    unknown = set(opts.only) - set(CONTESTANTS)
+    if unknown or not opts.only:
+        parser.error(f"--only takes {', '.join(CONTESTANTS)}; got {opts.only!r}")
+    if opts.budget <= 0 or opts.repeats < 1 or not 0 < opts.val_frac < 1:
+        parser.error("--budget and --repeats must be positive and --val-frac in (0, 1)")
+    return opts
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    opts = parse_args(argv)
+    if opts.threads is None:  # both sides get every core; set before anything computes
+        opts.threads = cpu_count()
+        for var in THREAD_VARS:
+            os.environ.setdefault(var, str(opts.threads))
+    if opts.data is None and os.path.exists(SHARED_TEXT):
+        opts.data = os.path.abspath(SHARED_TEXT)
+    torch, why = import_torch() if "torch" in opts.only else (None, None)
+    if why:
+        print(f"note: {why}")
+    threads = set_threads(torch, opts.threads)
+    corpus = load_corpus(opts.data, "utf-8", 64)
+    ids = np.asarray(corpus.ids)
+    train, val = split_ids(ids, opts.val_frac, 64)
+    print(f"race: {corpus.source} ({len(ids):,} characters, K={corpus.vocab_size}); last "
+          f"{opts.val_frac:g} held out ({len(val):,} characters), scored as one stream")
+    print(f"cpu: {cpu_name()}; threads: numpy's BLAS {threads['numpy_blas_threads']}, torch "
+          f"{threads.get('torch_threads', '-')}; budget {opts.budget:g} s of training each")
+    races = []
+    with tempfile.TemporaryDirectory(prefix="charrnn-race-") as workdir:
+        for repeat in range(opts.repeats):
+            races.append(one_race(opts, torch, corpus, train, val, workdir, repeat))
+    summary = summarise(races)
+    print_summary(summary, len(races))
+    if opts.json:
+        with open(opts.json, "w", encoding="utf-8") as fh:
+            json.dump({"budget_s": opts.budget, "threads": threads, "text": corpus.source,
+                       "races": races, "summary": summary}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
