@@ -23,11 +23,12 @@ Why it is built this way:
   first), an ``nn.Linear`` output, ``F.cross_entropy(reduction="sum") / B``, ``backward``,
   ``torch.nn.utils.clip_grad_norm_(5)`` and ``torch.optim.Adam`` with its defaults. Its input is
   the one-hot rows of the ids, made by one gather (``F.embedding(ids, eye(K))``).
-* Known differences, printed with the results: the clip (charrnn bounds every gradient entry to
-  [-5, 5], its ``--clip 5``; torch rescales the whole gradient by its norm, which costs a norm
-  more); the first layer's input projection (charrnn looks up row ``x_t`` of its input weights,
-  torch multiplies the one-hot rows by them, a (T*B, K) x (K, gates*m) product each way); torch
-  has two bias vectors per layer where charrnn has one (both trained, as torch does); and charrnn's
+* Both clip the gradient's norm at 5 (charrnn's ``--clip 0 --clip-norm``, a limit per character,
+  here 5 / T since both losses are summed over the T steps). Known differences, printed with the
+  results: the first layer's input projection (charrnn looks up row ``x_t`` of its input weights,
+  torch multiplies the one-hot rows by them, a (T*B, K) x (K, gates*m) product each way); for the
+  vanilla RNN torch has two bias vectors per layer where the course's model has one (the LSTM and
+  GRU have two on both sides); and charrnn's
   GRU is char-rnn's variant, with the reset gate applied to ``h_{t-1}`` before the product with
   the candidate's weights, where ``nn.GRU`` (cuDNN's) applies it after: the same FLOPs, another
   function.
@@ -141,9 +142,12 @@ def make_trainer(spec: Spec, corpus: Corpus, backend_name: str, dtype: str) -> T
     model = make_model(spec.model, backend, corpus.vocab_size,
                        {"hidden": spec.hidden, "layers": spec.layers, "dropout": 0.0,
                         "sigma": None, "seed": SEED})
-    optimizer = make_optimizer("adam", backend, model.size, ETA, CLIP)
+    optimizer = make_optimizer("adam", backend, model.size, ETA, 0.0)
     stream = TextStream(backend, corpus.ids, BATCH, SEQ_LENGTH)
-    return Trainer(model, optimizer, stream, None, (), corpus=corpus)
+    # torch clips the norm of its loss's gradient (summed over T, as charrnn's) at CLIP;
+    # charrnn's --clip-norm is stated per character, so the same limit is CLIP / T.
+    return Trainer(model, optimizer, stream, None, (), corpus=corpus,
+                   clip_norm=CLIP / SEQ_LENGTH)
 
 
 # -- the PyTorch side -----------------------------------------------------------------------------
@@ -171,11 +175,11 @@ def charrnn_to_torch(spec: Spec, params: Dict[str, np.ndarray]) -> Dict[str, np.
         out["out.weight"], out["out.bias"] = params["V"], params["c"]
         return out
     # Gated cells, row-vector orientation: Wx (in, g*m), Wh (m, g*m), Wy (m, K).
-    for layer, (Wx, Wh, b) in enumerate(layer_names(("Wx", "Wh", "b"), spec.layers)):
+    for layer, (Wx, Wh, b, bh) in enumerate(layer_names(("Wx", "Wh", "b", "bh"), spec.layers)):
         out[f"rnn.weight_ih_l{layer}"] = _blocks(params[Wx], spec, 1).T
         out[f"rnn.weight_hh_l{layer}"] = _blocks(params[Wh], spec, 1).T
         out[f"rnn.bias_ih_l{layer}"] = _blocks(params[b], spec, 0)
-        out[f"rnn.bias_hh_l{layer}"] = np.zeros_like(params[b])
+        out[f"rnn.bias_hh_l{layer}"] = _blocks(params[bh], spec, 0)
     out["out.weight"], out["out.bias"] = params["Wy"].T, params["by"]
     return out
 
@@ -191,10 +195,11 @@ def torch_grads_to_charrnn(spec: Spec, grads: Dict[str, np.ndarray]) -> Dict[str
             out[b] = grads[f"rnn.bias_ih_l{layer}"]
         out["V"], out["c"] = grads["out.weight"], grads["out.bias"]
         return out
-    for layer, (Wx, Wh, b) in enumerate(layer_names(("Wx", "Wh", "b"), spec.layers)):
+    for layer, (Wx, Wh, b, bh) in enumerate(layer_names(("Wx", "Wh", "b", "bh"), spec.layers)):
         out[Wx] = _blocks(grads[f"rnn.weight_ih_l{layer}"].T, spec, 1)
         out[Wh] = _blocks(grads[f"rnn.weight_hh_l{layer}"].T, spec, 1)
         out[b] = _blocks(grads[f"rnn.bias_ih_l{layer}"], spec, 0)
+        out[bh] = _blocks(grads[f"rnn.bias_hh_l{layer}"], spec, 0)
     out["Wy"], out["by"] = grads["out.weight"].T, grads["out.bias"]
     return out
 
@@ -582,12 +587,13 @@ def print_report(result: Dict[str, Any]) -> None:
           f"{cfg['updates']} updates per side, each after {cfg['settle']:g} s of untimed quiet; "
           "chars/s = updates x batch x sequence / seconds")
     print("differences (printed, not corrected):")
-    print(f"  clip: charrnn clips every gradient entry to [-{cfg['clip']:g}, {cfg['clip']:g}] "
-          f"(--clip {cfg['clip']:g}); torch rescales by the total norm "
-          f"(clip_grad_norm_({cfg['clip']:g}))")
+    print(f"  clip: both rescale the gradient to a total norm of at most {cfg['clip']:g} "
+          f"(charrnn --clip 0 --clip-norm {cfg['clip']:g}/T, torch clip_grad_norm_); torch's "
+          "norm counts its second bias too")
     print("  input: charrnn's first layer looks up row x_t of its input weights; torch multiplies "
           "one-hot rows (F.embedding(ids, eye(K))) by them, a (T*B, K) x (K, gates*m) product")
-    print("  biases: torch trains two per layer (b_ih, b_hh; b_hh starts at 0), charrnn one")
+    print("  biases: both have two per layer for lstm and gru; for rnn torch trains two "
+          "(b_hh starts at 0), charrnn's course RNN one")
     if "gru" in cfg["models"]:
         print("  gru: charrnn's is char-rnn's variant, reset gate applied before the recurrent "
               "product (n = tanh(x Wx_n + (r*h) Wh_n)); torch's nn.GRU applies it after "

@@ -143,7 +143,7 @@ def race_torch(torch: Any, train_ids: np.ndarray, val_ids: np.ndarray, K: int, b
     opt = torch.optim.Adam(params, lr=cfg["lr"])
     data = torch.from_numpy(stripes(train_ids, cfg["batch"]).astype(np.int64))
     T, L = cfg["seq_length"], data.shape[0]
-    pos, state, updates, losses = 0, None, 0, []
+    pos, state, updates = 0, None, 0
     started = time.perf_counter()
     while time.perf_counter() - started < budget:
         if pos + T + 1 > L:  # the text wraps: every stream starts again from a zero state
@@ -158,8 +158,6 @@ def race_torch(torch: Any, train_ids: np.ndarray, val_ids: np.ndarray, K: int, b
         nn.utils.clip_grad_norm_(params, cfg["clip_norm"])
         opt.step()
         updates += 1
-        if updates % 100 == 0:
-            losses.append(float(loss))
     seconds = time.perf_counter() - started
     with torch.no_grad():
         ids = torch.from_numpy(val_ids.astype(np.int64))

@@ -115,6 +115,11 @@ class Model:
         """
         return list(self.shapes.items())
 
+    def missing_param(self, name: str) -> Optional[Any]:
+        """What parameter ``name`` holds when a checkpoint lacks it (one written before the
+        model gained it), or None when it must be there. Also fills the optimizer's state."""
+        return None
+
     def add_aliases(self, views: FlatParams) -> None:
         """Name views of stored arrays that :meth:`layout` stores under another name."""
 
@@ -192,6 +197,8 @@ class Model:
         views = FlatParams(flat, self.layout())
         self.add_aliases(views)
         for name, shape in self.shapes.items():
+            if name not in parts and self.missing_param(name) is not None:
+                parts = {**parts, name: self.missing_param(name)}
             if name not in parts:
                 raise ValueError(f"parameter {name} is missing")
             value = numpy.asarray(parts[name])

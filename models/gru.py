@@ -4,7 +4,7 @@ Written for a row vector per step: ``x_t`` is the one-hot character, ``h`` the h
 The reset gate multiplies ``h_{t-1}`` before its product with the candidate's weights, as in
 char-rnn (and Cho et al.); cuDNN applies it after. One layer::
 
-    z_t     = x_t Wx + b                             Wx (K, 3m), b (3m): blocks r, u, n
+    z_t     = x_t Wx + b + bh                        Wx (K, 3m), b, bh (3m): blocks r, u, n
     [r, u]  = sigmoid(z_t[r, u] + h_{t-1} Wh[:, r, u])      Wh (m, 3m)
     n       = tanh(z_t[n] + (r * h_{t-1}) Wh[:, n])
     h_t     = u * n + (1 - u) * h_{t-1}
@@ -20,11 +20,12 @@ char-rnn (and Cho et al.); cuDNN applies it after. One layer::
     d(rh)    = dz_t[n] Wh[:, n]^T
     dz_t[r]  = d(rh) * h_{t-1} * r(1-r)
     sent back to h_{t-1}:  dh_t * (1 - u) + d(rh) * r + dz_t[r, u] Wh[:, r, u]^T
-    dWx = sum_t x_t^T dz_t    db = sum_t dz_t
+    dWx = sum_t x_t^T dz_t    db = dbh = sum_t dz_t
     dWh[:, r, u] = sum_t h_{t-1}^T dz_t[r, u]    dWh[:, n] = sum_t (r * h_{t-1})^T dz_t[n]
 
 With ``--layers N``, layer ``l > 1`` reads ``h_t`` of the layer below instead of ``x_t``, and
-parameters are numbered by layer (``Wx1 Wh1 b1 Wx2 ... Wy by``). Stacking, dropout and the output
+parameters are numbered by layer (``Wx1 Wh1 b1 bh1 Wx2 ... Wy by``); the two biases are
+explained in :mod:`charrnn.models.gated`. Stacking, dropout and the output
 layer are in :mod:`charrnn.models.gated`; the recurrence is the backend's
 :meth:`~charrnn.backend.Backend.gru_forward` and :meth:`~charrnn.backend.Backend.gru_backward`,
 one call per layer each way.

@@ -3,7 +3,7 @@
 Written for a row vector per step: ``x_t`` is the one-hot character, ``h`` and ``c`` the hidden
 and cell states (m each). One layer::
 
-    z_t          = x_t Wx + h_{t-1} Wh + b           Wx (K, 4m), Wh (m, 4m), b (4m)
+    z_t          = x_t Wx + h_{t-1} Wh + b + bh      Wx (K, 4m), Wh (m, 4m), b and bh (4m)
     [i, f, o, n] = [sigmoid, sigmoid, sigmoid, tanh](z_t), four blocks of m
     c_t          = f * c_{t-1} + i * n
     h_t          = o * tanh(c_t)
@@ -16,10 +16,11 @@ Back-propagation through time, with ``do_t = p_t - onehot(y_t)``::
     dh_t = do_t Wy^T + dz_{t+1} Wh^T
     dc_t = dh_t * o * (1 - tanh(c_t)**2) + dc_{t+1} * f_{t+1}
     dz_t = [dc_t * n * i(1-i),  dc_t * c_{t-1} * f(1-f),  dh_t * tanh(c_t) * o(1-o),  dc_t * i * (1-n**2)]
-    dWx  = sum_t x_t^T dz_t      dWh = sum_t h_{t-1}^T dz_t      db = sum_t dz_t
+    dWx  = sum_t x_t^T dz_t      dWh = sum_t h_{t-1}^T dz_t      db = dbh = sum_t dz_t
 
 With ``--layers N``, layer ``l > 1`` reads ``h_t`` of the layer below instead of ``x_t`` (its
-``Wx`` is (m, 4m)), and parameters are numbered by layer (``Wx1 Wh1 b1 Wx2 ... Wy by``). As
+``Wx`` is (m, 4m)), and parameters are numbered by layer (``Wx1 Wh1 b1 bh1 Wx2 ... Wy by``).
+The two biases are PyTorch's ``bias_ih`` and ``bias_hh`` (why two: :mod:`charrnn.models.gated`). As
 char-rnn does, the forget gate's bias starts at 1, so the cell keeps its memory from the first
 update. Stacking, dropout and the output layer are in :mod:`charrnn.models.gated`; the recurrence
 is the backend's :meth:`~charrnn.backend.Backend.lstm_forward` and
@@ -48,8 +49,8 @@ class LSTM(GatedRNN):
     def init_params(self, seed: int) -> Dict[str, numpy.ndarray]:
         params = super().init_params(seed)
         m = self.hidden
-        for _, _, b in self.names:
-            params[b][m : 2 * m] = 1.0  # the forget gate
+        for names in self.names:
+            params[names[2]][m : 2 * m] = 1.0  # the forget gate (b; bh starts at zero)
         return params
 
     def zero_state(self, batch: int) -> State:

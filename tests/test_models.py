@@ -49,8 +49,8 @@ def test_built_in_models_are_registered_through_entry_points():
 
 @pytest.mark.parametrize("name, expected", [
     ("rnn", ["W", "U", "V", "b", "c"]),
-    ("lstm", ["Wx", "Wh", "b", "Wy", "by"]),
-    ("gru", ["Wx", "Wh", "b", "Wy", "by"]),
+    ("lstm", ["Wx", "Wh", "b", "bh", "Wy", "by"]),
+    ("gru", ["Wx", "Wh", "b", "bh", "Wy", "by"]),
 ])
 def test_one_layer_parameter_names(name, expected):
     assert list(model_class(name).param_shapes(K, hidden=M, layers=1)) == expected
@@ -58,8 +58,8 @@ def test_one_layer_parameter_names(name, expected):
 
 def test_stacked_parameters_are_numbered_by_layer():
     shapes = model_class("lstm").param_shapes(K, hidden=M, layers=2)
-    assert shapes == {"Wx1": (K, 4 * M), "Wh1": (M, 4 * M), "b1": (4 * M,),
-                      "Wx2": (M, 4 * M), "Wh2": (M, 4 * M), "b2": (4 * M,),
+    assert shapes == {"Wx1": (K, 4 * M), "Wh1": (M, 4 * M), "b1": (4 * M,), "bh1": (4 * M,),
+                      "Wx2": (M, 4 * M), "Wh2": (M, 4 * M), "b2": (4 * M,), "bh2": (4 * M,),
                       "Wy": (M, K), "by": (K,)}
     assert list(model_class("rnn").param_shapes(K, hidden=M, layers=2)) == \
         ["W1", "U1", "b1", "W2", "U2", "b2", "V", "c"]
@@ -315,3 +315,61 @@ def test_dropout_masks_follow_the_trainers_saved_stream():
     assert [float(a.train_step()) for _ in range(4)] == [float(b.train_step()) for _ in range(4)]
     b.rng.bit_generator.state = numpy.random.default_rng(99).bit_generator.state
     assert float(a.train_step()) != float(b.train_step())
+
+
+# -- the gated cells' two biases ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_two_biases_act_as_their_sum_and_share_a_gradient(name):
+    """The function depends on b + bh only, and both get the same gradient (so any of the
+    optimizers moves them alike: together, twice as far as one bias would go)."""
+    from charrnn.backends.numpy_backend import NumpyBackend
+
+    be = NumpyBackend("float64")
+    rng = numpy.random.default_rng(3)
+    x, y = rng.integers(0, K, (7, 2)), rng.integers(0, K, (7, 2))
+    model = model_class(name)(be, K, hidden=M, layers=2, seed=1)
+    params = model.get_params()
+    for layer in (1, 2):
+        params[f"bh{layer}"] = rng.standard_normal(params[f"b{layer}"].shape)
+    model.set_params(params)
+    loss, _ = model.loss_and_grads(x, y, model.zero_state(2))
+    grads = model.get_grads()
+    for layer in (1, 2):
+        numpy.testing.assert_array_equal(grads[f"b{layer}"], grads[f"bh{layer}"])
+        assert numpy.abs(grads[f"b{layer}"]).max() > 0
+    moved = dict(params)
+    for layer in (1, 2):  # the same sums, split otherwise
+        moved[f"b{layer}"] = params[f"b{layer}"] + params[f"bh{layer}"] - 0.5
+        moved[f"bh{layer}"] = numpy.full_like(params[f"bh{layer}"], 0.5)
+    model.set_params(moved)
+    assert model.loss(x, y, model.zero_state(2))[0] == pytest.approx(float(loss), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_checkpoint_with_one_bias_per_layer_resumes_and_samples(run_charrnn, tmp_path, name):
+    """A gated checkpoint of charrnn 0.2.0 has no bh: it loads with bh zero (the same function),
+    and its optimizer state gets zeros there too."""
+    from charrnn.checkpoint import load_checkpoint, save_checkpoint
+    from helpers import LEAN, TEXT
+
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT * 4, encoding="utf-8")
+    out = tmp_path / "run"
+    common = ("--data", data, "--model", name, "--layers", 2, "--hidden", 8, "--optimizer",
+              "adam", "--batch-size", 2)
+    assert run_charrnn("run", *common, "--iterations", 4, "--out", out, *LEAN).returncode == 0
+    path = str(out / "latest.npz")
+    ckpt = load_checkpoint(path)
+    for layer in (1, 2):
+        del ckpt.params[f"bh{layer}"]
+        del ckpt.meta["model"]["shapes"][f"bh{layer}"]
+        for key in ("m", "v"):
+            del ckpt.optimizer[key][f"bh{layer}"]
+    save_checkpoint(path, ckpt)
+    proc = run_charrnn("run", "--resume", out, "--iterations", 8, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    resumed = load_checkpoint(path)
+    assert resumed.meta["update"] == 8 and "bh1" in resumed.params
+    assert run_charrnn("sample", "--checkpoint", out, "--length", 20).returncode == 0
