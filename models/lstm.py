@@ -20,17 +20,19 @@ Back-propagation through time, with ``do_t = p_t - onehot(y_t)``::
 
 With ``--layers N``, layer ``l > 1`` reads ``h_t`` of the layer below instead of ``x_t`` (its
 ``Wx`` is (m, 4m)), and parameters are numbered by layer (``Wx1 Wh1 b1 bh1 Wx2 ... Wy by``).
-The two biases are PyTorch's ``bias_ih`` and ``bias_hh`` (why two: :mod:`charrnn.models.gated`). As
-char-rnn does, the forget gate's bias starts at 1, so the cell keeps its memory from the first
-update. Stacking, dropout and the output layer are in :mod:`charrnn.models.gated`; the recurrence
+The two biases are PyTorch's ``bias_ih`` and ``bias_hh`` (why two: :mod:`charrnn.models.gated`).
+Every bias starts at zero, the forget gate's included. char-rnn starts that one at 1, to keep the
+cell's memory from the first update; measured here, that slows the early training a time-boxed
+run lives on: a 2 x 256 LSTM on Tiny Shakespeare (batch 32 x 64, Adam 2e-3, float32) had a
+training loss of 2.256 nats per character over updates 250-300 with the bias at 1, and 2.121 at
+0 (PyTorch's nn.LSTM, whose biases start near 0: 2.203). Stacking, dropout and the output layer are in :mod:`charrnn.models.gated`; the recurrence
 is the backend's :meth:`~charrnn.backend.Backend.lstm_forward` and
 :meth:`~charrnn.backend.Backend.lstm_backward`, one call per layer each way.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
-import numpy
 from charrnn import hookimpl
 from charrnn.model import State
 from charrnn.models.gated import GatedRNN
@@ -45,13 +47,6 @@ class LSTM(GatedRNN):
     #: ~1e-7, where rounding alone gives relative errors near 1e-4; at 0.3 the worst of 8 checks
     #: was 5e-6.
     check_sigma = 0.3
-
-    def init_params(self, seed: int) -> Dict[str, numpy.ndarray]:
-        params = super().init_params(seed)
-        m = self.hidden
-        for names in self.names:
-            params[names[2]][m : 2 * m] = 1.0  # the forget gate (b; bh starts at zero)
-        return params
 
     def zero_state(self, batch: int) -> State:
         shape = (self.layers, batch, self.hidden)

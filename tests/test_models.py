@@ -81,11 +81,12 @@ def test_parameters_and_gradients_are_views_of_one_flat_array(name):
         numpy.testing.assert_array_equal(model.get_params()[key], value, err_msg=key)
 
 
-def test_lstm_starts_with_the_forget_gate_open():
-    model = model_class("lstm")(numpy_backend(), K, hidden=M, layers=2)
-    for b in ("b1", "b2"):
-        bias = model.get_params()[b]
-        assert (bias[M : 2 * M] == 1.0).all() and not bias[:M].any() and not bias[2 * M:].any()
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_gated_cells_start_with_zero_biases(name):
+    params = model_class(name)(numpy_backend(), K, hidden=M, layers=2).get_params()
+    for b in ("b1", "bh1", "b2", "bh2", "by"):
+        assert not params[b].any(), b
+    assert params["Wh1"].std() == pytest.approx(model_class(name).default_sigma, rel=0.3)
 
 
 @pytest.mark.parametrize("layers, dropout, message", [
