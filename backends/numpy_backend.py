@@ -202,9 +202,11 @@ class NumpyBackend(Backend):
         TC = self._tmp("lstm tc", (T, B, m))
         with numpy.errstate(over="ignore"):
             self._tanh_(C[1:], TC)
-        dh, dc, dc_f, dh_in, a = (self._tmp(f"lstm {name}", (B, m))
-                                  for name in ("dh", "dc", "dc f", "dh in", "a"))
-        WhT = Wh.T
+        dh, dc, dc_f, a = (self._tmp(f"lstm {name}", (B, m)) for name in ("dh", "dc", "dc f", "a"))
+        # The gradient sent back to h_{t-1} is computed transposed, Wh dz_t^T, (m, B): OpenBLAS
+        # takes 169 µs for it against 204 for dz_t Wh^T at 32x256 on 2 threads.
+        dh_in_T = self._tmp("lstm dh in T", (m, B))
+        dh_in = dh_in_T.T
         for t in range(T - 1, -1, -1):
             g, d, tc = G[t], dG[t], TC[t]
             i, f, o, n = g[:, :m], g[:, m : 2 * m], g[:, 2 * m : 3 * m], g[:, 3 * m :]
@@ -235,7 +237,7 @@ class NumpyBackend(Backend):
             multiply(dn, dc, out=dn)  # dn = dc i (1 - n^2)
             if t:
                 multiply(dc, f, out=dc_f)
-                dot(d, WhT, out=dh_in)
+                dot(Wh, d.T, out=dh_in_T)
 
     # -- the GRU's recurrence ------------------------------------------------------------------
 
@@ -267,10 +269,12 @@ class NumpyBackend(Backend):
     def gru_backward(self, Wh, G, H, RH, dH, dG):
         T, B, k = G.shape
         m = k // 3
-        W_ruT = self._copy("gru W ru T", Wh[:, : 2 * m].T)  # contiguous, as in gru_forward
+        W_ru = self._copy("gru W ru", Wh[:, : 2 * m])  # contiguous, as in gru_forward
         W_nT = self._copy("gru W n T", Wh[:, 2 * m :].T)
         dot, add, multiply, subtract = numpy.dot, numpy.add, numpy.multiply, numpy.subtract
-        dh, dh_in, drh, a = (self._tmp(f"gru {name}", (B, m)) for name in ("dh", "dh in", "drh", "a"))
+        dh, drh, a = (self._tmp(f"gru {name}", (B, m)) for name in ("dh", "drh", "a"))
+        dh_in_T = self._tmp("gru dh in T", (m, B))  # transposed, as in lstm_backward
+        dh_in = dh_in_T.T
         for t in range(T - 1, -1, -1):
             g, d, h_prev = G[t], dG[t], H[t]
             r, u, n = g[:, :m], g[:, m : 2 * m], g[:, 2 * m :]
@@ -294,7 +298,7 @@ class NumpyBackend(Backend):
             multiply(dr, h_prev, out=dr)
             multiply(dr, drh, out=dr)  # dr = drh h_{t-1} r (1 - r)
             if t:
-                dot(d[:, : 2 * m], W_ruT, out=dh_in)
+                dot(W_ru, d[:, : 2 * m].T, out=dh_in_T)
                 multiply(drh, r, out=drh)
                 add(dh_in, drh, out=dh_in)
                 subtract(1.0, u, out=a)
