@@ -83,9 +83,9 @@ class NumpyBackend(Backend):
         return H
 
     def _rnn_forward_batch(self, Wh, A, H):
-        # tanh through exp (see _tanh_): at m=512, B=32, float32 a step's tanh takes 56 µs
-        # instead of 80, next to a 140 µs product. Batch 1 keeps numpy.tanh, and with it the
-        # course configuration's bit-for-bit agreement with charrnn 0.1.0.
+        # tanh through exp (see _tanh_): at m=512, B=32, T=64, float32 the forward pass takes
+        # 18.8 ms instead of 21.8 (benchmarks/profile_update.py). Batch 1 keeps numpy.tanh, and
+        # with it the course configuration's bit-for-bit agreement with charrnn 0.1.0.
         T, B, m = A.shape
         tmp = self._tmp("rnn", (B, m))
         dot, add, tanh, WT = numpy.dot, numpy.add, self._tanh_, Wh.T
@@ -167,8 +167,8 @@ class NumpyBackend(Backend):
     def lstm_forward(self, Wh, G, H, C):
         # Every step writes into preallocated buffers (no temporaries), and the four gates are
         # activated by five passes over one contiguous (B, 4m) block instead of four passes over
-        # strided slices plus a tanh: at 2x256, B=32, T=64, float32 the forward pass of a layer
-        # takes 19 ms instead of 32 (``benchmarks/bench_layout.py --lstm``).
+        # strided slices plus a tanh: at 2x256, B=32, T=64, float32 a layer's forward pass takes
+        # 29-30 ms instead of 35, of which 26 are its products (benchmarks/profile_update.py).
         T, B, k = G.shape
         m = k // 4
         dot, add, multiply, exp = numpy.dot, numpy.add, numpy.multiply, numpy.exp
@@ -194,8 +194,9 @@ class NumpyBackend(Backend):
                 multiply(h, o, out=h)  # h_t = o tanh(c_t)
 
     def lstm_backward(self, Wh, G, C, dH, dG):
-        # Preallocated buffers, the gate derivatives formed in place in dG, and tanh(c_t) for
-        # all steps in one pass before the loop: 21 ms a layer instead of 28 at the size above.
+        # Preallocated buffers, the gate derivatives formed in place in dG, tanh(c_t) for all
+        # steps in one pass before the loop, and the product below: 22.7 ms a layer instead of
+        # 25.1 at the size above (benchmarks/profile_update.py).
         T, B, k = G.shape
         m = k // 4
         dot, add, multiply, subtract = numpy.dot, numpy.add, numpy.multiply, numpy.subtract
