@@ -268,43 +268,44 @@ class NumpyBackend(Backend):
                 add(h_new, h, out=h_new)  # h_t = h_{t-1} + u (n - h_{t-1})
 
     def gru_backward(self, Wh, G, H, RH, dH, dG):
+        # Each factor is formed in a contiguous scratch row block and written to its strided
+        # block of dG once; the transposed product (as in lstm_backward) is read once per step.
         T, B, k = G.shape
         m = k // 3
         W_ru = self._copy("gru W ru", Wh[:, : 2 * m])  # contiguous, as in gru_forward
         W_nT = self._copy("gru W n T", Wh[:, 2 * m :].T)
         dot, add, multiply, subtract = numpy.dot, numpy.add, numpy.multiply, numpy.subtract
-        dh, drh, a = (self._tmp(f"gru {name}", (B, m)) for name in ("dh", "drh", "a"))
-        dh_in_T = self._tmp("gru dh in T", (m, B))  # transposed, as in lstm_backward
-        dh_in = dh_in_T.T
+        dh, drh, a, s, carry = (self._tmp(f"gru {name}", (B, m))
+                                for name in ("dh", "drh", "a", "s", "carry"))
+        dh_in_T = self._tmp("gru dh in T", (m, B))
         for t in range(T - 1, -1, -1):
             g, d, h_prev = G[t], dG[t], H[t]
             r, u, n = g[:, :m], g[:, m : 2 * m], g[:, 2 * m :]
             dr, du, dn = d[:, :m], d[:, m : 2 * m], d[:, 2 * m :]
             if t == T - 1:
                 dh[...] = dH[t]
-            else:
-                add(dH[t], dh_in, out=dh)
-            multiply(n, n, out=dn)
-            subtract(1.0, dn, out=dn)
-            multiply(dn, u, out=dn)
-            multiply(dn, dh, out=dn)  # dn = dh u (1 - n^2)
-            subtract(1.0, u, out=du)
-            multiply(du, u, out=du)
-            subtract(n, h_prev, out=a)
-            multiply(du, a, out=du)
-            multiply(du, dh, out=du)  # du = dh (n - h_{t-1}) u (1 - u)
+            else:  # dh (1 - u) + drh r from step t+1, and [dr du] Wh[:, r u]^T
+                add(dH[t], carry, out=dh)
+                add(dh, dh_in_T.T, out=dh)
+            multiply(n, n, out=a)
+            subtract(1.0, a, out=a)
+            multiply(a, u, out=a)
+            multiply(a, dh, out=dn)  # dn = dh u (1 - n^2)
+            subtract(1.0, u, out=s)  # 1 - u, used twice
+            multiply(s, u, out=a)
+            subtract(n, h_prev, out=drh)
+            multiply(a, drh, out=a)
+            multiply(a, dh, out=du)  # du = dh (n - h_{t-1}) u (1 - u)
             dot(dn, W_nT, out=drh)  # the gradient reaching r * h_{t-1}
-            subtract(1.0, r, out=dr)
-            multiply(dr, r, out=dr)
-            multiply(dr, h_prev, out=dr)
-            multiply(dr, drh, out=dr)  # dr = drh h_{t-1} r (1 - r)
+            subtract(1.0, r, out=a)
+            multiply(a, r, out=a)
+            multiply(a, h_prev, out=a)
+            multiply(a, drh, out=dr)  # dr = drh h_{t-1} r (1 - r)
             if t:
                 dot(W_ru, d[:, : 2 * m].T, out=dh_in_T)
-                multiply(drh, r, out=drh)
-                add(dh_in, drh, out=dh_in)
-                subtract(1.0, u, out=a)
-                multiply(a, dh, out=a)
-                add(dh_in, a, out=dh_in)  # dh (1 - u) + drh r + [dr du] Wh[:, r u]^T
+                multiply(s, dh, out=carry)
+                multiply(drh, r, out=a)
+                add(carry, a, out=carry)
 
     # -- the gradient's norm -------------------------------------------------------------------
 
