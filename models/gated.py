@@ -12,8 +12,9 @@ How it is computed, for B sequences at once (arrays are (T, B, ·)):
 * Each layer has two bias vectors, ``b`` and ``bh``, added together, as cuDNN's and PyTorch's
   cells have (``bias_ih``, ``bias_hh``). The function needs one; training does not: both get the
   same gradient, so together they move twice as far per update under any of the optimizers. In
-  two minutes of Adam on Tiny Shakespeare that is worth about 0.06 nats per character for a
-  2 x 256 LSTM (``benchmarks/race.py``; PyTorch with one bias trains exactly as charrnn with one).
+  300 updates of Adam on Tiny Shakespeare a 2 x 256 PyTorch LSTM with one of its biases frozen
+  ends 0.06 nats per character behind the same with both (``benchmarks/probe_learning.py``), and
+  trains as charrnn did with one bias.
 * The first layer's ``x_t Wx`` is row ``x_t`` of Wx: the input projection of all steps is a row
   lookup, and ``dWx`` a sum of rows of ``dz`` by character
   (:meth:`~charrnn.backend.Backend.segment_sum`). Wx is stored last in the flat array, so an

@@ -24,9 +24,10 @@ The two biases are PyTorch's ``bias_ih`` and ``bias_hh`` (why two: :mod:`charrnn
 Every bias starts at zero, the forget gate's included. char-rnn starts that one at 1, to keep the
 cell's memory from the first update; measured here, that slows the early training a time-boxed
 run lives on: a 2 x 256 LSTM on Tiny Shakespeare (batch 32 x 64, Adam 2e-3, float32) had a
-training loss of 2.256 nats per character over updates 250-300 with the bias at 1, and 2.121 at
-0 (PyTorch's nn.LSTM, whose biases start near 0: 2.203). Stacking, dropout and the output layer are in :mod:`charrnn.models.gated`; the recurrence
-is the backend's :meth:`~charrnn.backend.Backend.lstm_forward` and
+training loss of 2.258 nats per character over updates 250-300 with the bias at 1, and 2.121 at
+0 (PyTorch's nn.LSTM, whose biases start near 0: 2.203; ``benchmarks/probe_learning.py``).
+Stacking, dropout and the output layer are in :mod:`charrnn.models.gated`; the recurrence is the
+backend's :meth:`~charrnn.backend.Backend.lstm_forward` and
 :meth:`~charrnn.backend.Backend.lstm_backward`, one call per layer each way.
 """
 from __future__ import annotations
