@@ -55,18 +55,16 @@ class RunCommand(click.Command):
     _plugin_params_added = False
 
     def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
-        from .presets import expand_presets
+        from .presets import preset_argv, preset_value
 
-        expanded = expand_presets(args)
-        preset = expanded[: len(expanded) - len(args)]
+        given = preset_value(args)
+        preset = preset_argv(given) if given is not None else []
         try:
-            return super().parse_args(ctx, expanded)
+            return super().parse_args(ctx, preset + list(args))
         except click.UsageError as exc:
             message = exc.format_message()
             named = {a.split("=", 1)[0] for a in preset if a.startswith("--")}
             if any(f"'{name}'" in message for name in named):  # say where the bad value is
-                given = args[args.index("--preset") + 1] if "--preset" in args else next(
-                    a.split("=", 1)[1] for a in args if a.startswith("--preset="))
                 raise click.UsageError(f"{message} (from --preset {given})", ctx) from None
             raise
 

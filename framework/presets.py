@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from .errors import CharrnnError
 
@@ -51,11 +51,10 @@ def preset_argv(value: str) -> List[str]:
     return argv
 
 
-def expand_presets(args: Sequence[str]) -> List[str]:
-    """``args`` with the options of its ``--preset`` placed first (the flag itself stays, so the
-    run records which preset it came from)."""
-    args = list(args)
+def preset_value(args: Sequence[str]) -> Optional[str]:
+    """The value of ``--preset`` in ``args`` (before any ``--``), or None; refuses two."""
     found: List[str] = []
+    args = list(args)
     i = 0
     while i < len(args):
         arg = args[i]
@@ -71,4 +70,5 @@ def expand_presets(args: Sequence[str]) -> List[str]:
     if len(found) > 1:
         raise CharrnnError("--preset is given more than once; pass one preset and add options "
                            "after it")
-    return (preset_argv(found[0]) + args) if found else args
+    return found[0] if found else None
+

@@ -39,6 +39,9 @@ def read_rows(path):
     (("--clip", "-1"), ("'--clip'",)),
     (("--time-limit", "0"), ("'--time-limit'",)),
     (("--seed", "-1"), ("'--seed'",)),
+    (("--warmup", "-1"), ("'--warmup'", "-1 is not in the range x>=0")),
+    (("--lr-final", "2"), ("'--lr-final'", "2.0 is not in the range 0<=x<=1")),
+    (("--lr-schedule", "step"), ("'--lr-schedule'", "'step' is not one of", "'cosine'")),
 ])
 def test_bad_model_and_batch_options(run_charrnn, data_file, tmp_path, args, parts):
     out = tmp_path / "never"
@@ -47,7 +50,8 @@ def test_bad_model_and_batch_options(run_charrnn, data_file, tmp_path, args, par
     assert not out.exists() and proc.stdout == ""
 
 
-@pytest.mark.parametrize("option", ["--eta", "--sigma", "--clip", "--dropout", "--time-limit",
+@pytest.mark.parametrize("option", ["--eta", "--sigma", "--clip", "--clip-norm", "--lr-final",
+                                    "--dropout", "--time-limit",
                                     "--val-frac", "--temperature", "--target-loss",
                                     "--gradcheck-step", "--gradcheck-threshold",
                                     "--gradcheck-sigma"])
