@@ -27,6 +27,11 @@ class Corpus:
         return len(self.chars)
 
     @property
+    def length(self) -> int:
+        """Characters in the text (what ``ids`` holds)."""
+        return int(self.ids.shape[0])
+
+    @property
     def char_to_id(self) -> Dict[str, int]:
         return {c: i for i, c in enumerate(self.chars)}
 

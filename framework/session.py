@@ -233,7 +233,7 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
     write_config(run_dir, trainer)
     corpus, be, model, stream = trainer.corpus, trainer.backend, trainer.model, trainer.stream
     cfg = trainer.config
-    click.echo(f"charrnn {__version__}: {corpus.source}, {len(corpus.text):,} characters, "
+    click.echo(f"charrnn {__version__}: {corpus.source}, {corpus.length:,} characters, "
                f"{corpus.vocab_size} distinct")
     budget = [f"{trainer.iterations:,} updates" if trainer.iterations is not None else None,
               f"time limit {trainer.time_limit:g} s" if trainer.time_limit else None]

@@ -191,7 +191,7 @@ class Report(Callback):
         rows: List[Tuple[str, Any]] = []
         if corpus is not None:
             rows.append(("corpus", corpus.source))
-            rows.append(("corpus length", f"{len(corpus.text):,} characters"))
+            rows.append(("corpus length", f"{corpus.length:,} characters"))
             rows.append(("vocabulary size K", f"{corpus.vocab_size} distinct characters"))
         else:
             rows.append(("vocabulary size K", trainer.model.K))
