@@ -50,11 +50,25 @@ class TextStream:
         self.seq_length = int(seq_length)
         #: Characters per stripe.
         self.length = n // batch
-        # Column b is stripe b, so the (T, B) slice an update reads is one contiguous block.
-        stripes = numpy.ascontiguousarray(ids[: batch * self.length].reshape(batch, self.length).T)
-        self.data = backend.asarray(stripes)
+        self.backend = backend
+        # Column b is stripe b: a (length, B) view of the ids themselves (a memmap stays one), so
+        # nothing the size of the text is copied; each update gathers its small block.
+        ids = numpy.ascontiguousarray(ids)
+        self._stripes = numpy.lib.stride_tricks.as_strided(
+            ids, shape=(self.length, self.batch),
+            strides=(ids.itemsize, ids.itemsize * self.length), writeable=False)
         self.position = 0
         self.epoch = 0
+
+    @property
+    def data(self) -> Array:
+        """All the stripes, (length, B), as one array on the backend's device: a copy as large
+        as the text, made on each access, for tests and tools (training reads :meth:`block`)."""
+        return self.backend.asarray(numpy.ascontiguousarray(self._stripes))
+
+    def block(self, start: int, rows: int) -> Array:
+        """Rows ``start`` to ``start + rows`` of the stripes, (rows, B), on the backend."""
+        return self.backend.asarray(numpy.ascontiguousarray(self._stripes[start : start + rows]))
 
     @property
     def characters(self) -> int:
@@ -73,12 +87,13 @@ class TextStream:
             self.epoch += 1
         p, T = self.position, self.seq_length
         self.position = p + T
-        return self.data[p : p + T], self.data[p + 1 : p + T + 1], wrapped
+        rows = self.block(p, T + 1)
+        return rows[:T], rows[1:], wrapped
 
     def next_inputs(self) -> Array:
         """What the next update reads as input, (T, B), without moving."""
         p = 0 if self.will_wrap() else self.position
-        return self.data[p : p + self.seq_length]
+        return self.block(p, self.seq_length)
 
     def passes(self) -> float:
         """Epochs completed plus the share of the current one read."""

@@ -23,3 +23,14 @@ def run_charrnn(tmp_path):
                            timeout=timeout)
 
     return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _charrnn_cache_dir(tmp_path_factory):
+    """Encoded ``--data`` texts are cached in a temporary directory, never in the real
+    ``~/.cache/charrnn``; session-wide, so module-scoped fixtures and subprocesses (which inherit
+    the environment) see it too. Tests about the cache set their own with ``monkeypatch``."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CHARRNN_CACHE_DIR", str(tmp_path_factory.mktemp("charrnn-cache")))
+    yield
+    patch.undo()
