@@ -122,7 +122,7 @@ def test_load_checkpoint_returns_everything_a_resume_needs(trained):
     assert meta["backend"] == "numpy" and meta["dtype"] == "float64"
     assert meta["optimizer"] == "adagrad"
     assert meta["charrnn_version"] == charrnn.__version__
-    assert meta["format_version"] == 2 and meta["batch_size"] == 1
+    assert meta["format_version"] == 3 and meta["batch_size"] == 1
     assert meta["model"] == {"name": "rnn", "options": {"hidden": 16, "layers": 1},
                              "shapes": {k: list(v) for k, v in shapes.items()}}
     # the smooth loss is the one logged for the same update
