@@ -6,13 +6,14 @@ traceback, whether they come from option parsing or from the run itself.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
 from . import DISTRIBUTION, __version__
-from .errors import CharrnnError
+from .errors import CharrnnError, os_error_message
 from .options import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, FiniteFloat
 from .registry import get_registry
 
@@ -39,8 +40,22 @@ class RegistryChoice(click.Choice):
 
 
 
+#: Environment variables with the same effect as ``--debug`` and ``--no-plugins``.
+DEBUG_ENV = "CHARRNN_DEBUG"
+NO_PLUGINS_ENV = "CHARRNN_DISABLE_PLUGINS"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", package_name=DISTRIBUTION, prog_name="charrnn")
+@click.option("--debug", is_flag=True, expose_value=False,
+              help=f"Show the full traceback of an error, for a bug report (or set {DEBUG_ENV}=1).")
+@click.option("--no-plugins", is_flag=True, expose_value=False,
+              help="Run with charrnn's built-in plugins only, leaving out every third-party one "
+                   f"(or set {NO_PLUGINS_ENV}=1).")
 def cli() -> None:
     """Train character-level recurrent networks that write text."""
 
@@ -198,12 +213,38 @@ def conformance_cmd(ctx: click.Context, backend_name: str, pytest_args: Sequence
     ctx.exit(run_conformance(backend_name, list(pytest_args)))
 
 
+def _global_flags(argv: List[str]) -> List[str]:
+    """The options given before the subcommand (``charrnn --debug run ...``): they must act
+    before Click parses anything, since the plugins are loaded to build the command table."""
+    flags = []
+    for arg in argv:
+        if not arg.startswith("-"):
+            break
+        flags.append(arg)
+    return flags
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
 def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
-    """Console-script entry point: runs the group and turns user errors into one line."""
+    """Console-script entry point: runs the group and turns every failure into one line.
+
+    Errors a user can fix say what to do; operating-system errors (a full disk, a read-only
+    place, permissions) name the file; anything else is reported as a bug in one line. With
+    ``--debug`` or ``CHARRNN_DEBUG=1`` the traceback is shown instead.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    flags = _global_flags(args)
+    debug = "--debug" in flags or _env_flag(DEBUG_ENV)
+    if "--no-plugins" in flags:
+        os.environ[NO_PLUGINS_ENV] = "1"
     try:
         get_registry().add_commands(cli)
         # Without standalone mode Click returns, rather than raises, a subcommand's exit code.
-        code = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except click.exceptions.Exit as exc:
@@ -215,14 +256,41 @@ def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
         hint = ""
         if exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(f"{exc.format_message()}{hint}", exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"Error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc.format_message(), exc.exit_code)
     except CharrnnError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        if debug:
+            raise
+        _fail(" ".join(str(exc).split()), exc.exit_code)
     except KeyboardInterrupt:
+        if debug:
+            raise
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except OSError as exc:
+        if debug:
+            raise
+        _fail(os_error_message(exc), 1)
+    except MemoryError:
+        if debug:
+            raise
+        _fail("out of memory; pass a smaller --hidden, --layers or --batch-size, or free some "
+              "memory", 1)
+    except RecursionError:
+        if debug:
+            raise
+        _fail("internal error: maximum recursion depth exceeded; please report it with the "
+              f"traceback that --debug shows", 1)
+    except Exception as exc:
+        if debug:
+            raise
+        where = ""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        _fail(f"internal error ({detail}){where}; this is a bug: please report it with the "
+              f"traceback that 'charrnn --debug ...' (or {DEBUG_ENV}=1) shows", 1)

@@ -94,6 +94,11 @@ def add_run_options(add_option: Callable[..., None]) -> None:
     Called once, when the plugin registry is first read, so that the options show in
     ``charrnn run --help`` and in shell completion. The return value is ignored. An option whose
     name is already taken is dropped and reported by ``charrnn plugins``.
+
+    Given with ``--resume``, an option is applied to the continued run. Pass
+    ``fixed_on_resume=True`` for one a resumed run cannot honour (it shapes the model or the
+    data, seeds a stream the checkpoint already holds, or acts only when a run starts): a
+    resume that changes it is then refused in one line, not silently ignored.
     """
 
 

@@ -7,6 +7,7 @@ rest keep working.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -90,8 +91,9 @@ class Registry:
     def _add_option_fn(self, info: PluginInfo) -> Callable[..., None]:
         import click
 
-        def add_option(*param_decls: str, **attrs: Any) -> None:
+        def add_option(*param_decls: str, fixed_on_resume: bool = False, **attrs: Any) -> None:
             option = click.Option(list(param_decls), **attrs)
+            option.fixed_on_resume = fixed_on_resume  # type: ignore[attr-defined]
             taken = {o.name for o in self.run_options}
             if option.name in taken:
                 info.error = f"option {option.name!r} is already defined; this one was ignored"
@@ -156,6 +158,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> List[PluginInfo]:
             continue
         seen.add(key)
         info = PluginInfo(ep.name, ep.value, dist_name, version)
+        if plugins_disabled() and dist_name != DISTRIBUTION:
+            continue  # --no-plugins / CHARRNN_DISABLE_PLUGINS: built-ins only
         infos.append(info)
         if pm.get_plugin(ep.name) is not None:
             info.error = f"entry point name {ep.name!r} is already taken by another plugin"
@@ -166,6 +170,12 @@ def _load_entry_points(pm: pluggy.PluginManager) -> List[PluginInfo]:
         except Exception as exc:  # import errors, syntax errors, bad hook signatures...
             info.error = _one_line(exc)
     return infos
+
+
+def plugins_disabled() -> bool:
+    """Whether third-party plugins are left out (``--no-plugins`` sets the variable too)."""
+    value = os.environ.get("CHARRNN_DISABLE_PLUGINS", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
 
 
 def make_plugin_manager() -> pluggy.PluginManager:

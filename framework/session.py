@@ -5,9 +5,11 @@ Kept apart from the Click layer so that a run can be built from Python with the 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import time
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import click
 import numpy
@@ -16,13 +18,23 @@ from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import load_corpus
 from .errors import BackendUnavailable, CharrnnError
+from .files import atomic_write_text
+from .interrupts import deferred_interrupt
 from .registry import get_registry
 from .stream import TextStream
 from .trainer import DIVERGED, INTERRUPTED, TIME_LIMIT, Trainer
 
-#: Options that fix the model's shape or its data; a resumed run may not change them.
+#: Options that fix the model's shape, its data or a random stream whose state the checkpoint
+#: holds; a resumed run may not change them. (Plugins mark theirs with ``fixed_on_resume=True``.)
+#: Every other option given with ``--resume`` is applied, and the start-up line says so.
 FIXED_ON_RESUME = ("data", "encoding", "model", "hidden", "layers", "seq_length", "batch_size",
-                   "val_frac", "sigma", "seed")
+                   "val_frac", "sigma", "seed", "optimizer")
+#: Files a run writes in its directory. A directory holding only these and no checkpoint is
+#: what a run killed before its first checkpoint leaves: a new run may start over in it.
+RUN_FILES = ("config.json", "metrics.csv", "samples.md", "loss.png", "report.md", "latest.npz",
+             "best.npz")
+#: The temporary names :func:`charrnn.files.atomic_write` writes to, with the writer's pid.
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 #: Options that describe where and how this process runs rather than the run itself.
 NOT_SAVED = ("out", "resume", "quiet")
 #: Updates a run does when neither ``--iterations`` nor ``--time-limit`` is given.
@@ -50,6 +62,8 @@ def make_model(name: str, backend, vocab_size: int, options: Mapping[str, Any],
     """The registered model ``name`` for ``options`` (``hidden``, ``layers``, ``dropout``,
     ``sigma``, ``seed``), from ``params`` when given (a checkpoint's, from ``origin``)."""
     cls = _lookup("model", name)
+    if params is None:
+        check_memory(cls, backend, vocab_size, options)
     try:
         return cls(backend, vocab_size, hidden=int(options.get("hidden") or 100),
                    layers=int(options.get("layers") or 1),
@@ -64,6 +78,58 @@ def make_model(name: str, backend, vocab_size: int, options: Mapping[str, Any],
         raise CharrnnError(f"not enough memory for a {name} model with --hidden "
                            f"{options.get('hidden')} and --layers {options.get('layers')}; "
                            "pass a smaller --hidden or --layers") from None
+
+
+def available_memory() -> Optional[int]:
+    """Bytes this process can still allocate without swapping (Linux's MemAvailable), or None
+    where that is not known."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_estimate(cls: Any, backend: Any, vocab_size: int, options: Mapping[str, Any]) -> int:
+    """Bytes a run of model ``cls`` needs, roughly: its parameters kept as float64 on the host
+    while they are initialised, parameters, gradients and up to two optimizer slots in the
+    run's dtype, and the activations of one update (several arrays per step and layer)."""
+    hidden, layers = int(options.get("hidden") or 100), int(options.get("layers") or 1)
+    shapes = cls.param_shapes(int(vocab_size), hidden=hidden, layers=layers)
+    count = sum(math.prod(shape) for shape in shapes.values())
+    item = int(getattr(backend.dtype, "itemsize", 8))
+    steps = int(options.get("seq_length") or 25) * int(options.get("batch_size") or 1)
+    activations = steps * (int(vocab_size) * 3 + hidden * layers * 12) * item
+    return count * 8 + count * item * 4 + activations
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def check_memory(cls: Any, backend: Any, vocab_size: int, options: Mapping[str, Any]) -> None:
+    """Refuse a model that cannot fit before allocating it, with the estimate."""
+    try:
+        need = memory_estimate(cls, backend, vocab_size, options)
+    except Exception:  # a plugin model without param_shapes: it is allocated and may fail then
+        return
+    have = available_memory()
+    if have is not None and need > have:
+        raise CharrnnError(
+            f"this model needs about {_size(need)} (--hidden {options.get('hidden')}, --layers "
+            f"{options.get('layers')}, --batch-size {options.get('batch_size')}, --seq-length "
+            f"{options.get('seq_length')}) but {_size(have)} of memory is available; pass a "
+            "smaller --hidden, --layers or --batch-size")
 
 
 def model_from_checkpoint(ckpt: Checkpoint, backend):
@@ -135,6 +201,12 @@ def build_trainer(options: Mapping[str, Any], run_dir: Optional[str] = None,
                    clip_norm=options.get("clip_norm") or None)
 
 
+def fixed_on_resume() -> Tuple[str, ...]:
+    """The core's fixed options and those plugins declared with ``fixed_on_resume=True``."""
+    extra = [o.name for o in get_registry().run_options if getattr(o, "fixed_on_resume", False)]
+    return FIXED_ON_RESUME + tuple(extra)
+
+
 def default_run_dir() -> str:
     return os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
 
@@ -151,17 +223,84 @@ def check_writable(path: str) -> None:
                            "pass a writable --out") from None
 
 
+def temporary_files(path: str) -> List[str]:
+    """Temporary files in ``path`` left by writers that are no longer running (a kill mid-save)."""
+    found = []
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    for name in names:
+        match = TEMPORARY.match(name)
+        if match is None:
+            continue
+        pid = int(match.group("pid"))
+        try:
+            if pid != os.getpid():
+                os.kill(pid, 0)
+                continue  # its writer still runs (another process's save in progress)
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, OSError):
+            continue
+        found.append(os.path.join(path, name))
+    return found
+
+
+def remove_temporary_files(path: str) -> None:
+    for tmp in temporary_files(path):
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
+def restartable(path: str) -> bool:
+    """Whether ``path`` holds only what a run killed before its first checkpoint leaves behind
+    (and no checkpoint): nothing a new run in it would lose."""
+    names = set(os.listdir(path))
+    stale = {os.path.basename(t) for t in temporary_files(path)}
+    leftover = names - stale - set(RUN_FILES)
+    return not leftover and not names & {"latest.npz", "best.npz"}
+
+
 def prepare_run_dir(path: str) -> str:
-    """Create a fresh run directory; refuse one that already holds a run, so nothing is lost."""
+    """A run directory for a new run (see :func:`replaces_earlier_start`).
+
+    A directory that holds a run (a checkpoint, or files charrnn did not write) is refused, so
+    nothing is lost. One that holds only what a run stopped before its first checkpoint wrote
+    (a kill, a failed gradient check) is taken over: there is nothing in it to resume.
+    """
+    if not path.strip():
+        raise CharrnnError("--out is empty; pass a directory path, or leave --out out for "
+                           "runs/<date>-<time>")
     if os.path.exists(path) and not os.path.isdir(path):
         raise CharrnnError(f"run directory {path} is a file; pass a directory path to --out")
-    # A directory holding only the config.json of a run that stopped before its first
-    # checkpoint (a failed gradient check, say) holds nothing worth keeping.
-    if os.path.isdir(path) and set(os.listdir(path)) - {"config.json"}:
-        raise CharrnnError(f"run directory {path} already holds files; pass a new --out, "
-                           f"or continue that run with --resume {path}")
+    if replaces_earlier_start(path) is None:
+        if {"latest.npz", "best.npz"} & set(os.listdir(path)):
+            raise CharrnnError(f"run directory {path} already holds a run; continue it with "
+                               f"--resume {path}, or pass a new --out")
+        raise CharrnnError(f"run directory {path} already holds other files; pass a new --out")
     check_writable(path)
     return path
+
+
+def replaces_earlier_start(path: str) -> Optional[bool]:
+    """For a new run in ``path``: False when it is new or empty, True when it holds only what
+    an earlier start that never reached a checkpoint left, None when it holds a run or files
+    charrnn did not write."""
+    if not os.path.isdir(path) or not os.listdir(path):
+        return False
+    return True if restartable(path) else None
+
+
+def clear_run_files(path: str) -> None:
+    """Remove what a start that never reached a checkpoint left in ``path``."""
+    remove_temporary_files(path)
+    for name in RUN_FILES:
+        target = os.path.join(path, name)
+        if os.path.isfile(target):
+            os.remove(target)
 
 
 def _flag(key: str) -> str:
@@ -169,15 +308,15 @@ def _flag(key: str) -> str:
 
 
 def resume_options(options: Dict[str, Any], explicit: Iterable[str], ckpt: Checkpoint,
-                   run_dir: str) -> Dict[str, Any]:
+                   run_dir: str, finishing: bool = False) -> Dict[str, Any]:
     """The saved configuration, with what the user gave explicitly on top where that is allowed."""
     explicit = set(explicit)
     saved = ckpt.config
     done = int(ckpt.meta["update"])
     if options.get("data") is not None:
         options = {**options, "data": os.path.abspath(options["data"])}
-    for key in FIXED_ON_RESUME:
-        if key in explicit and key in saved and options[key] != saved[key]:
+    for key in fixed_on_resume():
+        if key in explicit and key in saved and options.get(key) != saved[key]:
             raise CharrnnError(f"the run in {run_dir} was trained with {_flag(key)} {saved[key]}, "
                                f"not {options[key]}; drop {_flag(key)} to resume it, or start a "
                                "new run")
@@ -186,51 +325,132 @@ def resume_options(options: Dict[str, Any], explicit: Iterable[str], ckpt: Check
         if key not in explicit and key not in NOT_SAVED:
             merged[key] = value
     iterations = merged.get("iterations")
+    limit, spent = merged.get("time_limit"), float(ckpt.meta.get("train_seconds") or 0.0)
+    # A finished run whose report was never written (killed after its last checkpoint) is
+    # finished now: zero updates, then the end-of-run files. Otherwise more budget is needed.
+    asked_more = bool({"iterations", "time_limit"} & explicit)
+    if finishing or (not asked_more and not report_is_current(run_dir, saved)):
+        return merged
     if iterations is not None and iterations <= done:
         raise CharrnnError(f"the run in {run_dir} has already done {done} updates; pass "
                            f"--iterations larger than {done} to train further")
-    limit, spent = merged.get("time_limit"), float(ckpt.meta.get("train_seconds") or 0.0)
     if limit and spent >= limit:
         raise CharrnnError(f"the run in {run_dir} has used its --time-limit of {limit:g} s "
                            f"({spent:.0f} s trained); pass a larger --time-limit to train further")
     return merged
 
 
+def report_is_current(run_dir: str, config: Mapping[str, Any]) -> bool:
+    """Whether the run's report was written after its latest checkpoint. A run that writes no
+    report (``--no-report``, or no report plugin installed) has nothing missing."""
+    report, latest = os.path.join(run_dir, "report.md"), os.path.join(run_dir, "latest.npz")
+    if config.get("report") is False or "report" not in get_registry().names("callback"):
+        return True
+    try:
+        return os.path.getmtime(report) >= os.path.getmtime(latest)
+    except OSError:
+        return False
+
+
+def applied_changes(saved: Mapping[str, Any], used: Mapping[str, Any],
+                    explicit: Iterable[str]) -> List[str]:
+    """``--name value (was old)`` for each option a resume changes."""
+    out = []
+    for key in sorted(set(explicit)):
+        if key in NOT_SAVED or key.startswith("_") or key not in used:
+            continue
+        if key in saved and saved[key] != used[key]:
+            out.append(f"{_flag(key)} {used[key]} (was {saved[key]})")
+        elif key not in saved:
+            out.append(f"{_flag(key)} {used[key]}")
+    return out
+
+
 def write_config(run_dir: str, trainer: Trainer) -> None:
-    with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as fh:
-        json.dump({**trainer.config, "charrnn_version": __version__,
-                   "vocab_size": trainer.model.K}, fh, indent=2)
+    atomic_write_text(os.path.join(run_dir, "config.json"),
+                      json.dumps({**trainer.config, "charrnn_version": __version__,
+                                  "vocab_size": trainer.model.K}, indent=2))
+
+
+def open_run(run_dir: str, options: Dict[str, Any], explicit: Iterable[str] = (),
+             finishing: bool = False) -> Tuple[Trainer, Checkpoint]:
+    """The trainer of the run in ``run_dir``, restored from its latest checkpoint, with the
+    explicitly given ``options`` applied (or refused). Writes nothing. ``finishing``: only its
+    end-of-run files are wanted, so a spent budget is no reason to refuse."""
+    if not os.path.isdir(run_dir):
+        raise CharrnnError(f"{run_dir} is not a run directory; pass the --out directory of an "
+                           "earlier run")
+    latest = os.path.join(run_dir, "latest.npz")
+    if not os.path.exists(latest):
+        if os.path.exists(os.path.join(run_dir, "best.npz")):
+            raise CharrnnError(f"{run_dir} holds best.npz but no latest.npz to continue from; "
+                               "copy best.npz to latest.npz to continue from the best state")
+        raise CharrnnError(f"{run_dir} holds no checkpoint (latest.npz): its run stopped before "
+                           f"the first one, so there is nothing to continue; start it again "
+                           f"with --out {run_dir}")
+    ckpt = load_checkpoint(latest)
+    merged = resume_options(options, explicit, ckpt, run_dir, finishing)
+    trainer = build_trainer(merged, vocab=ckpt.vocab)
+    if trainer.model.name != ckpt.model_name:
+        raise CharrnnError(f"{ckpt.path} holds a {ckpt.model_name} model, not "
+                           f"{trainer.model.name}; drop --model to resume it")
+    try:
+        trainer.restore(ckpt)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise CharrnnError(f"{ckpt.path} cannot be resumed ({exc}); it is damaged or was "
+                           "edited") from None
+    # The learning rate the run goes on with is the one configured now (a schedule then
+    # scales it again before the first update), not the one the optimizer saved.
+    trainer.optimizer.eta = float(merged["eta"])
+    return trainer, ckpt
+
+
+def write_end_files(run_dir: str, quiet: bool = False) -> Trainer:
+    """``charrnn report``: the end-of-run files (report, plot, metrics) of the run in
+    ``run_dir`` written again from its latest checkpoint, without training."""
+    trainer, _ = open_run(run_dir, {"resume": run_dir, "quiet": quiet}, finishing=True)
+    trainer.run_dir = run_dir
+    remove_temporary_files(run_dir)
+    if not trainer.finished():
+        trainer.stop("not finished; written by charrnn report from latest.npz without training")
+    with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        trainer.fit()
+    return trainer
 
 
 def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
     resume = options.get("resume")
+    explicit = list(explicit)
+    changes: List[str] = []
     if resume:
         if options.get("out") and os.path.abspath(options["out"]) != os.path.abspath(resume):
             raise CharrnnError("--resume continues a run in its own directory; drop --out")
         if not os.path.isdir(resume):
             raise CharrnnError(f"--resume {resume} is not a run directory; pass the --out "
                                "directory of an earlier run")
-        ckpt = load_checkpoint(os.path.join(resume, "latest.npz"))
-        options = resume_options(options, explicit, ckpt, resume)
-        trainer = build_trainer(options, vocab=ckpt.vocab)
-        if trainer.model.name != ckpt.model_name:
-            raise CharrnnError(f"{ckpt.path} holds a {ckpt.model_name} model, not "
-                               f"{trainer.model.name}; drop --model to resume it")
-        try:
-            trainer.restore(ckpt)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise CharrnnError(f"{ckpt.path} cannot be resumed ({exc}); it is damaged or was "
-                               "edited") from None
+        trainer, ckpt = open_run(resume, options, explicit)
         check_writable(resume)
+        changes = applied_changes(ckpt.config, trainer.config, explicit)
         run_dir = trainer.run_dir = resume
+        remove_temporary_files(run_dir)  # everything checked: now the directory may change
     else:
-        run_dir = options.get("out") or default_run_dir()
+        run_dir = options.get("out")
+        if run_dir is None:
+            run_dir = default_run_dir()
         if options.get("data") is not None:
             # Saved as an absolute path, so that --resume reads the same file from anywhere.
             options = {**options, "data": os.path.abspath(options["data"])}
+        if isinstance(run_dir, str) and not run_dir.strip():
+            prepare_run_dir(run_dir)  # refuses an empty --out before the corpus is read
         trainer = build_trainer(options)  # validate everything before touching the disk
+        replacing = bool(replaces_earlier_start(run_dir))
         trainer.run_dir = prepare_run_dir(run_dir)
-    write_config(run_dir, trainer)
+        if replacing:
+            clear_run_files(run_dir)
+            click.echo(f"starting over in {run_dir}: the run there stopped before its first "
+                       "checkpoint")
+    with deferred_interrupt():
+        write_config(run_dir, trainer)
     corpus, be, model, stream = trainer.corpus, trainer.backend, trainer.model, trainer.stream
     cfg = trainer.config
     click.echo(f"charrnn {__version__}: {corpus.source}, {corpus.length:,} characters, "
@@ -242,7 +462,11 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
                f"{cfg['seq_length']}; {', '.join(b for b in budget if b)}")
     if resume:
         click.echo(f"resuming at update {trainer.update:,} (epoch {trainer.epoch}, "
-                   f"smooth loss {trainer.smooth_loss_value():.3f})")
+                   f"smooth loss {trainer.smooth_loss_value():.3f})"
+                   + (f"; applying {', '.join(changes)}" if changes else ""))
+        if trainer.finished():
+            click.echo("the run has done its training; writing its end-of-run files (report, "
+                       "plot) from the latest checkpoint")
     click.echo(f"run directory: {run_dir}")
     t0 = time.perf_counter()
     # Overflow in a diverging run is reported once, as a divergence, not as NumPy warnings.
@@ -250,6 +474,9 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
         trainer.fit()
     elapsed = time.perf_counter() - t0
     done = trainer.update - trainer.start_update
+    if resume and done == 0 and trainer.stop_reason != INTERRUPTED:
+        click.echo(f"no updates to do; run directory {run_dir}")
+        return trainer
     status = f"stopped ({trainer.stop_reason})" if trainer.stop_reason else "done"
     chars = done * stream.batch * stream.seq_length
     click.echo(f"{status}: {done:,} updates in {elapsed:.1f} s ({done / max(elapsed, 1e-9):,.0f} "

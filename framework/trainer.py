@@ -16,6 +16,7 @@ import numpy
 
 from .backend import Array
 from .callbacks import Callback
+from .errors import CallbackFailed, CharrnnError
 from .model import Model, State
 from .optimizer import Optimizer
 from .stream import TextStream
@@ -30,6 +31,8 @@ INTERRUPTED = "interrupted"
 DIVERGED = "training diverged"
 #: ``stop_reason`` prefix when ``--time-limit`` ran out.
 TIME_LIMIT = "time limit"
+#: ``stop_reason`` prefix when a callback raised (see :class:`charrnn.errors.CallbackFailed`).
+CALLBACK_FAILED = "callback failed"
 #: Mixed into the seed of the dropout stream, so it is not the initial weights' stream.
 DROPOUT_STREAM = 0x64726F70  # "drop"
 
@@ -81,6 +84,10 @@ class Trainer:
         #: Set by a callback to end training; checked after each update's callbacks.
         self.should_stop = False
         self.stop_reason: Optional[str] = None
+        #: The update whose loss was not finite (the run then stops: see :meth:`fit`).
+        self.diverged_at: Optional[int] = None
+        #: The error that stopped training, raised again once every callback has ended.
+        self.error: Optional[BaseException] = None
         self.started_at = time.perf_counter()
         self.start_update = 0
 
@@ -174,7 +181,13 @@ class Trainer:
         states = meta.get("callbacks") or {}
         for cb in self.callbacks:
             if cb.name in states:
-                cb.load_state_dict(states[cb.name])
+                try:
+                    cb.load_state_dict(states[cb.name])
+                except Exception as exc:  # a damaged or foreign state: name whose it is
+                    raise CharrnnError(
+                        f"{ckpt.path or 'the checkpoint'}: the saved state of callback "
+                        f"{cb.name!r} cannot be read ({type(exc).__name__}: {exc}); the file is "
+                        "damaged or was edited") from None
 
     def validation_loss(self, batch: Optional[int] = None, chunk: int = 1000) -> Optional[float]:
         """Mean cross-entropy per character (nats) over the held-out text.
@@ -235,23 +248,69 @@ class Trainer:
             return True
         return False
 
+    @property
+    def can_save(self) -> bool:
+        """Whether the state now is one to checkpoint: not after a divergence (the parameters
+        hold NaN) nor after a callback failed (its state may be half updated)."""
+        return self.diverged_at is None and self.error is None
+
+    def _call(self, cb: Callback, event: str) -> None:
+        try:
+            getattr(cb, event)(self)
+        except (CharrnnError, OSError, MemoryError, KeyboardInterrupt):
+            raise  # the launcher gives each of these its own line
+        except Exception as exc:
+            origin = getattr(cb, "origin", None)
+            owner = f" (from {origin})" if origin else ""
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise CallbackFailed(
+                f"callback {cb.name!r}{owner} failed in {event} at update {self.update}: "
+                f"{message}; the run stopped and keeps its last checkpoint. Run with "
+                "CHARRNN_DEBUG=1 for the traceback, or with --no-plugins to leave third-party "
+                "plugins out") from exc
+
     def fit(self) -> "Trainer":
+        """Train until :meth:`finished`, then end every callback.
+
+        After each update the loss is checked on the host: a NaN or infinite loss stops the run
+        at once (no callback sees that update), whatever callbacks are installed. An error in
+        training or in a callback stops it too; every callback's ``on_train_end`` still runs (so
+        the report and plot reflect what happened, and :attr:`can_save` keeps checkpoints from
+        saving a bad state), then the first error is raised again.
+        """
         callbacks = self.callbacks
         self.start_update = self.update
         for cb in callbacks:
-            cb.on_train_begin(self)
+            self._call(cb, "on_train_begin")
         self.started_at = time.perf_counter()  # the gradient check is not training time
         try:
             while not self.finished():
-                self.train_step()
+                loss = self.train_step()
+                value = self.backend.to_float(loss)
+                if not math.isfinite(value):
+                    self.diverged_at = self.update
+                    self.stop(f"{DIVERGED}: the loss is {value} at update {self.update}")
+                    break
                 for cb in callbacks:
-                    cb.on_update_end(self)
+                    self._call(cb, "on_update_end")
         except BaseException as exc:
             for cb in callbacks:
-                cb.on_exception(self, exc)
+                try:
+                    cb.on_exception(self, exc)
+                except Exception:  # already failing: the first error is the one to report
+                    pass
             if not isinstance(exc, KeyboardInterrupt):
-                raise
-            self.stop(INTERRUPTED)
+                self.error = exc
+                self.stop(f"{CALLBACK_FAILED}" if isinstance(exc, CallbackFailed) else
+                          f"error: {type(exc).__name__}")
+            else:
+                self.stop(INTERRUPTED)
         for cb in callbacks:
-            cb.on_train_end(self)
+            try:
+                self._call(cb, "on_train_end")
+            except Exception as exc:
+                if self.error is None:
+                    self.error = exc
+        if self.error is not None:
+            raise self.error
         return self

@@ -13,6 +13,7 @@ import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.checkpoint import save_checkpoint
+from charrnn.interrupts import deferred_interrupt
 from charrnn.trainer import DIVERGED
 
 
@@ -35,8 +36,8 @@ class Checkpoints(Callback):
         return float(val) if val is not None else trainer.smooth_loss_value()
 
     def save(self, trainer) -> None:
-        if not trainer.run_dir:
-            return
+        if not trainer.run_dir or not trainer.can_save:
+            return  # after a divergence or a failure the last good checkpoint stays as it is
         smooth = trainer.smooth_loss_value()
         if not math.isfinite(smooth):
             # Never overwrite a good checkpoint with NaN parameters: keep the last finite state.
@@ -47,16 +48,19 @@ class Checkpoints(Callback):
         if improved:
             self.best, self.best_update = value, trainer.update
         ckpt = trainer.checkpoint()  # taken after best is updated, so both files agree on it
-        save_checkpoint(os.path.join(trainer.run_dir, "latest.npz"), ckpt)
-        if improved:
-            save_checkpoint(os.path.join(trainer.run_dir, "best.npz"), ckpt)
+        # Ctrl-C waits for both files: best.npz must not lag behind a latest.npz that names it.
+        with deferred_interrupt():
+            save_checkpoint(os.path.join(trainer.run_dir, "latest.npz"), ckpt)
+            if improved:
+                save_checkpoint(os.path.join(trainer.run_dir, "best.npz"), ckpt)
 
     def on_update_end(self, trainer) -> None:
         if trainer.update % self.every == 0:
             self.save(trainer)
 
     def on_train_end(self, trainer) -> None:
-        if trainer.update > 0:
+        # A process that did no update (charrnn report, a finished run resumed) has nothing new.
+        if trainer.update > trainer.start_update:
             self.save(trainer)
 
     def state_dict(self) -> Dict[str, Any]:

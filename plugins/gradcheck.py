@@ -409,16 +409,18 @@ def add_run_options(add_option):
     add_option("--gradcheck/--no-gradcheck", default=True, show_default=True,
                help="Check the backend's gradients against finite differences before the first "
                     "update (not on --resume); stop the run if they disagree.")
-    add_option("--gradcheck-hidden", type=click.IntRange(min=1), default=DEFAULT_HIDDEN,
-               show_default=True, help="Hidden size of the gradient check's own small model.")
-    add_option("--gradcheck-step", type=POSITIVE_FLOAT, default=DEFAULT_STEP, show_default=True,
+    # The check runs when a run starts: its settings cannot change on --resume.
+    add_option("--gradcheck-hidden", fixed_on_resume=True, type=click.IntRange(min=1),
+               default=DEFAULT_HIDDEN, show_default=True, help="Hidden size of the gradient check's own small model.")
+    add_option("--gradcheck-step", fixed_on_resume=True, type=POSITIVE_FLOAT,
+               default=DEFAULT_STEP, show_default=True,
                help="Finite-difference step h of the gradient check.")
-    add_option("--gradcheck-entries", type=click.IntRange(min=0), default=DEFAULT_RUN_ENTRIES,
-               show_default=True, help="Entries checked per parameter (0: all).")
-    add_option("--gradcheck-threshold", type=POSITIVE_FLOAT, default=DEFAULT_THRESHOLD,
-               show_default=True,
+    add_option("--gradcheck-entries", fixed_on_resume=True, type=click.IntRange(min=0),
+               default=DEFAULT_RUN_ENTRIES, show_default=True, help="Entries checked per parameter (0: all).")
+    add_option("--gradcheck-threshold", fixed_on_resume=True, type=POSITIVE_FLOAT,
+               default=DEFAULT_THRESHOLD, show_default=True,
                help="Largest relative error the gradient check accepts (in float64).")
-    add_option("--gradcheck-sigma", type=POSITIVE_FLOAT, default=None,
+    add_option("--gradcheck-sigma", fixed_on_resume=True, type=POSITIVE_FLOAT, default=None,
                help="Standard deviation of the gradient check model's weights [default: the "
                     "model's own: 0.1 for rnn, 0.3 for lstm and gru] (see `charrnn gradcheck "
                     "--help`).")

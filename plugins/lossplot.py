@@ -1,7 +1,7 @@
 """``metrics.csv`` and ``loss.png`` in the run directory: the loss curve of the course assignment.
 
 Every ``--log-every`` updates a row is appended to ``metrics.csv`` (update, epoch, loss, smooth
-loss, latest validation loss, updates per second); every ``--plot-every`` updates and at the end
+loss, validation loss where it was computed at that very update, updates per second); every ``--plot-every`` updates and at the end
 ``loss.png`` is redrawn from those rows. A resumed run drops the rows written after the checkpoint
 it resumes from, so the file holds one consistent series with strictly increasing updates.
 
@@ -22,6 +22,7 @@ import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.files import atomic_write, atomic_write_text
+from charrnn.interrupts import deferred_interrupt
 
 COLUMNS = ("update", "epoch", "loss", "smooth_loss", "val_loss", "updates_per_second")
 METRICS_FILE = "metrics.csv"
@@ -129,7 +130,10 @@ def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
 
 class LossPlot(Callback):
     name = "lossplot"
-    order = 40  # after validation (10) and checkpoints (20), before the report (200)
+    # After validation (10), before the checkpoints (20): the row of an update is on disk before
+    # the checkpoint of that update, so a kill between the two loses no row (a resume drops the
+    # rows after its checkpoint and writes them again). Before the report (200), which shows it.
+    order = 18
 
     def __init__(self, every: int = 1000, plot_every: int = 10_000, plot: bool = True,
                  quiet: bool = False) -> None:
@@ -215,14 +219,17 @@ class LossPlot(Callback):
     def log(self, trainer) -> None:
         """Append this update's row to ``metrics.csv`` (and to :attr:`rows`)."""
         self._note_validation(trainer)
-        val = trainer.logs.get("val_loss")
+        logs = trainer.logs
+        # Only a value measured at this update: a repeated older one would read as a new one.
+        val = logs.get("val_loss") if logs.get("val_update") == trainer.update else None
         row: Row = {"update": trainer.update, "epoch": trainer.epoch,
                     "loss": trainer.loss_value(), "smooth_loss": trainer.smooth_loss_value(),
                     "val_loss": None if val is None else float(val),
                     "updates_per_second": trainer.updates_per_second()}
         self.rows.append(row)
         if self.metrics_path is not None:
-            with open(self.metrics_path, "a", newline="", encoding="utf-8") as fh:
+            with deferred_interrupt(), open(self.metrics_path, "a", newline="",
+                                            encoding="utf-8") as fh:
                 fh.write(_csv_text([row], header=False))
 
     def title(self, trainer) -> str:
@@ -251,8 +258,10 @@ class LossPlot(Callback):
     def draw(self, trainer) -> None:
         if self.plot_path is None:
             return
-        plot_loss(self.plot_path, self.rows, trainer.seq_length, self.val_points,
-                  title=self.title(trainer), initial=self.initial)
+        # A Ctrl-C inside matplotlib's first import would leave it half-imported for good.
+        with deferred_interrupt():
+            plot_loss(self.plot_path, self.rows, trainer.seq_length, self.val_points,
+                      title=self.title(trainer), initial=self.initial)
 
     # -- checkpoints -------------------------------------------------------------------------
 

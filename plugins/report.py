@@ -312,6 +312,9 @@ class Report(Callback):
         if ckpt is None and trainer.corpus is None:
             out.append("No passage: there is neither a best checkpoint nor a corpus vocabulary "
                        "to decode the current model's output with.\n")
+        elif ckpt is None and trainer.diverged_at is not None:
+            out.append(f"No passage: training diverged at update {trainer.diverged_at:,} before "
+                       "any checkpoint was saved, so there is no finite model to sample from.\n")
         else:
             text, origin = self.passage(trainer, ckpt)
             if ckpt is None and why_none:
@@ -339,3 +342,21 @@ def add_run_options(add_option):
                show_default=True, help="Characters of the report's passage from the best model.")
     add_option("--report-seed", type=int, default=0, show_default=True,
                help="Seed for sampling the report's passage.")
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("report")
+    @click.argument("run_dir", metavar="RUN_DIR")
+    @click.option("--quiet", is_flag=True, help="Print only where the files went.")
+    def report_cmd(run_dir: str, quiet: bool) -> None:
+        """Write RUN_DIR's report.md and loss.png again from its latest checkpoint, without
+        training: for a run stopped before it wrote them (killed, out of disk), or to render
+        an old run with this version."""
+        from charrnn.session import write_end_files
+
+        trainer = write_end_files(run_dir, quiet=quiet)
+        if quiet:
+            click.echo(os.path.join(run_dir, REPORT_FILE))
+        else:
+            click.echo(f"run {run_dir} at update {trainer.update:,}: report and plot written")

@@ -17,8 +17,18 @@ import numpy
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.errors import CharrnnError
+from charrnn.files import atomic_write_text
+from charrnn.interrupts import deferred_interrupt
 from charrnn.options import POSITIVE_FLOAT
 from charrnn.sampling import sample_ids, warm_up
+
+
+SAMPLES_FILE = "samples.md"
+
+
+def sample_markdown(update: int, smooth: float, text: str) -> str:
+    """One sample's section of ``samples.md``."""
+    return f"## Update {update} (smooth loss {smooth:.3f})\n\n{fenced(text)}\n\n"
 
 
 def fenced(text: str) -> str:
@@ -62,8 +72,9 @@ class Sampler(Callback):
         entry = (trainer.update, trainer.smooth_loss_value(), text)
         self.samples.append(entry)
         if trainer.run_dir:
-            with open(os.path.join(trainer.run_dir, "samples.md"), "a", encoding="utf-8") as fh:
-                fh.write(f"## Update {entry[0]} (smooth loss {entry[1]:.3f})\n\n{fenced(text)}\n\n")
+            with deferred_interrupt(), open(os.path.join(trainer.run_dir, SAMPLES_FILE), "a",
+                                            encoding="utf-8") as fh:
+                fh.write(sample_markdown(*entry))
         return text
 
     def show(self, trainer, text: str) -> None:
@@ -78,6 +89,11 @@ class Sampler(Callback):
         click.echo("---")
 
     def on_train_begin(self, trainer) -> None:
+        if trainer.run_dir:
+            # The samples the checkpoint knows, and no more: one appended after the checkpoint
+            # a resume starts from (or by a start that never reached a checkpoint) would repeat.
+            atomic_write_text(os.path.join(trainer.run_dir, SAMPLES_FILE),
+                              "".join(sample_markdown(*entry) for entry in self.samples))
         if trainer.update == 0:  # before the first update, as the assignment asks
             self.show(trainer, self.take(trainer))
 
@@ -86,6 +102,8 @@ class Sampler(Callback):
             self.show(trainer, self.take(trainer))
 
     def on_train_end(self, trainer) -> None:
+        if not trainer.can_save:
+            return  # the model is not one to sample from (it diverged, or a callback failed)
         if not self.samples or self.samples[-1][0] != trainer.update:
             # A sample an uninterrupted run would not take here: it must not advance the stream
             # that the checkpoint written next saves.
@@ -117,7 +135,7 @@ def add_run_options(add_option):
                help="Sampling temperature (below 1: more conservative).")
     add_option("--top-k", type=click.IntRange(min=1), default=None,
                help="Sample only among the k likeliest characters.")
-    add_option("--sample-seed", type=click.IntRange(min=0), default=0, show_default=True,
+    add_option("--sample-seed", fixed_on_resume=True, type=click.IntRange(min=0), default=0, show_default=True,
                help="Seed of the sampler's own random stream.")
 
 

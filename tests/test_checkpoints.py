@@ -15,6 +15,7 @@ from pathlib import Path
 import charrnn
 import numpy
 import pytest
+from charrnn.errors import CallbackFailed
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.files import atomic_write
 from helpers import (
@@ -213,7 +214,7 @@ def crashed_and_resumed(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr
     trainer = build_trainer(run_options(*common), run_dir=prepare_run_dir(str(crashed)))
     trainer.callbacks.append(Crash(at=250))
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(CallbackFailed, match="simulated crash"):
         trainer.fit()
     assert load_checkpoint(str(crashed / "latest.npz")).meta["update"] == 200
     proc = charrnn_cmd("run", "--resume", crashed, "--quiet", cwd=root)
@@ -316,7 +317,7 @@ def test_resume_directory_without_latest(run_charrnn, trained, tmp_path):
     shutil.copy(trained["out"] / "config.json", run / "config.json")
     before = digest(run)
     proc = run_charrnn("run", "--resume", run, "--iterations", 300)
-    assert_one_line_error(proc, "latest.npz", "does not exist")
+    assert_one_line_error(proc, "no latest.npz", "copy best.npz")
     assert digest(run) == before
 
 

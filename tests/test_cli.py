@@ -163,7 +163,7 @@ def test_out_that_holds_files_is_refused_and_left_untouched(run_charrnn, data_fi
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ")
-    assert "already holds files" in lines[0] and str(out) in lines[0]
+    assert "already holds other files" in lines[0] and str(out) in lines[0]
     assert keep.read_text() == "precious\n"
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from charrnn.errors import CallbackFailed
 from helpers import Crash
 
 COLUMNS = ["update", "epoch", "loss", "smooth_loss", "val_loss", "updates_per_second"]
@@ -125,10 +126,11 @@ def test_resume_after_crash_drops_rows_past_the_checkpoint(run_charrnn, data_fil
                           "--val-every", 100, "--no-report", "--quiet")
     trainer = build_trainer(options, run_dir=prepare_run_dir(str(out)))
     trainer.callbacks.append(Crash(at=350))
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(CallbackFailed, match="simulated crash"):
         trainer.fit()
     _, rows = read_csv(out / "metrics.csv")
-    assert [int(r["update"]) for r in rows] == [100, 200, 300]  # 300 is past the checkpoint
+    # 300, and 350 where the crash stopped the run, are past the checkpoint
+    assert [int(r["update"]) for r in rows] == [100, 200, 300, 350]
     before = {r["update"]: r for r in rows}
 
     proc = run_charrnn("run", "--resume", out, "--iterations", 600)

@@ -6,6 +6,7 @@ import math
 
 import numpy
 import pytest
+from charrnn.errors import CallbackFailed
 from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.checkpoint import load_checkpoint
 from charrnn.data import Corpus
@@ -123,7 +124,7 @@ def test_schedule_resumes_on_the_same_curve(run_charrnn, data_file, tmp_path):
     assert run_charrnn("run", "--out", whole, *common).returncode == 0
     trainer = build_trainer(run_options(*common), run_dir=prepare_run_dir(str(crashed)))
     trainer.callbacks.append(Crash(at=7))
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(CallbackFailed, match="simulated crash"):
         trainer.fit()
     assert load_checkpoint(str(crashed / "latest.npz")).meta["update"] == 5
     proc = run_charrnn("run", "--resume", crashed, "--quiet")

@@ -201,21 +201,28 @@ class RaiseAt(Recorder):
             raise self.exc
 
 
-def test_exception_in_a_callback_propagates_after_on_exception():
+def test_exception_in_a_callback_stops_the_run_and_is_reported_under_its_name():
+    from charrnn.errors import CallbackFailed
+    from charrnn.trainer import CALLBACK_FAILED
+
     log: list = []
     boom = RuntimeError("boom at 3")
     trainer = _trainer([Recorder(log, "before", order=10), RaiseAt(log, 3, boom, order=20),
                         Recorder(log, "after", order=30)], iterations=10)
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(CallbackFailed, match="failed in on_update_end at update 3") \
+            as info:
         trainer.fit()
-    assert info.value is boom
+    assert info.value.__cause__ is boom
+    assert "boom at 3" in str(info.value)
     assert trainer.update == 3
     exceptions = [(tag, exc) for event, tag, exc in log if event == "exception"]
     assert [tag for tag, _ in exceptions] == ["before", "raiser", "after"]
-    assert all(exc is boom for _, exc in exceptions)
-    assert not [e for e in log if e[0] == "end"]  # on_train_end does not follow an error
+    assert all(exc is info.value for _, exc in exceptions)
+    # Every callback still ends (reports, plots), but nothing may save the state after it.
+    assert [e[1] for e in log if e[0] == "end"] == ["before", "raiser", "after"]
+    assert not trainer.can_save
     assert ("update", "before", 3) in log
-    assert trainer.stop_reason is None
+    assert trainer.stop_reason == CALLBACK_FAILED
 
 
 def test_keyboard_interrupt_stops_and_still_ends_the_run(tmp_path, data_file):
