@@ -1,5 +1,5 @@
 """`python -m charrnn` runs the same launcher as the `charrnn` console script."""
-from .cli import main
+from .launch import main
 
 if __name__ == "__main__":
-    main(prog_name="charrnn")
+    main()

@@ -23,6 +23,9 @@ class Callback:
 
     name: ClassVar[str] = "base"
     order: ClassVar[int] = 0
+    #: Set by the launcher: the plugin and distribution that ship the callback, which a failure
+    #: message names. An exception a callback raises stops the run (see ``Trainer.fit``).
+    origin: Optional[str] = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Optional["Callback"]:

@@ -22,11 +22,28 @@ def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException as exc:
+        try:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        except OSError:
+            pass  # the next start removes it (see charrnn.session.remove_temporary_files)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # Name the file the user knows, not the temporary one (a full disk, a size limit).
+            raise OSError(exc.errno, exc.strerror, path) from None
         raise
 
 
 def atomic_write_text(path: str, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def append_text(path: str, text: str) -> None:
+    """Append ``text`` to ``path``; a failure (a full disk) names ``path``."""
+    try:
+        with open(path, "a", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    except OSError as exc:
+        if exc.errno is None or exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, path) from None

@@ -131,6 +131,11 @@ class Registry:
     def get(self, kind: str, name: str) -> Any:
         return self.items[kind][name].obj
 
+    def origin(self, kind: str, name: str) -> str:
+        """Who provides ``name``: its entry point and distribution, for messages about it."""
+        info = self.items[kind][name].plugin
+        return f"plugin {info.name!r} of {info.distribution} {info.version}"
+
     def callbacks(self) -> List[Any]:
         """Callback classes in run order (their ``order`` attribute, then name)."""
         regs = self.items["callback"].values()

@@ -144,10 +144,13 @@ def make_optimizer(name: str, backend, size: int, eta: Optional[float], clip: fl
 
 
 def make_callbacks(options: Mapping[str, Any]) -> list:
+    registry = get_registry()
     callbacks = []
-    for cls in get_registry().callbacks():
+    for cls in registry.callbacks():
         cb = cls.from_options(options)
         if cb is not None:
+            # So that a failure names the package to blame (see Trainer.fit).
+            cb.origin = registry.origin("callback", cls.name)
             callbacks.append(cb)
     return callbacks
 
@@ -188,11 +191,13 @@ def build_trainer(options: Mapping[str, Any], run_dir: Optional[str] = None,
     T = int(options["seq_length"])
     corpus = load_corpus(options.get("data"), options.get("encoding") or "utf-8", T,
                          chars=list(vocab) if vocab is not None else None)
+    train, val = split_ids(corpus.ids, options.get("val_frac") or 0.0, T)
+    # The stream first: its checks (a batch too large for the text) are cheaper and more
+    # precise than the model's memory estimate.
+    stream = TextStream(backend, train, int(options.get("batch_size") or 1), T)
     model = make_model(options.get("model") or "rnn", backend, corpus.vocab_size, options)
     optimizer = make_optimizer(options["optimizer"], backend, model.size, options["eta"],
                                float(options.get("clip", 5.0)))
-    train, val = split_ids(corpus.ids, options.get("val_frac") or 0.0, T)
-    stream = TextStream(backend, train, int(options.get("batch_size") or 1), T)
     config = {k: v for k, v in options.items() if k not in NOT_SAVED and not k.startswith("_")}
     return Trainer(model, optimizer, stream, options.get("iterations"), make_callbacks(options),
                    config=config, corpus=corpus, run_dir=run_dir,

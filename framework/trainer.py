@@ -16,7 +16,7 @@ import numpy
 
 from .backend import Array
 from .callbacks import Callback
-from .errors import CallbackFailed, CharrnnError
+from .errors import CallbackFailed, CharrnnError, os_error_message
 from .model import Model, State
 from .optimizer import Optimizer
 from .stream import TextStream
@@ -301,8 +301,12 @@ class Trainer:
                     pass
             if not isinstance(exc, KeyboardInterrupt):
                 self.error = exc
-                self.stop(f"{CALLBACK_FAILED}" if isinstance(exc, CallbackFailed) else
-                          f"error: {type(exc).__name__}")
+                if isinstance(exc, CallbackFailed):
+                    self.stop(CALLBACK_FAILED)
+                elif isinstance(exc, OSError):
+                    self.stop(f"error: {os_error_message(exc)}")
+                else:
+                    self.stop(f"error: {type(exc).__name__}")
             else:
                 self.stop(INTERRUPTED)
         for cb in callbacks:

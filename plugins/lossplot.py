@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
-from charrnn.files import atomic_write, atomic_write_text
+from charrnn.files import append_text, atomic_write, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
 
 COLUMNS = ("update", "epoch", "loss", "smooth_loss", "val_loss", "updates_per_second")
@@ -228,9 +228,8 @@ class LossPlot(Callback):
                     "updates_per_second": trainer.updates_per_second()}
         self.rows.append(row)
         if self.metrics_path is not None:
-            with deferred_interrupt(), open(self.metrics_path, "a", newline="",
-                                            encoding="utf-8") as fh:
-                fh.write(_csv_text([row], header=False))
+            with deferred_interrupt():
+                append_text(self.metrics_path, _csv_text([row], header=False))
 
     def title(self, trainer) -> str:
         cfg = trainer.config

@@ -44,9 +44,21 @@ class Progress(Callback):
             f"update {trainer.update:>{width}}{total}  epoch {trainer.epoch}  "
             f"smooth loss {smooth:8.3f} ({per_char:.3f} nats/char, "
             f"{per_char / math.log(2):.3f} bpc)  {speed}"
-            + (f"  val {trainer.logs['val_loss']:.3f} nats/char ({trainer.logs['val_bpc']:.3f} bpc)"
-               if "val_loss" in trainer.logs else "")
+            + self.validation(trainer)
         )
+
+    @staticmethod
+    def validation(trainer) -> str:
+        """The latest validation loss and how old it is (it is computed every --val-every)."""
+        logs = trainer.logs
+        if logs.get("val_loss") is None:
+            return ""
+        at = logs.get("val_update")
+        age = ""
+        if at is not None and int(at) != trainer.update:
+            age = f", {trainer.update - int(at)} updates ago"
+        return (f"  val {float(logs['val_loss']):.3f} nats/char "
+                f"({float(logs.get('val_bpc', 0.0)):.3f} bpc{age})")
 
     def emit(self, trainer) -> None:
         self._last = trainer.update

@@ -17,7 +17,7 @@ import numpy
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
 from charrnn.errors import CharrnnError
-from charrnn.files import atomic_write_text
+from charrnn.files import append_text, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
 from charrnn.options import POSITIVE_FLOAT
 from charrnn.sampling import sample_ids, warm_up
@@ -72,9 +72,8 @@ class Sampler(Callback):
         entry = (trainer.update, trainer.smooth_loss_value(), text)
         self.samples.append(entry)
         if trainer.run_dir:
-            with deferred_interrupt(), open(os.path.join(trainer.run_dir, SAMPLES_FILE), "a",
-                                            encoding="utf-8") as fh:
-                fh.write(sample_markdown(*entry))
+            with deferred_interrupt():
+                append_text(os.path.join(trainer.run_dir, SAMPLES_FILE), sample_markdown(*entry))
         return text
 
     def show(self, trainer, text: str) -> None:

@@ -38,7 +38,8 @@ class Validation(Callback):
             self.evaluate(trainer)
 
     def on_update_end(self, trainer) -> None:
-        if trainer.update % self.every == 0:
+        # The last update by count too, so the metrics row written for it carries the value.
+        if trainer.update % self.every == 0 or trainer.update == trainer.iterations:
             self.evaluate(trainer)
 
     def on_train_end(self, trainer) -> None:
