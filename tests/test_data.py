@@ -1,8 +1,11 @@
 """Reading a corpus: vocabulary, compact ids, the default text, encodings and user errors."""
 from __future__ import annotations
 
+import os
+
 import numpy
 import pytest
+from charrnn import data
 from charrnn.data import DEFAULT_SOURCE, Corpus, load_corpus
 from charrnn.errors import CharrnnError
 
@@ -76,9 +79,10 @@ def test_latin1_file_with_encoding_option(tmp_path):
         ("short", r"has 5 characters but --seq-length 25 needs at least 26"),
         ("undecodable", r"cannot be decoded as utf-8 \(byte 0\).*--encoding"),
         ("bad-encoding", r"unknown encoding 'no-such-codec'"),
+        ("fifo", r"is not a regular file \(a device or pipe\); pass a text file to --data"),
     ],
 )
-def test_errors_raise_charrnn_error_with_a_useful_message(tmp_path, case, expected):
+def test_errors_raise_charrnn_error_with_a_useful_message(tmp_path, monkeypatch, case, expected):
     encoding = "utf-8"
     if case == "missing":
         path = tmp_path / "nope.txt"
@@ -91,6 +95,13 @@ def test_errors_raise_charrnn_error_with_a_useful_message(tmp_path, case, expect
         path = write(tmp_path, "abcde")
     elif case == "undecodable":
         path = write(tmp_path, b"\xff\xfe\xfa")
+    elif case == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+        # opening it for reading would block until a writer came
+        monkeypatch.setattr(data, "iter_chunks", lambda *a: pytest.fail("the FIFO was opened"))
     else:
         path, encoding = write(tmp_path, "plenty of text here, more than enough" * 2), "no-such-codec"
     with pytest.raises(CharrnnError, match=expected) as info:
@@ -114,3 +125,18 @@ def test_checkpoint_vocabulary_is_reused_and_enforced():
     assert corpus.ids.tolist() == [0, 1, 1, 0]
     with pytest.raises(CharrnnError, match="not in the checkpoint's vocabulary"):
         Corpus.from_text("abd", "t", chars=["a", "b", "c"])
+
+
+def test_a_file_corpus_says_where_its_ids_are_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARRNN_CACHE_DIR", str(tmp_path / "cache"))
+    text = "cached once, memmapped after\n" * 4
+    corpus = load_corpus(str(write(tmp_path, text)), seq_length=5)
+    assert corpus.cache_path.startswith(str(tmp_path / "cache") + os.sep)
+    assert corpus.cache_note == f"encoded text cached in {corpus.cache_path}"
+    assert numpy.fromfile(corpus.cache_path, dtype=corpus.ids.dtype).tolist() == \
+        corpus.ids.tolist()
+    assert corpus.text == text  # decoded from the ids when asked for
+    in_memory = Corpus.from_text(text, "string")
+    assert (in_memory.cache_path, in_memory.cache_reused, in_memory.cache_note) == \
+        (None, False, None)
+    assert in_memory.text is text
