@@ -7,12 +7,13 @@ options and parameter shapes, and the backend, dtype and charrnn version that wr
 are stored as host NumPy arrays, so a checkpoint written by one backend loads in any other.
 
 Format versions: 1 was written by charrnn 0.1.0 (the vanilla RNN at batch 1, its hidden state in
-``hidden``, AdaGrad's memory as one flat array in that version's layout); 2 names the model,
-stores the state as ``state.0``, ``state.1``, ... and the optimizer's per-parameter arrays by
-parameter name (``optim.mem:W``), so a checkpoint does not depend on how a version lays the
-parameters out in memory; 3 (charrnn 0.4.0) adds ``checksums`` to the header: for every array,
-``"sha256:" + hex`` of its dtype, shape and bytes (see :func:`array_checksum`), verified on load.
-All three load; files of versions 1 and 2 have no checksums to verify.
+``hidden``, AdaGrad's memory as one flat array in that version's layout); 2, by 0.2.0 and 0.3.0,
+names the model, stores the state as ``state.0``, ``state.1``, ... and the optimizer's
+per-parameter arrays by parameter name (``optim.mem:W``), so a checkpoint does not depend on how
+a version lays the parameters out in memory; 3, by the versions after 0.3.0, adds ``checksums``
+to the header: for every array, ``"sha256:" + hex`` of its dtype, shape and bytes (see
+:func:`array_checksum`), verified on load. All three load; files of versions 1 and 2 have no
+checksums to verify.
 
 Loading trusts nothing in the file. The ``meta`` member (the JSON header) is read first and every
 field the trainer writes is checked (type, range, finiteness); then every array's zip entry is
@@ -281,7 +282,8 @@ class _Header:
                 self.mapping(f"callbacks.{name}", state)
         if "optimizer_state" in meta:
             for key, value in self.mapping("optimizer_state", meta["optimizer_state"]).items():
-                if not (value is None or isinstance(value, (str, bool)) or _is_finite_number(value)):
+                if not (value is None or isinstance(value, (str, bool))
+                        or _is_finite_number(value)):
                     raise self.refuse.field(f"optimizer_state.{key}", value,
                                             "a finite number, a string, true, false or null")
 
@@ -547,8 +549,9 @@ def _read_arrays(path: str, archive: _Archive, meta: Dict[str, Any],
             parts = optim.setdefault(key, {})
             parts[name] = member
             if "" in parts and len(parts) > 1:
-                raise refuse.array(member, f"and array 'optim.{key}' both hold optimizer "
-                                           f"state {key!r}")
+                other = next(m for n, m in parts.items() if n)
+                raise refuse.header(f"arrays 'optim.{key}' and {other!r} both hold the "
+                                    f"optimizer's state {key!r}")
         elif kind == "state" and rest.isdigit() and len(rest) <= 6 and rest == str(int(rest)) \
                 and int(rest) < n_state:
             states[int(rest)] = member
@@ -561,8 +564,8 @@ def _read_arrays(path: str, archive: _Archive, meta: Dict[str, Any],
             raise refuse.header(f"it lacks array 'param.{name}', a parameter its header names")
     for i in range(n_state):
         if i not in states:
-            raise refuse.header(f"it lacks array 'state.{i}' (the header says "
-                                f"{n_state} state arrays)")
+            raise refuse.header(f"it lacks array 'state.{i}' (its header field "
+                                f"'state_arrays' is {n_state})")
     scalars = meta.get("optimizer_state") or {}
     for key, parts in optim.items():
         if key in scalars:
