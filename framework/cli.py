@@ -49,7 +49,19 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class Interrupted(Exception):
+    """Ctrl-C inside a command, carried past Click (which would print "Aborted.") to main."""
+
+
+class CharrnnGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+
+@click.group(cls=CharrnnGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", package_name=DISTRIBUTION, prog_name="charrnn")
 @click.option("--debug", is_flag=True, expose_value=False,
               help=f"Show the full traceback of an error, for a bug report (or set {DEBUG_ENV}=1).")
@@ -249,8 +261,12 @@ def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
             sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort as exc:
+        interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+        click.echo("Interrupted." if interrupted else "Aborted.", err=True)
+        sys.exit(130)
+    except Interrupted:
+        click.echo("Interrupted.", err=True)
         sys.exit(130)
     except click.UsageError as exc:
         hint = ""

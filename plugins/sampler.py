@@ -19,6 +19,7 @@ from charrnn.callbacks import Callback
 from charrnn.errors import CharrnnError
 from charrnn.files import append_text, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
+from charrnn.trainer import INTERRUPTED
 from charrnn.options import POSITIVE_FLOAT
 from charrnn.sampling import sample_ids, warm_up
 
@@ -84,7 +85,7 @@ class Sampler(Callback):
                 cb.close_line()
         click.echo(f"--- sample at update {trainer.update} "
                    f"(smooth loss {trainer.smooth_loss_value():.3f}) ---")
-        click.echo(text)
+        click.echo(text, color=True)  # the text verbatim, escape sequences included
         click.echo("---")
 
     def on_train_begin(self, trainer) -> None:
@@ -103,6 +104,8 @@ class Sampler(Callback):
     def on_train_end(self, trainer) -> None:
         if not trainer.can_save:
             return  # the model is not one to sample from (it diverged, or a callback failed)
+        if trainer.stop_reason == INTERRUPTED:
+            return  # the run goes on after a resume: its samples are those of the schedule
         if not self.samples or self.samples[-1][0] != trainer.update:
             # A sample an uninterrupted run would not take here: it must not advance the stream
             # that the checkpoint written next saves.
@@ -203,4 +206,5 @@ def register_commands(cli):
             state = checkpoint_state(ckpt, model)
             x0 = int(ckpt.meta.get("next_input_id", 0))
         out = sample_ids(model, state, x0, length, temperature=temperature, top_k=top_k, rng=rng)
-        click.echo(prime_text + "".join(vocab[i] for i in out))
+        # color=True: Click would otherwise strip ANSI escape sequences the text may hold.
+        click.echo(prime_text + "".join(vocab[i] for i in out), color=True)
