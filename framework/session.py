@@ -460,6 +460,8 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
     cfg = trainer.config
     click.echo(f"charrnn {__version__}: {corpus.source}, {corpus.length:,} characters, "
                f"{corpus.vocab_size} distinct")
+    if getattr(corpus, "cache_note", None):
+        click.echo(corpus.cache_note)
     budget = [f"{trainer.iterations:,} updates" if trainer.iterations is not None else None,
               f"time limit {trainer.time_limit:g} s" if trainer.time_limit else None]
     click.echo(f"backend {be.describe()}, {be.dtype.name}; model {model.describe()}; "
