@@ -15,7 +15,7 @@ import click
 import numpy
 
 from . import __version__
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, validate_against_model
 from .data import load_corpus
 from .errors import BackendUnavailable, CharrnnError
 from .files import atomic_write_text
@@ -399,6 +399,7 @@ def open_run(run_dir: str, options: Dict[str, Any], explicit: Iterable[str] = ()
     if trainer.model.name != ckpt.model_name:
         raise CharrnnError(f"{ckpt.path} holds a {ckpt.model_name} model, not "
                            f"{trainer.model.name}; drop --model to resume it")
+    validate_against_model(ckpt, trainer.model, batch=trainer.stream.batch)
     try:
         trainer.restore(ckpt)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
