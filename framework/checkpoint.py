@@ -159,6 +159,12 @@ def _dumps(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _brief(text: str) -> str:
+    """``text`` on one line, in ASCII, at most 80 characters."""
+    text = ascii(text)[1:-1]
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 class _Refusal:
     """Builds the one-line errors for one file."""
 
@@ -423,7 +429,7 @@ class _Archive:
             raise
         except Exception as exc:  # zip, zlib, .npy header, memory: whatever a hostile file causes
             raise self.refuse.array(name, f"cannot be read ({type(exc).__name__}: "
-                                          f"{_dumps(str(exc))[1:-1]})") from None
+                                          f"{_brief(str(exc))})") from None
         if count == 0:
             return numpy.zeros(shape, dtype=dtype)
         array = numpy.frombuffer(data, dtype=dtype, count=count)
