@@ -201,7 +201,7 @@ def build_trainer(options: Mapping[str, Any], run_dir: Optional[str] = None,
     config = {k: v for k, v in options.items() if k not in NOT_SAVED and not k.startswith("_")}
     return Trainer(model, optimizer, stream, options.get("iterations"), make_callbacks(options),
                    config=config, corpus=corpus, run_dir=run_dir,
-                   val_ids=None if val is None else backend.asarray(val),
+                   val_ids=None if val is None else numpy.asarray(val),
                    time_limit=options.get("time_limit") or None, seed=int(options.get("seed") or 0),
                    clip_norm=options.get("clip_norm") or None)
 

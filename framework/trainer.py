@@ -202,13 +202,20 @@ class Trainer:
         n = int(ids.shape[0])
         batch = max(1, min(batch or self.stream.batch, n // 2))
         length = n // batch
-        stripes = self.backend.xp.ascontiguousarray(ids[: batch * length].reshape(batch, length).T)
+        # Stripe b is column b of a (length, B) view of the ids (a memmap stays one): each chunk
+        # copies only its own rows, so a large held-out text is never copied whole.
+        stripes = numpy.lib.stride_tricks.as_strided(
+            ids, shape=(length, batch), strides=(ids.itemsize, ids.itemsize * length),
+            writeable=False) if isinstance(ids, numpy.ndarray) else \
+            self.backend.xp.ascontiguousarray(ids[: batch * length].reshape(batch, length).T)
+        chunk = max(1, chunk // batch) if batch > 1 else chunk  # about ``chunk`` rows a call
         state = self.model.zero_state(batch)
         total = 0.0
         for start in range(0, length - 1, chunk):
             stop = min(start + chunk, length - 1)
-            x = stripes[start:stop]
-            y = stripes[start + 1 : stop + 1]
+            block = self.backend.asarray(numpy.ascontiguousarray(stripes[start : stop + 1])) \
+                if isinstance(stripes, numpy.ndarray) else stripes[start : stop + 1]
+            x, y = block[:-1], block[1:]
             loss, state = self.model.loss(x, y, state)
             total += loss * batch  # the model averages over the batch
         return total / ((length - 1) * batch)

@@ -58,7 +58,7 @@ def test_builtin_entry_points_are_declared_and_load_to_hookimpl_modules():
         assert hook in [f.__name__ for f in impls]
     # the console script is declared there too
     scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
-    assert scripts.get("charrnn") == "charrnn.cli:main"
+    assert scripts.get("charrnn") == "charrnn.launch:main"
 
 
 def test_registry_lists_builtins_attributed_to_the_distribution(fresh_registry):
