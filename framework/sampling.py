@@ -7,6 +7,11 @@ import numpy
 
 from .model import Model, State
 
+#: The longest text one sampling call generates (``--sample-length``, ``--length``, the report's
+#: passage): a million characters is more than anyone reads, and a typo of a few zeros more
+#: would otherwise run for hours.
+MAX_SAMPLE = 1_000_000
+
 
 def next_char_probs(logits: numpy.ndarray, temperature: float = 1.0,
                     top_k: Optional[int] = None) -> numpy.ndarray:

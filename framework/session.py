@@ -101,9 +101,14 @@ def memory_estimate(cls: Any, backend: Any, vocab_size: int, options: Mapping[st
     while they are initialised, parameters, gradients and up to two optimizer slots in the
     run's dtype, and the activations of one update (several arrays per step and layer)."""
     hidden, layers = int(options.get("hidden") or 100), int(options.get("layers") or 1)
+    item = int(getattr(backend.dtype, "itemsize", 8))
+    # A lower bound first (one hidden-by-hidden matrix a layer), so that an absurd size is
+    # refused without building its parameter table.
+    floor = hidden * hidden * layers * (8 + 4 * item)
+    if floor > (available_memory() or floor + 1):
+        return floor
     shapes = cls.param_shapes(int(vocab_size), hidden=hidden, layers=layers)
     count = sum(math.prod(shape) for shape in shapes.values())
-    item = int(getattr(backend.dtype, "itemsize", 8))
     steps = int(options.get("seq_length") or 25) * int(options.get("batch_size") or 1)
     activations = steps * (int(vocab_size) * 3 + hidden * layers * 12) * item
     return count * 8 + count * item * 4 + activations
@@ -312,6 +317,29 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def check_saved_options(saved: Mapping[str, Any], origin: str) -> None:
+    """Refuse a saved configuration (a checkpoint's, reused by a resume) holding a value the
+    command line would refuse: the file was edited or damaged, and the value would reach the
+    run unchecked otherwise."""
+    from .cli import run
+
+    params = {p.name: p for p in run.get_params(click.Context(run)) if p.name}
+    for key, value in saved.items():
+        param = params.get(key)
+        if param is None or value is None or key in NOT_SAVED or param.multiple:
+            continue
+        try:
+            param.type.convert(value, param, None)
+        except (click.BadParameter, click.UsageError) as exc:
+            raise CharrnnError(f"{origin}: its saved option {_flag(key)} is {value!r} "
+                               f"({' '.join(exc.format_message().split())}); the file is "
+                               "damaged or was edited") from None
+        except Exception:
+            raise CharrnnError(f"{origin}: its saved option {_flag(key)} is {value!r}, which "
+                               "is not a value of that option; the file is damaged or was "
+                               "edited") from None
+
+
 def resume_options(options: Dict[str, Any], explicit: Iterable[str], ckpt: Checkpoint,
                    run_dir: str, finishing: bool = False) -> Dict[str, Any]:
     """The saved configuration, with what the user gave explicitly on top where that is allowed."""
@@ -325,6 +353,7 @@ def resume_options(options: Dict[str, Any], explicit: Iterable[str], ckpt: Check
             raise CharrnnError(f"the run in {run_dir} was trained with {_flag(key)} {saved[key]}, "
                                f"not {options[key]}; drop {_flag(key)} to resume it, or start a "
                                "new run")
+    check_saved_options(saved, ckpt.path or run_dir)
     merged = dict(options)
     for key, value in saved.items():
         if key not in explicit and key not in NOT_SAVED:

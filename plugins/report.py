@@ -16,6 +16,7 @@ import numpy
 from charrnn import __version__, hookimpl
 from charrnn.callbacks import Callback
 from charrnn.files import atomic_write_text
+from charrnn.sampling import MAX_SAMPLE
 
 REPORT_FILE = "report.md"
 LN2 = math.log(2)
@@ -338,7 +339,7 @@ def add_run_options(add_option):
     add_option("--report/--no-report", default=True, show_default=True,
                help="Write report.md in the run directory at the end: configuration, gradient "
                     "check, loss plot, samples and a passage from the best checkpoint.")
-    add_option("--report-passage-length", type=click.IntRange(min=1), default=1000,
+    add_option("--report-passage-length", type=click.IntRange(min=1, max=MAX_SAMPLE), default=1000,
                show_default=True, help="Characters of the report's passage from the best model.")
     add_option("--report-seed", type=int, default=0, show_default=True,
                help="Seed for sampling the report's passage.")

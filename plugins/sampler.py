@@ -21,7 +21,7 @@ from charrnn.files import append_text, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
 from charrnn.trainer import INTERRUPTED
 from charrnn.options import POSITIVE_FLOAT
-from charrnn.sampling import sample_ids, warm_up
+from charrnn.sampling import MAX_SAMPLE, sample_ids, warm_up
 
 
 SAMPLES_FILE = "samples.md"
@@ -131,7 +131,8 @@ def add_run_options(add_option):
     add_option("--sample-every", type=click.IntRange(min=1), default=10_000, show_default=True,
                help="Updates between samples (one is also taken before the first update and at "
                     "the end).")
-    add_option("--sample-length", type=click.IntRange(min=1), default=200, show_default=True,
+    add_option("--sample-length", type=click.IntRange(min=1, max=MAX_SAMPLE), default=200,
+               show_default=True,
                help="Characters per sample.")
     add_option("--temperature", type=POSITIVE_FLOAT, default=1.0, show_default=True,
                help="Sampling temperature (below 1: more conservative).")
@@ -168,7 +169,8 @@ def register_commands(cli):
     @cli.command("sample")
     @click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
                   help="A checkpoint file, or a run directory (its best.npz, else latest.npz).")
-    @click.option("--length", type=click.IntRange(min=1), default=1000, show_default=True,
+    @click.option("--length", type=click.IntRange(min=1, max=MAX_SAMPLE), default=1000,
+                  show_default=True,
                   help="Characters to generate.")
     @click.option("--temperature", type=POSITIVE_FLOAT, default=1.0, show_default=True,
                   help="Sampling temperature (below 1: more conservative).")

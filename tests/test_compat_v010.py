@@ -15,6 +15,7 @@ import legacy_v010 as legacy
 import numpy
 import pytest
 from charrnn.checkpoint import load_checkpoint
+from charrnn.checkpoint import FORMAT_VERSION
 from charrnn.data import load_corpus
 from charrnn.models.rnn import RNN
 from charrnn.registry import get_registry
@@ -168,7 +169,7 @@ def test_a_0_1_0_run_resumes_and_samples_from_the_command_line(v010_run):
                        cwd=v010_run.parent)
     assert proc.returncode == 0, proc.stderr
     latest = load_checkpoint(str(v010_run / "latest.npz"))
-    assert latest.meta["format_version"] == 2 and latest.meta["update"] == 90
+    assert latest.meta["format_version"] == FORMAT_VERSION and latest.meta["update"] == 90
     assert latest.model_name == "rnn" and latest.state[0].shape == (1, 1, 8)
     rows = (v010_run / "metrics.csv").read_text(encoding="utf-8").splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["30", "60", "90"]
