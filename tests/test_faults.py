@@ -39,7 +39,7 @@ OPTIONS = ("--hidden", 16, "--seq-length", 10, "--iterations", ITERATIONS,
            "--sample-length", 20, "--plot-every", 120, "--val-frac", 0.1, "--val-every", 60,
            "--no-gradcheck", "--quiet")
 KILL_TRIALS = 14
-INTERRUPT_TRIALS = 4
+INTERRUPT_TRIALS = 2
 
 #: Where a chosen fault strikes: (name, module attribute to wrap, which call, what to do).
 #: The wrapper runs the fault on the given call (1-based) of the wrapped function.

@@ -160,7 +160,7 @@ def test_prime_and_prime_file_together(runs, tmp_path):
 
 
 @pytest.mark.parametrize("option, value, expected", [
-    ("--length", "0", "'--length': 0 is not in the range x>=1"),
+    ("--length", "0", "'--length': 0 is not in the range 1<=x<=1000000"),
     ("--temperature", "0", "'--temperature': 0.0 is not in the range x>0"),
     ("--temperature", "-1", "'--temperature': -1.0 is not in the range x>0"),
     ("--top-k", "0", "'--top-k': 0 is not in the range x>=1"),

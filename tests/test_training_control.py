@@ -252,7 +252,7 @@ def test_keyboard_interrupt_stops_and_still_ends_the_run(tmp_path, data_file):
     ("--checkpoint-every", "-1", "-1 is not in the range x>=1"),
     ("--sample-every", "-5", "-5 is not in the range x>=1"),
     ("--temperature", "0", "0.0 is not in the range x>0"),
-    ("--sample-length", "0", "0 is not in the range x>=1"),
+    ("--sample-length", "0", "0 is not in the range 1<=x<=1000000"),
     ("--target-loss", "0", "0.0 is not in the range x>0"),
 ])
 def test_interval_and_sampling_options_out_of_range(run_charrnn, data_file, tmp_path, option,
