@@ -141,10 +141,17 @@ def _env() -> dict:
     return env
 
 
+def _default_sigint() -> None:
+    """Ctrl-C acts in the child even where this process ignores it: a shell starts background
+    jobs with SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def fault_at_time(data: Path, out: Path, delay: float, sig: int) -> subprocess.CompletedProcess:
     """Start a run and send ``sig`` after ``delay`` seconds (if it is still running)."""
     proc = subprocess.Popen([console_script(), *_args(data, out)], cwd=str(out.parent),
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -157,7 +164,8 @@ def fault_at_call(root: Path, data: Path, out: Path, module: str, attr: str, at:
                   action: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(root / "launcher.py"), module, attr, str(at),
                            action, *_args(data, out)], cwd=str(out.parent), env=_env(),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=_default_sigint)
 
 
 def check_fault_outcome(proc: subprocess.CompletedProcess) -> None:
