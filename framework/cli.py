@@ -297,7 +297,7 @@ def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
         if debug:
             raise
         _fail("internal error: maximum recursion depth exceeded; please report it with the "
-              f"traceback that --debug shows", 1)
+              "traceback that --debug shows", 1)
     except Exception as exc:
         if debug:
             raise

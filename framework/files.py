@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from typing import BinaryIO, Callable
+
+#: The temporary names :func:`atomic_write` writes to, with the writer's pid, so that a later
+#: start can tell the leftovers of a killed writer from a save in progress.
+TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:

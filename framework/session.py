@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -18,7 +17,7 @@ from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint, validate_against_model
 from .data import load_corpus
 from .errors import BackendUnavailable, CharrnnError
-from .files import atomic_write_text
+from .files import TEMPORARY_NAME, atomic_write_text
 from .interrupts import deferred_interrupt
 from .registry import get_registry
 from .stream import TextStream
@@ -33,8 +32,7 @@ FIXED_ON_RESUME = ("data", "encoding", "model", "hidden", "layers", "seq_length"
 #: what a run killed before its first checkpoint leaves: a new run may start over in it.
 RUN_FILES = ("config.json", "metrics.csv", "samples.md", "loss.png", "report.md", "latest.npz",
              "best.npz")
-#: The temporary names :func:`charrnn.files.atomic_write` writes to, with the writer's pid.
-TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
 #: Options that describe where and how this process runs rather than the run itself.
 NOT_SAVED = ("out", "resume", "quiet")
 #: Updates a run does when neither ``--iterations`` nor ``--time-limit`` is given.
@@ -241,7 +239,7 @@ def temporary_files(path: str) -> List[str]:
     except OSError:
         return []
     for name in names:
-        match = TEMPORARY.match(name)
+        match = TEMPORARY_NAME.match(name)
         if match is None:
             continue
         pid = int(match.group("pid"))

@@ -127,7 +127,7 @@ def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
         ax.text(0.5, 0.5, "no losses logged yet", transform=ax.transAxes, ha="center")
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
+    atomic_write(path, lambda fh, save=fig.savefig: save(fh, format="png"))
     # A figure and its canvas refer to each other: without this each redraw of an overnight run
     # stays in memory until the cycle collector happens to run (3 MB a redraw, measured).
     fig.clear()

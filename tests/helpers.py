@@ -98,3 +98,18 @@ class Crash(Callback):
     def on_update_end(self, trainer) -> None:
         if trainer.update == self.at:
             raise RuntimeError("simulated crash")
+
+
+def call_in_process(capsys, *argv):
+    """``charrnn ARGV`` in this process, through the launcher's ``main``: (exit code, stdout,
+    stderr). An exception other than SystemExit propagates, and fails the test."""
+    from charrnn.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err

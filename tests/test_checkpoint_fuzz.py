@@ -33,9 +33,9 @@ from charrnn.checkpoint import (
     save_checkpoint,
     validate_against_model,
 )
-from charrnn.cli import main
 from charrnn.errors import CharrnnError
-from helpers import LEAN, TEXT
+from charrnn.cli import main
+from helpers import LEAN, TEXT, call_in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,17 +58,6 @@ RUNS = {
 }
 
 
-def call(capsys, *argv):
-    """``charrnn ARGV`` in this process, through the console script's ``main``: (exit code,
-    stdout, stderr). An exception other than SystemExit propagates, and fails the test."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def read_arrays(path) -> dict:
@@ -431,7 +420,7 @@ def test_resuming_a_checkpoint_that_loads_never_shows_a_traceback(base, data, ca
     write_npz(target / "latest.npz", meta, run["arrays"], resign=True)
     if outcome(target / "latest.npz") is None:
         return
-    code, out, err = call(capsys, "run", "--resume", target, "--iterations",
+    code, out, err = call_in_process(capsys, "run", "--resume", target, "--iterations",
                           run["meta"]["update"] + 2, "--quiet")
     assert "Traceback" not in err and "Traceback" not in out, err
     if code != 0:

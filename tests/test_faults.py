@@ -236,32 +236,32 @@ def _run_trials(setting, trials) -> None:
             future.result()  # re-raises the first failed trial's assertion
 
 
-def test_sigkill_at_random_and_chosen_moments_resumes_bit_for_bit(setting):
+def fault_trials(setting, seed: int, count: int, earliest: float, sig: int,
+                 planted: str) -> list:
+    """``count`` runs that get ``sig`` at seeded random moments (from ``earliest`` of the
+    reference run's duration on), and the planted faults of kind ``planted`` ("kill" or
+    "interrupt"), each with the exit status it must produce."""
     root, _, _, duration = setting
-    rng = random.Random(20261125)
+    rng = random.Random(seed)
     trials = []
-    for i in range(KILL_TRIALS):
-        delay = rng.uniform(0.05, 1.0) * duration
-        trials.append((f"kill-{i}-at-{delay:.2f}s",
-                       lambda d, o, delay=delay: fault_at_time(d, o, delay, signal.SIGKILL)))
+    for i in range(count):
+        delay = rng.uniform(earliest, 1.0) * duration
+        trials.append((f"{planted}-{i}-at-{delay:.2f}s",
+                       lambda d, o, delay=delay: fault_at_time(d, o, delay, sig)))
+    expected = 130 if planted == "interrupt" else -signal.SIGKILL
     for name, module, attr, at, action in CHOSEN:
-        if action != "interrupt":
+        if (action == "interrupt") == (planted == "interrupt"):
             trials.append((name, lambda d, o, m=module, a=attr, n=at, act=action:
-                           fault_at_call(root, d, o, m, a, n, act), -signal.SIGKILL))
+                           fault_at_call(root, d, o, m, a, n, act), expected))
+    return trials
+
+
+def test_sigkill_at_random_and_chosen_moments_resumes_bit_for_bit(setting):
+    trials = fault_trials(setting, 20261125, KILL_TRIALS, 0.05, signal.SIGKILL, "kill")
     assert len(trials) >= 20
     _run_trials(setting, trials)
 
 
 def test_sigint_at_random_and_chosen_moments_ends_cleanly_and_resumes(setting):
-    root, _, _, duration = setting
-    rng = random.Random(130)
-    trials = []
-    for i in range(INTERRUPT_TRIALS):
-        delay = rng.uniform(0.3, 1.0) * duration
-        trials.append((f"interrupt-{i}-at-{delay:.2f}s",
-                       lambda d, o, delay=delay: fault_at_time(d, o, delay, signal.SIGINT)))
-    for name, module, attr, at, action in CHOSEN:
-        if action == "interrupt":
-            trials.append((name, lambda d, o, m=module, a=attr, n=at, act=action:
-                           fault_at_call(root, d, o, m, a, n, act), 130))
-    _run_trials(setting, trials)
+    _run_trials(setting, fault_trials(setting, 130, INTERRUPT_TRIALS, 0.3, signal.SIGINT,
+                                      "interrupt"))

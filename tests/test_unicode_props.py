@@ -16,9 +16,9 @@ import charrnn.data
 import numpy
 import pytest
 from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path
-from charrnn.cli import main
 from charrnn.data import Corpus, load_corpus
 from charrnn.errors import CharrnnError
+from helpers import call_in_process
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -174,16 +174,6 @@ def test_large_file_across_read_boundaries(tmp_path, unit, prefix):
 # -- charrnn run, then charrnn sample, in this process -----------------------------------------
 
 
-def call(capsys, *argv):
-    """``charrnn ARGV`` through the console script's ``main``: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_clean_line(code, out, err, *parts):
@@ -223,7 +213,7 @@ def test_run_then_sample_on_any_text(capsys, text, data):
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp) / "text.txt", text)
         run_dir = Path(tmp) / "run"
-        code, out, err = call(capsys, "run", "--data", path, "--out", run_dir, *RUN)
+        code, out, err = call_in_process(capsys, "run", "--data", path, "--out", run_dir, *RUN)
         assert code == 0 and err == "", (code, err)
         assert f"{len(text):,} characters, {len(vocab)} distinct" in out
         ckpt = load_checkpoint(resolve_checkpoint_path(str(run_dir)))
@@ -236,8 +226,8 @@ def test_run_then_sample_on_any_text(capsys, text, data):
         else:
             primes = [text[:SEQ], text[-1]]
         for prime in primes:
-            code, out, err = call(capsys, "sample", "--checkpoint", run_dir, "--prime", prime,
-                                  "--length", LENGTH, "--seed", 3)
+            code, out, err = call_in_process(capsys, "sample", "--checkpoint", run_dir,
+                                             "--prime", prime, "--length", LENGTH, "--seed", 3)
             assert code == 0 and err == "", (prime, code, err)
             assert out.endswith("\n"), repr(out)
             printed = out[:-1]
@@ -254,8 +244,8 @@ def test_run_then_sample_on_any_text(capsys, text, data):
         else:
             foreign, known, at = ("Z" if "Z" not in vocab else "\u2603"), text[:2], 1
         bad = known[:at] + foreign + known[at:]
-        code, out, err = call(capsys, "sample", "--checkpoint", run_dir, "--prime", bad,
-                              "--length", LENGTH)
+        code, out, err = call_in_process(capsys, "sample", "--checkpoint", run_dir,
+                                         "--prime", bad, "--length", LENGTH)
         assert_one_clean_line(code, out, err, "prime character", f"U+{ord(foreign):04X}")
         assert out == ""
 
@@ -270,7 +260,8 @@ def test_run_then_sample_on_any_text(capsys, text, data):
 def test_run_on_a_text_too_short_is_one_clean_line(capsys, text):
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp) / "text.txt", text)
-        code, out, err = call(capsys, "run", "--data", path, "--out", Path(tmp) / "run", *RUN)
+        code, out, err = call_in_process(capsys, "run", "--data", path,
+                                         "--out", Path(tmp) / "run", *RUN)
         assert_one_clean_line(code, out, err, str(path))
         assert not (Path(tmp) / "run" / "latest.npz").exists()
 
@@ -282,11 +273,12 @@ def test_sample_prints_escape_sequences_verbatim(capsys, tmp_path):
     """Found by test_run_then_sample_on_any_text on text='00@\\x1b[', prime '\\x1b[@'."""
     text = "plain \x1b[1mbold\x1b[0m plain \x1b[31mred\x1b[0m\n" * 3
     path = write(tmp_path / "ansi.txt", text)
-    code, out, err = call(capsys, "run", "--data", path, "--out", tmp_path / "run", *RUN)
+    code, out, err = call_in_process(capsys, "run", "--data", path, "--out", tmp_path / "run",
+                                     *RUN)
     assert code == 0, err
     prime = "\x1b[1mbold"
-    code, out, err = call(capsys, "sample", "--checkpoint", tmp_path / "run", "--prime", prime,
-                          "--length", LENGTH)
+    code, out, err = call_in_process(capsys, "sample", "--checkpoint", tmp_path / "run",
+                                     "--prime", prime, "--length", LENGTH)
     assert code == 0 and err == ""
     assert out.startswith(prime), repr(out)
     assert len(out) == len(prime) + LENGTH + 1, repr(out)
