@@ -180,8 +180,12 @@ def run(ctx: click.Context, **options: Any) -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def plugins_cmd(as_json: bool) -> None:
-    """List installed backends, models, optimizers, callbacks and presets, and plugins that failed
-    to load."""
+    """List what is installed, what cannot run here, and what failed to load.
+
+    Backends, models, optimizers, callbacks and presets, each with the distribution that ships
+    it; a backend that cannot compute on this machine (CuPy without a GPU) says why and how to
+    fix it.
+    """
     reg = get_registry()
     run.get_params(click.get_current_context())  # records plugin options that clash with run's
     rows: List[Dict[str, Any]] = []
@@ -192,6 +196,8 @@ def plugins_cmd(as_json: bool) -> None:
                          "version": item.plugin.version, "entry_point": item.plugin.name})
             if kind == "preset":
                 rows[-1].update(args=item.obj.args, help=item.obj.help)
+            if kind == "backend":  # installed is not runnable: CuPy without a GPU, say
+                rows[-1]["unavailable"] = _unavailable_reason(item.obj)
     failed = [{"entry_point": p.name, "value": p.value, "distribution": p.distribution,
                "version": p.version, "error": p.error} for p in reg.failures]
     if as_json:
@@ -202,6 +208,8 @@ def plugins_cmd(as_json: bool) -> None:
         for row in (r for r in rows if r["kind"] == kind):
             click.echo(f"  {row['name']:<14} {row['distribution']} {row['version']}"
                        f"  (entry point {row['entry_point']})")
+            if row.get("unavailable"):
+                click.echo(f"  {'':<14} cannot run here: {row['unavailable']}")
             if kind == "preset":  # what it stands for, so a user can read a recipe before use
                 click.echo(f"  {'':<14} {row['help']}\n  {'':<14} {row['args']}")
     if failed:
@@ -210,13 +218,26 @@ def plugins_cmd(as_json: bool) -> None:
             click.echo(f"  {f['entry_point']:<14} {f['distribution']} {f['version']}: {f['error']}")
 
 
+def _unavailable_reason(backend_cls: Any) -> Optional[str]:
+    """Why a registered backend cannot compute here (with the fix), or None when it can."""
+    from .errors import BackendUnavailable
+
+    try:
+        backend_cls.check_available()
+    except BackendUnavailable as exc:
+        return str(exc)
+    except Exception as exc:  # a third-party probe that fails is itself the answer
+        return f"its availability check failed: {type(exc).__name__}: {exc}"
+    return None
+
+
 @cli.command("conformance", context_settings={"ignore_unknown_options": True})
 @click.option("--backend", "backend_name", type=RegistryChoice("backend"), required=True,
               help="Registered backend to check against the NumPy reference.")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def conformance_cmd(ctx: click.Context, backend_name: str, pytest_args: Sequence[str]) -> None:
-    """Check a backend against the NumPy reference with the conformance suite (needs pytest).
+    """Check a backend against the NumPy reference with the conformance suite.
 
     PYTEST_ARGS go to pytest, e.g. charrnn conformance --backend cupy -- -x -k softmax
     """
