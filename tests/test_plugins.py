@@ -202,7 +202,7 @@ def test_failing_plugins_are_recorded_and_survived_by_charrnn_plugins(run_charrn
     assert failures["broken"]["value"] == BROKEN_MOD
     toy = [r for r in data["plugins"] if r["name"] == "toynumpy"]
     assert toy == [{"kind": "backend", "name": "toynumpy", "distribution": "toy-backend",
-                    "version": "2.5", "entry_point": "toy"}]
+                    "version": "2.5", "entry_point": "toy", "unavailable": None}]
 
 
 def test_run_still_works_next_to_a_broken_plugin(run_charrnn, plugin_dir, tmp_path):
@@ -378,3 +378,25 @@ def test_a_hook_implementation_gets_only_the_arguments_it_names(tmp_path):
         sys.path.remove(str(root))
         sys.modules.pop("charrnn_test_fewargs_mod", None)
         get_registry(refresh=True)
+
+
+def test_plugins_says_when_an_installed_backend_cannot_run_here(run_charrnn):
+    from charrnn.errors import BackendUnavailable
+    from charrnn.registry import get_registry
+
+    try:
+        get_registry().get("backend", "cupy").check_available()
+    except BackendUnavailable as exc:
+        reason = str(exc)
+    else:
+        pytest.skip("CuPy can compute here")
+    proc = run_charrnn("plugins")
+    lines = proc.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[:1] == ["cupy"])
+    assert lines[at + 1].split() == ["cannot", "run", "here:", *reason.split()]
+    assert "pip install" in reason  # the fix comes with it
+    numpy_at = next(i for i, line in enumerate(lines) if line.split()[:1] == ["numpy"])
+    assert "cannot run here" not in lines[numpy_at + 1]
+    rows = json.loads(run_charrnn("plugins", "--json").stdout)["plugins"]
+    assert {r["name"]: r["unavailable"] for r in rows if r["kind"] == "backend"} == \
+        {"cupy": reason, "numpy": None}
