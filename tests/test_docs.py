@@ -1,0 +1,298 @@
+"""The documentation works as written.
+
+- Every command and option of the CLI appears in the generated command-line reference, rendered
+  by mkdocs-click from ``docs/reference/cli.md`` as the site build renders it.
+- Every option of every command has help text.
+- Every command in a shell block of the README and the docs pages runs as written in a fresh
+  virtual environment made by the README's own install command. The commands are matched
+  against a checked list (:data:`COMMANDS`), so a command added to the docs fails this test
+  until someone decides how it is exercised. Training runs are started as written and stopped
+  with Ctrl-C once they train, as a user would stop them; their checkpoints then serve the
+  commands after them (``--resume``, ``sample``, ``report``).
+
+The site itself is built by ``mkdocs build --strict`` in ``.ci/run``, which fails on a broken
+link or a reference to code that no longer exists.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import click
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+# -- the commands the docs show ----------------------------------------------------------------
+
+_FENCE = re.compile(r"^```(sh|console)[^\n]*\n(.*?)^```", re.M | re.S)
+_COMMENT = re.compile(r"\s+#\s.*$")
+
+
+def pages() -> List[Path]:
+    """The README, then every page of the site in the order of its navigation."""
+    import yaml
+
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+
+    def walk(items) -> Iterator[str]:
+        for item in items:
+            for value in (item.values() if isinstance(item, dict) else [item]):
+                yield from (walk(value) if isinstance(value, list) else [value])
+
+    return [ROOT / "README.md"] + [DOCS / page for page in walk(nav)]
+
+
+def shell_commands(page: Path) -> List[str]:
+    """The commands of a page's ``sh`` blocks (every line) and ``console`` blocks (lines after
+    a ``$`` prompt), with continuation lines joined and trailing comments dropped."""
+    commands = []
+    for kind, body in _FENCE.findall(page.read_text(encoding="utf-8")):
+        for line in body.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if kind == "console":
+                if not line.startswith("$ "):
+                    continue
+                line = line[2:]
+            if not line or line.startswith("#"):
+                continue
+            commands.append(" ".join(_COMMENT.sub("", line).split()))
+    return commands
+
+
+#: How each documented command is exercised:
+#: ``run``: runs to its end, exit status 0;
+#: ``train``: a training run, started as written and stopped with Ctrl-C once it trains;
+#: ``install``: the README's install command, run once as written (its ``charrnn run`` stopped
+#: like a ``train`` command), which makes the environment every other command runs in;
+#: ``error``: shown to illustrate a refusal: one ``Error:`` line and a non-zero exit status;
+#: any other value: why it is not run here.
+INSTALL, RUN, TRAIN, ERROR = "install", "run", "train", "error"
+COMMANDS: Dict[str, str] = {
+    "python3 -m venv .venv && . .venv/bin/activate && pip install . && charrnn run": INSTALL,
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && python -m pytest":
+        "it is the command that runs this test",
+    "charrnn run --data book.txt --iterations 300000 --target-loss 40 --out runs/book": TRAIN,
+    "charrnn run --resume runs/book --iterations 500000": TRAIN,
+    "charrnn run --data book.txt --val-frac 0.1": TRAIN,
+    'charrnn sample --checkpoint runs/book --length 1000 --temperature 0.8 --prime "CHAPTER "': RUN,
+    "charrnn gradcheck --hidden 25 --step 1e-5": RUN,
+    "charrnn gradcheck --hidden 25 --step 1e-5 --entries 0": RUN,
+    "charrnn gradcheck --model lstm --layers 2 --batch-size 3": RUN,
+    "charrnn report runs/book": RUN,
+    "charrnn plugins": RUN,
+    "charrnn conformance --backend numpy": RUN,
+    "charrnn run --help": RUN,
+    "charrnn run --preset quick --data tinyshakespeare.txt": TRAIN,
+    "charrnn run --preset quick --data book.txt --time-limit 1800": TRAIN,
+    "python benchmarks/bench_numpy.py": "a benchmark of several minutes",
+    "python benchmarks/bench_numpy.py --data tinyshakespeare.txt": "a benchmark of several minutes",
+    "charrnn run --out runs/first --iterations 20000": TRAIN,
+    "charrnn sample --checkpoint runs/first --length 500": RUN,
+    "charrnn sample --checkpoint runs/first --length 500 --temperature 0.7 --seed 3": RUN,
+    'charrnn sample --checkpoint runs/first/latest.npz --prime "The " --top-k 5': RUN,
+    "charrnn run --resume runs/first --iterations 40000": TRAIN,
+    "charrnn run --data book.txt --out runs/book": TRAIN,
+    "charrnn run --data book.txt --out runs/novel": TRAIN,
+    "charrnn run --data book.txt --target-loss 40 --iterations 1000000 --out runs/below-40": TRAIN,
+    "charrnn run --data book.txt --model lstm --layers 2 --hidden 256 --batch-size 32 "
+    "--seq-length 64 --optimizer adam --dropout 0.1 --dtype float32 --val-frac 0.1 "
+    "--time-limit 600 --out runs/book-lstm": TRAIN,
+    "charrnn run --resume runs/book-lstm --time-limit 1200": TRAIN,
+    "charrnn run --data book.txt": TRAIN,
+    "charrnn run --backend cupy --model lstm --layers 2 --hidden 512 --batch-size 64 "
+    "--seq-length 128 --optimizer adam --dtype float32 --data book.txt --val-frac 0.1 "
+    "--out runs/gpu": "needs an NVIDIA GPU",
+    "charrnn sample --checkpoint runs/gpu --backend numpy --length 500":
+        "samples the GPU run above",
+    "bash benchmarks/gpu_check.sh": "needs an NVIDIA GPU",
+    # docs/plugins/callback.md
+    "pip install -e examples/charrnn-jsonl-logger": RUN,
+    "charrnn run --help | grep -A1 jsonl": RUN,
+    "charrnn run --iterations 300 --jsonl-every 100 --out runs/demo --quiet": RUN,
+    "cat runs/demo/metrics.jsonl": RUN,
+    "pip install examples/charrnn-broken-plugin": RUN,
+    # docs/plugins/model.md
+    "charrnn run --model bigram --layers 2": ERROR,
+    "pip install -e examples/charrnn-bigram-model": RUN,
+    "charrnn run --help | grep -A1 -- --model": RUN,
+    "charrnn run --model bigram --iterations 2000 --out runs/bigram --quiet": RUN,
+    "charrnn sample --checkpoint runs/bigram --length 200": RUN,
+    "charrnn gradcheck --model bigram": RUN,
+    "charrnn conformance --backend numpy -- -k bigram": RUN,
+}
+
+
+def test_every_documented_command_is_in_the_checked_list():
+    documented = {c for page in pages() for c in shell_commands(page)}
+    assert documented, "no shell blocks found: the parser or the docs changed"
+    unlisted = sorted(documented - set(COMMANDS))
+    stale = sorted(set(COMMANDS) - documented)
+    assert not unlisted, "documented commands not in COMMANDS (decide how each is exercised):\n" \
+        + "\n".join(unlisted)
+    assert not stale, "COMMANDS lists commands no page shows any more:\n" + "\n".join(stale)
+
+
+# -- the command-line reference ----------------------------------------------------------------
+
+def _commands(group: click.Group) -> Iterator[Tuple[str, click.Command]]:
+    ctx = click.Context(group, info_name="charrnn")
+    yield "charrnn", group
+    for name in group.list_commands(ctx):
+        yield f"charrnn {name}", group.get_command(ctx, name)
+
+
+@pytest.fixture(scope="module")
+def assembled_cli() -> click.Group:
+    from charrnn.cli_reference import cli
+
+    return cli
+
+
+@pytest.fixture(scope="module")
+def cli_reference_html() -> str:
+    """docs/reference/cli.md rendered with the mkdocs-click extension, as the site renders it."""
+    import markdown
+
+    text = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    return markdown.markdown(text, extensions=["mkdocs-click", "attr_list"])
+
+
+def _sections(html: str) -> Dict[str, str]:
+    """The rendered reference cut at each command's heading."""
+    parts = re.split(r"<h[2-6][^>]*>([\w-]+)</h[2-6]>", html)
+    return {("" if parts[i] == "charrnn" else "charrnn ") + parts[i]: parts[i + 1]
+            for i in range(1, len(parts) - 1, 2)}
+
+
+def test_the_cli_reference_shows_every_command_and_option(assembled_cli, cli_reference_html):
+    sections = _sections(cli_reference_html)
+    expected = dict(_commands(assembled_cli))
+    assert set(sections) == set(expected), (sorted(sections), sorted(expected))
+    for title, command in expected.items():
+        ctx = click.Context(command, info_name=title)
+        for param in command.get_params(ctx):
+            for name in param.opts + param.secondary_opts:
+                if param.param_type_name == "argument":
+                    name = param.human_readable_name
+                assert name in sections[title], f"{title}: {name} is missing from the reference"
+
+
+def test_the_reference_includes_the_options_plugins_add(assembled_cli, cli_reference_html):
+    # Options of charrnn's own callback plugins, which join `run` only when the registry loads.
+    run = _sections(cli_reference_html)["charrnn run"]
+    for option in ("--sample-every", "--plot-every", "--gradcheck-step", "--val-every",
+                   "--report-passage-length", "--lr-schedule", "--checkpoint-every"):
+        assert option in run, option
+
+
+def test_every_option_has_help_text(assembled_cli):
+    missing = []
+    for title, command in _commands(assembled_cli):
+        assert (command.help or "").strip(), f"{title} has no help"
+        ctx = click.Context(command, info_name=title)
+        for param in command.get_params(ctx):
+            if isinstance(param, click.Option) and not (param.help or "").strip():
+                missing.append(f"{title} {'/'.join(param.opts)}")
+    assert not missing, "options without help text: " + ", ".join(missing)
+
+
+# -- the commands, run as written -----------------------------------------------------------
+
+def _book(length: int) -> str:
+    """A stand-in for the user's own text: the embedded corpus, which every Python ships."""
+    from charrnn.data import default_text
+
+    text = default_text()
+    return text[:length]
+
+
+def _checkout_copy(dest: Path) -> Path:
+    """The files git tracks, as a fresh clone has them (no build folders, no egg-info)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+    for name in listed.stdout.decode().split("\0"):
+        if name and (ROOT / name).is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target)
+    return dest
+
+
+def _default_sigint() -> None:
+    # A test run in the background inherits SIGINT ignored; the child must act on Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _execute(command: str, mode: str, cwd: Path, env: Dict[str, str]) -> Tuple[int, str]:
+    """Run ``command`` with bash in ``cwd``; a training run is stopped with Ctrl-C two seconds
+    after it names its run directory. Returns the exit status and everything it printed."""
+    log = cwd.parent / "command.log"
+    with open(log, "w", encoding="utf-8") as sink:
+        proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_default_sigint)
+        limit = time.monotonic() + (600 if mode == INSTALL else 120)
+        started = None
+        while proc.poll() is None and time.monotonic() < limit:
+            time.sleep(0.1)
+            if mode in (TRAIN, INSTALL) and started is None and \
+                    "\nrun directory: " in log.read_text(encoding="utf-8", errors="replace"):
+                started = time.monotonic()
+            if started is not None and time.monotonic() - started > 2.0:
+                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a user stops a run
+                started = float("inf")
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = log.read_text(encoding="utf-8", errors="replace")
+    if proc.returncode == -signal.SIGKILL:
+        pytest.fail(f"{command!r} did not end in time; it printed:\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    work = _checkout_copy(tmp_path_factory.mktemp("checkout"))
+    (work / "book.txt").write_text(_book(300_000), encoding="utf-8")
+    (work / "tinyshakespeare.txt").write_text(_book(200_000)[::-1], encoding="utf-8")
+    return work
+
+
+def test_the_docs_commands_run_as_written_after_the_readme_install(checkout):
+    install = next(c for c, mode in COMMANDS.items() if mode == INSTALL)
+    assert install in shell_commands(ROOT / "README.md")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    code, out = _execute(install, INSTALL, checkout, env)
+    assert "Successfully installed" in out and "charrnn-kit" in out, out[-3000:]
+    assert code == 130 and "continue with: charrnn run --resume" in out, (code, out[-3000:])
+    venv = checkout / ".venv"
+    # What `. .venv/bin/activate` leaves for the commands typed after it in the same shell.
+    env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}")
+
+    failures = []
+    done = {install}
+    for page in pages():
+        shutil.rmtree(checkout / "runs", ignore_errors=True)  # each page starts afresh
+        for command in shell_commands(page):
+            mode = COMMANDS[command]
+            if mode not in (RUN, TRAIN, ERROR) or (command in done and mode == RUN and
+                                                   not command.startswith("charrnn sample")):
+                continue
+            done.add(command)
+            code, out = _execute(command, mode, checkout, env)
+            if mode == ERROR:
+                ok = code not in (0, 130) and out.startswith("Error: ") and out.count("\n") == 1
+            else:
+                ok = code == 0 if mode == RUN else code in (0, 130)
+            if not ok or "Traceback" in out:
+                failures.append(f"{page.name}: {command} -> exit {code}\n{out[-1500:]}")
+    assert not failures, "\n\n".join(failures)
