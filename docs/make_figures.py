@@ -70,6 +70,17 @@ def first_below(run: Path, target: float) -> int:
     return -1
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args()
@@ -85,7 +96,7 @@ def main() -> None:
         (ASSETS / "gradcheck.txt").write_text(gradcheck_table(out), encoding="utf-8")
         (ASSETS / "samples.txt").write_text(samples(course), encoding="utf-8")
         below = first_below(course, 40.0)
-        cpu = platform.processor() or platform.machine()
+        cpu = cpu_name()
         summary = (
             f"Measured by `python docs/make_figures.py` with charrnn "
             f"{out.split(':', 1)[0].split()[-1]} on {os.cpu_count()} cores ({cpu}), "
