@@ -91,7 +91,8 @@ class RunCommand(click.Command):
         except click.UsageError as exc:
             message = exc.format_message()
             named = {a.split("=", 1)[0] for a in preset if a.startswith("--")}
-            if any(f"'{name}'" in message for name in named):  # say where the bad value is
+            typed = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+            if any(f"'{name}'" in message for name in named - typed):  # where the bad value is
                 raise click.UsageError(f"{message} (from --preset {given})", ctx) from None
             raise
 

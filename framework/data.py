@@ -24,6 +24,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -147,18 +148,23 @@ def check_data_path(path: str, encoding: str = "utf-8", option: str = "--data") 
     except LookupError:
         raise CharrnnError(f"unknown encoding {encoding!r}; pass a Python codec name such as "
                            "utf-8 or latin-1") from None
+    what = "data " if option == "--data" else ""
     if not os.path.exists(path):
-        raise CharrnnError(f"data file {path} does not exist; pass an existing text file to {option}")
+        raise CharrnnError(f"{what}file {path} does not exist; pass an existing text file to "
+                           f"{option}")
     if os.path.isdir(path):
-        raise CharrnnError(f"data path {path} is a directory; pass a text file to {option}")
+        raise CharrnnError(f"{what}path {path} is a directory; pass a text file to {option}")
     try:
         info = os.stat(path)
     except OSError as exc:
         raise CharrnnError(f"cannot read {path}: {exc.strerror}; check its permissions") from None
     if not stat.S_ISREG(info.st_mode):
-        raise CharrnnError(f"data path {path} is not a regular file (a device or pipe); pass a "
+        raise CharrnnError(f"{what}path {path} is not a regular file (a device or pipe); pass a "
                            f"text file to {option}")
     return info
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _undecodable(path: str, encoding: str, offset: int) -> CharrnnError:
@@ -194,6 +200,12 @@ def iter_chunks(path: str, encoding: str) -> Iterator[str]:
                 except UnicodeDecodeError as exc:
                     raise _undecodable(path, encoding, fed - held + exc.start) from None
                 fed += len(raw)
+                lone = _SURROGATE.search(chunk)
+                if lone:  # only codecs such as unicode_escape make them; no file can hold them
+                    raise CharrnnError(
+                        f"{path} decodes with --encoding {encoding} to an unpaired surrogate "
+                        f"(U+{ord(lone.group()):04X}), which is not a character; pass the "
+                        "encoding the file was written in, e.g. --encoding utf-8")
                 if chunk:
                     yield chunk
                 if final:

@@ -1,9 +1,14 @@
 """``metrics.csv`` and ``loss.png`` in the run directory: the loss curve of the course assignment.
 
 Every ``--log-every`` updates a row is appended to ``metrics.csv`` (update, epoch, loss, smooth
-loss, validation loss where it was computed at that very update, updates per second); every ``--plot-every`` updates and at the end
-``loss.png`` is redrawn from those rows. A resumed run drops the rows written after the checkpoint
-it resumes from, so the file holds one consistent series with strictly increasing updates.
+loss, validation loss where it was computed at that very update, updates per second); every
+``--plot-every`` updates and at the end ``loss.png`` is redrawn from those rows. A resumed run
+drops the rows written after the checkpoint it resumes from, so the file holds one consistent
+series with strictly increasing updates.
+
+The plot marks the update at which each epoch began, worked out from the text stream rather than
+read from the rows, which come too seldom to place them; when there are many epochs, only every
+2nd, 5th, 10th, 20th, ... is marked, and the legend says which.
 
 Reading the losses synchronises the device, so nothing is read between logging intervals.
 Matplotlib is imported only when a plot is drawn, and only through its object-oriented API with
@@ -29,6 +34,12 @@ from charrnn.trainer import INTERRUPTED
 COLUMNS = ("update", "epoch", "loss", "smooth_loss", "val_loss", "updates_per_second")
 METRICS_FILE = "metrics.csv"
 PLOT_FILE = "loss.png"
+#: The most epochs marked on the plot; past that, every 2nd, 5th, 10th, 20th, ... is marked.
+MOST_EPOCH_MARKS = 10
+#: The ``gid`` of the lines that mark epochs and of the top axis that names them, by which a
+#: reader of the figure (a test, a notebook) finds them.
+EPOCH_GID = "epoch-start"
+EPOCH_AXIS_GID = "epoch-axis"
 
 Row = Dict[str, Any]
 
@@ -76,12 +87,64 @@ def _csv_text(rows: Sequence[Row], header: bool) -> str:
     return buf.getvalue()
 
 
-def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
-              val_points: Sequence[Tuple[int, float]] = (), title: str = "",
-              initial: Optional[float] = None) -> None:
-    """Draw the smooth loss (and validation loss, when there is one) against the update.
+def updates_per_epoch(stream) -> int:
+    """How many updates one pass over the training text takes: the same for every epoch.
+
+    By the stream's rule an update reads ``seq_length + 1`` characters of each stripe from
+    positions 0, T, 2T, ..., as long as they fit in the stripe's ``length`` characters, so an
+    epoch holds ``(length - 1) // T`` updates. The data, the batch and the sequence length are
+    fixed for a run's whole life (a resume refuses to change them), so this one number places
+    every epoch of the run, those of earlier processes included, without any record of them.
+    """
+    return (int(stream.length) - 1) // int(stream.seq_length)
+
+
+def round_step(count: int, most: int) -> int:
+    """The first of 1, 2, 5, 10, 20, 50, ... that has at most ``most`` multiples up to
+    ``count``: marks (or samples) at round intervals, few enough to read, for any length."""
+    scale = 1
+    while True:
+        for m in (1, 2, 5):
+            if int(count) // (m * scale) <= most:
+                return m * scale
+        scale *= 10
+
+
+def epoch_marks(epochs: int, per_epoch: int, until: Optional[int] = None,
+                most: int = MOST_EPOCH_MARKS) -> Tuple[int, List[Tuple[int, int]]]:
+    """``(step, [(epoch, first update of that epoch), ...])`` for the marked epochs.
+
+    Epochs count from 0 as the trainer, ``metrics.csv`` and the progress line count them, so
+    epoch k begins with update ``k * per_epoch + 1``, the first update that reads the start of
+    the text again. Only the marked epochs are listed (a damaged checkpoint's epoch count
+    cannot make a list of millions), and none after ``until``, the update the plot ends at.
+    """
+    step = round_step(epochs, most)
+    marks = [(k, k * per_epoch + 1) for k in range(step, int(epochs) + 1, step)]
+    if until is not None:
+        marks = [(k, u) for k, u in marks if u <= until]
+    return step, marks
+
+
+def epoch_labels(epochs: Sequence[int]) -> List[str]:
+    """The top axis's label for each marked epoch: "epoch 3" on every mark while that fits,
+    and past epoch 99, where ten such labels would run into each other, "epoch" on the first
+    mark only, the others read as a ruler ("epoch 100", "200", "300", ...)."""
+    if not epochs or max(epochs) < 100:
+        return [f"epoch {k:,}" for k in epochs]
+    return [f"epoch {k:,}" if i == 0 else f"{k:,}" for i, k in enumerate(epochs)]
+
+
+def loss_figure(rows: Sequence[Row], seq_length: int,
+                val_points: Sequence[Tuple[int, float]] = (), title: str = "",
+                initial: Optional[float] = None, epochs: Sequence[Tuple[int, int]] = (),
+                epoch_step: int = 1):
+    """The smooth loss (and validation loss, when there is one) against the update, as a
+    matplotlib Figure on the Agg canvas, for :func:`plot_loss` to save (and tests to read).
 
     ``initial``, the smooth loss before the first update, starts the curve at update 0.
+    ``epochs`` lists ``(epoch, update)`` for the epochs to mark (see :func:`epoch_marks`), one
+    of every ``epoch_step``: a dotted line at the update each began, labelled on the top axis.
 
     The smooth loss is summed over a sequence of ``seq_length`` characters, as in the
     assignment; the validation loss (nats per character) is multiplied by ``seq_length`` so both
@@ -107,13 +170,17 @@ def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
         vy = [v * N for _, v in val_points]
         ax.plot(vx, vy, color="tab:orange", linewidth=1.4, marker="s", markersize=3.5,
                 label=f"validation loss \u00d7 {N} (held-out text)")
-    # Light markers where a new pass over the text begins, when there are few enough to read.
-    starts = [b["update"] for a, b in zip(rows, rows[1:])
-              if a["epoch"] is not None and b["epoch"] is not None and b["epoch"] > a["epoch"]]
-    if 0 < len(starts) <= 12:
-        for i, u in enumerate(starts):
-            ax.axvline(u, color="0.75", linewidth=0.8, linestyle=":",
-                       label="new epoch (approx.)" if i == 0 else None)
+    if epochs:
+        # Light lines behind the curves, named on a top axis where no curve or legend sits.
+        label = "start of an epoch" if epoch_step == 1 else \
+            f"start of an epoch (every {epoch_step:,} epochs marked)"
+        for i, (_, update) in enumerate(epochs):
+            ax.axvline(update, color="0.6", linewidth=0.8, linestyle=":", zorder=0.5,
+                       gid=EPOCH_GID, label=None if i else label)
+        top = ax.secondary_xaxis("top")
+        top.set_gid(EPOCH_AXIS_GID)
+        top.set_xticks([u for _, u in epochs], labels=epoch_labels([k for k, _ in epochs]))
+        top.tick_params(axis="x", labelsize=8, colors="0.35", length=3)
     ax.set_xlabel("update")
     ax.set_ylabel(f"smooth loss (nats per sequence of {N} chars)")
     right = ax.secondary_yaxis("right", functions=(lambda y: y / N, lambda y: y * N))
@@ -127,11 +194,20 @@ def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
         ax.text(0.5, 0.5, "no losses logged yet", transform=ax.transAxes, ha="center")
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     fig.tight_layout()
+    return fig
+
+
+def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
+              val_points: Sequence[Tuple[int, float]] = (), title: str = "",
+              initial: Optional[float] = None, epochs: Sequence[Tuple[int, int]] = (),
+              epoch_step: int = 1) -> None:
+    """Draw :func:`loss_figure` into the PNG file ``path``, replacing it whole."""
+    fig = loss_figure(rows, seq_length, val_points, title, initial, epochs, epoch_step)
     atomic_write(path, lambda fh, save=fig.savefig: save(fh, format="png"))
     # A figure and its canvas refer to each other: without this each redraw of an overnight run
     # stays in memory until the cycle collector happens to run (3 MB a redraw, measured).
     fig.clear()
-    del fig, ax
+    del fig
     gc.collect()
 
 
@@ -264,13 +340,30 @@ class LossPlot(Callback):
         head = f"Smooth loss: {source}" if source else "Smooth loss"
         return f"{head}\n({', '.join(parts)}; {trainer.update:,} updates)"
 
+    def plot_arguments(self, trainer) -> Dict[str, Any]:
+        """What the plot of ``trainer``'s run is drawn from, now.
+
+        The epoch marks come from the text stream's state (its epoch count and the fixed length
+        of an epoch), not from the rows: rows are written only every ``--log-every`` updates,
+        and a resumed process, or ``charrnn report``, restores the same stream state from the
+        checkpoint, so every process draws the same marks an uninterrupted run would.
+        """
+        step, epochs = epoch_marks(trainer.epoch, updates_per_epoch(trainer.stream),
+                                   until=trainer.update)
+        return {"rows": self.rows, "seq_length": trainer.seq_length,
+                "val_points": self.val_points, "title": self.title(trainer),
+                "initial": self.initial, "epochs": epochs, "epoch_step": step}
+
+    def figure(self, trainer):
+        """The figure :meth:`draw` would save now (the caller clears it)."""
+        return loss_figure(**self.plot_arguments(trainer))
+
     def draw(self, trainer) -> None:
         if self.plot_path is None:
             return
         # A Ctrl-C inside matplotlib's first import would leave it half-imported for good.
         with deferred_interrupt():
-            plot_loss(self.plot_path, self.rows, trainer.seq_length, self.val_points,
-                      title=self.title(trainer), initial=self.initial)
+            plot_loss(self.plot_path, **self.plot_arguments(trainer))
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -294,4 +387,5 @@ def add_run_options(add_option):
                help="Updates between redraws of loss.png in the run directory (also drawn at "
                     "the end). metrics.csv gets a row every --log-every updates.")
     add_option("--plot/--no-plot", default=True, show_default=True,
-               help="Draw loss.png (the smooth-loss curve). metrics.csv is written either way.")
+               help="Draw loss.png (the smooth-loss curve, with the update at which each epoch "
+                    "began marked). metrics.csv is written either way.")

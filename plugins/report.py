@@ -1,21 +1,26 @@
 """``report.md`` in the run directory: the whole run on one page, shaped like the course report.
 
 Written at the end of training, after every other callback (checkpoints, loss plot, samples) has
-finished: the configuration, the gradient check, the loss curve, the samples taken at each
-interval, and a long passage sampled from the best checkpoint.
+finished: the configuration, the gradient check, the loss curve, samples taken during training,
+and a long passage sampled from the best checkpoint.
+
+Of the samples, the report shows those the course assignment asks for (one every 10,000 updates
+over the first 100,000) and the last one; a long run takes many more, which stay in
+``samples.md`` rather than burying the rest of the report.
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import click
 import numpy
 from charrnn import __version__, hookimpl
 from charrnn.callbacks import Callback
 from charrnn.files import atomic_write_text
+from charrnn.plugins.lossplot import round_step
 from charrnn.sampling import MAX_SAMPLE
 
 REPORT_FILE = "report.md"
@@ -24,6 +29,11 @@ LN2 = math.log(2)
 #: same seed both would draw the same numbers, and a model that forgets its starting state quickly
 #: would then repeat the training samples word for word inside the passage.
 STREAM = 0x7265706F7274  # "report"
+#: The assignment's sample schedule: one every ``COURSE_EVERY`` updates up to ``COURSE_UNTIL``.
+COURSE_EVERY = 10_000
+COURSE_UNTIL = 100_000
+#: Up to this many samples the report shows them all: as many as the course schedule shows.
+SHOW_ALL = 12
 
 
 def passage_rng(seed: int) -> numpy.random.Generator:
@@ -97,6 +107,70 @@ def _gradcheck_markdown(result: Any) -> str:
     except Exception:  # the plugin is missing, broken, or of another version
         table = gradcheck_table(result)
     return f"{intro}\n\n{table}"
+
+
+def shown_samples(updates: Sequence[int]) -> Tuple[List[int], Optional[int], int]:
+    """Which samples the report shows, given the update each was taken at (in order).
+
+    Returns ``(indices, interval, until)``: the samples at update 0 and at each multiple of
+    ``interval`` up to ``until``, then the last sample; ``interval`` is None when every sample
+    is shown. Where no sample was taken at a multiple, the first one taken after it (and before
+    the next multiple) stands in, so a ``--sample-every`` that does not divide the interval
+    still gives one sample per interval. A run that ends before the assignment's first
+    interval gets the same shape at a round interval of its own, about ten samples.
+    """
+    count = len(updates)
+    if count <= SHOW_ALL:
+        return list(range(count)), None, 0
+    last = int(updates[-1])
+    if last >= COURSE_EVERY:
+        interval, until = COURSE_EVERY, COURSE_UNTIL
+    else:
+        interval, until = round_step(last, SHOW_ALL - 2), last
+    chosen: List[int] = []
+    i = 0
+    for mark in range(0, until + 1, interval):
+        while i < count and updates[i] < mark:
+            i += 1
+        if i < count and updates[i] < mark + interval:
+            chosen.append(i)
+    if count - 1 not in chosen:
+        chosen.append(count - 1)
+    return chosen, interval, until
+
+
+def samples_markdown(samples: Sequence[Tuple[int, float, str]], every: Optional[int],
+                     length: Optional[int]) -> str:
+    """The report's section on samples: those :func:`shown_samples` picks, and one line
+    sending the reader to ``samples.md`` for the others."""
+    from charrnn.plugins.sampler import SAMPLES_FILE, fenced
+
+    if not samples:
+        return "No samples were taken.\n"
+    out = [f"{length or len(samples[0][2])} characters each"
+           + (f", every {every:,} updates" if every else "")
+           + ", from the hidden state training had reached at that update.\n"]
+    updates = [int(u) for u, _, _ in samples]
+    chosen, interval, until = shown_samples(updates)
+    if interval is not None:
+        upto = f" up to {until:,}" if updates[-1] > until else ""
+        course = ", as the assignment asks," if interval == COURSE_EVERY else ""
+        line = (f"Shown here: the samples at update 0 and every {interval:,} updates{upto}"
+                f"{course} and the last one (update {updates[-1]:,}).")
+        if any(updates[i] % interval for i in chosen[:-1]):
+            line += (f" Where no sample was taken at a multiple of {interval:,}, the first one "
+                     "taken after it is shown"
+                     + (f" (`--sample-every {every:,}` does not divide {interval:,})"
+                        if every and interval % every else "") + ".")
+        rest = len(samples) - len(chosen)
+        line += (f" The other {rest:,} are in [{SAMPLES_FILE}]({SAMPLES_FILE}), which holds "
+                 "every sample of the run.")
+        out.append(line + "\n")
+    for i in chosen:
+        update, smooth, text = samples[i]
+        out.append(f"### Update {int(update):,} (smooth loss {float(smooth):.3f})\n")
+        out.append(fenced(text) + "\n")
+    return "\n".join(out)
 
 
 def _find(trainer, name: str) -> Optional[Callback]:
@@ -296,18 +370,9 @@ class Report(Callback):
 
         out.append("## Samples during training\n")
         sampler = _find(trainer, "sampler")
-        samples = list(getattr(sampler, "samples", None) or [])
-        if not samples:
-            out.append("No samples were taken.\n")
-        else:
-            every = getattr(sampler, "every", None)
-            length = getattr(sampler, "length", None)
-            out.append(f"{length or len(samples[0][2])} characters each"
-                       + (f", every {every:,} updates" if every else "")
-                       + ", from the hidden state training had reached at that update.\n")
-            for update, smooth, text in samples:
-                out.append(f"### Update {int(update):,} (smooth loss {float(smooth):.3f})\n")
-                out.append(fenced(text) + "\n")
+        out.append(samples_markdown(list(getattr(sampler, "samples", None) or []),
+                                    getattr(sampler, "every", None),
+                                    getattr(sampler, "length", None)))
 
         out.append(f"## A {self.passage_length:,}-character passage from the best model\n")
         if ckpt is None and trainer.corpus is None:
@@ -338,18 +403,21 @@ def register_callbacks(register):
 def add_run_options(add_option):
     add_option("--report/--no-report", default=True, show_default=True,
                help="Write report.md in the run directory at the end: configuration, gradient "
-                    "check, loss plot, samples and a passage from the best checkpoint.")
+                    "check, loss plot, the samples every 10,000 updates up to 100,000 and the "
+                    "last, and a passage from the best checkpoint.")
     add_option("--report-passage-length", type=click.IntRange(min=1, max=MAX_SAMPLE), default=1000,
                show_default=True, help="Characters of the report's passage from the best model.")
     add_option("--report-seed", type=int, default=0, show_default=True,
-               help="Seed for sampling the report's passage.")
+               help="Seed for sampling the report's passage (a stream of its own, not the "
+                    "samples').")
 
 
 @hookimpl
 def register_commands(cli):
     @cli.command("report")
     @click.argument("run_dir", metavar="RUN_DIR")
-    @click.option("--quiet", is_flag=True, help="Print only where the files went.")
+    @click.option("--quiet", is_flag=True,
+                  help="Print only the path of report.md, for scripts.")
     def report_cmd(run_dir: str, quiet: bool) -> None:
         """Write RUN_DIR's report.md and loss.png again from its latest checkpoint, without
         training: for a run stopped before it wrote them (killed, out of disk), or to render

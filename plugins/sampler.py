@@ -130,16 +130,20 @@ def register_callbacks(register):
 def add_run_options(add_option):
     add_option("--sample-every", type=click.IntRange(min=1), default=10_000, show_default=True,
                help="Updates between samples (one is also taken before the first update and at "
-                    "the end).")
+                    "the end). samples.md holds them all; report.md shows those every 10,000 "
+                    "updates up to 100,000, and the last.")
     add_option("--sample-length", type=click.IntRange(min=1, max=MAX_SAMPLE), default=200,
                show_default=True,
                help="Characters per sample.")
     add_option("--temperature", type=POSITIVE_FLOAT, default=1.0, show_default=True,
-               help="Sampling temperature (below 1: more conservative).")
+               help="Sampling temperature of the samples and the report's passage (below 1: "
+                    "more conservative, above 1: more varied).")
     add_option("--top-k", type=click.IntRange(min=1), default=None,
-               help="Sample only among the k likeliest characters.")
+               help="Sample only among the k likeliest characters (the samples and the "
+                    "report's passage).")
     add_option("--sample-seed", fixed_on_resume=True, type=click.IntRange(min=0), default=0, show_default=True,
-               help="Seed of the sampler's own random stream.")
+               help="Seed of the samples' own random stream, apart from training's, so that "
+                    "taking samples never changes what training computes.")
 
 
 def read_prime(prime: Optional[str], prime_file: Optional[str]) -> str:
@@ -173,13 +177,18 @@ def register_commands(cli):
                   show_default=True,
                   help="Characters to generate.")
     @click.option("--temperature", type=POSITIVE_FLOAT, default=1.0, show_default=True,
-                  help="Sampling temperature (below 1: more conservative).")
+                  help="Divides the network's scores before the softmax: below 1 the text is "
+                       "more conservative, above 1 more varied.")
     @click.option("--top-k", type=click.IntRange(min=1), default=None,
                   help="Sample only among the k likeliest characters.")
-    @click.option("--prime", type=str, default=None, help="Text to feed the network first.")
-    @click.option("--prime-file", type=str, default=None, help="File whose text to feed first.")
+    @click.option("--prime", type=str, default=None,
+                  help="Text to feed the network first, printed before what it generates "
+                       "(without it, generation goes on from the checkpoint's saved state).")
+    @click.option("--prime-file", type=str, default=None, metavar="PATH",
+                  help="A file whose text is the prime, instead of --prime.")
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-                  help="Seed of the sampling's random stream.")
+                  help="Seed of the random draws: the same checkpoint, options and seed give "
+                       "the same text.")
     @click.option("--backend", type=RegistryChoice("backend"), default="numpy",
                   show_default=True, help="Array backend to generate with.")
     def sample_cmd(checkpoint: str, length: int, temperature: float, top_k: Optional[int],

@@ -140,3 +140,23 @@ def test_a_file_corpus_says_where_its_ids_are_cached(tmp_path, monkeypatch):
     assert (in_memory.cache_path, in_memory.cache_reused, in_memory.cache_note) == \
         (None, False, None)
     assert in_memory.text is text
+
+
+def test_a_codec_that_yields_lone_surrogates_is_refused_in_one_line(tmp_path):
+    from charrnn.data import read_text
+    from charrnn.errors import CharrnnError
+
+    path = tmp_path / "escaped.txt"
+    path.write_text("abc\\udc80def", encoding="ascii")
+    with pytest.raises(CharrnnError, match=r"unpaired surrogate \(U\+DC80\).*--encoding utf-8"):
+        read_text(str(path), "unicode_escape")
+    assert read_text(str(path), "ascii") == "abc\\udc80def"  # as plain text it is fine
+
+
+def test_a_missing_prime_file_is_not_called_a_data_file(tmp_path):
+    from charrnn.data import read_text
+    from charrnn.errors import CharrnnError
+
+    with pytest.raises(CharrnnError) as info:
+        read_text(str(tmp_path / "nowhere.txt"), option="--prime-file")
+    assert str(info.value).startswith("file ") and "--prime-file" in str(info.value)

@@ -114,6 +114,9 @@ COMMANDS: Dict[str, str] = {
     "charrnn sample --checkpoint runs/gpu --backend numpy --length 500":
         "samples the GPU run above",
     "bash benchmarks/gpu_check.sh": "needs an NVIDIA GPU",
+    # docs/troubleshooting.md
+    "charrnn --no-plugins run --data book.txt": TRAIN,
+    "CHARRNN_DISABLE_PLUGINS=1 charrnn run --data book.txt": TRAIN,
     # docs/plugins/callback.md
     "pip install -e examples/charrnn-jsonl-logger": RUN,
     "charrnn run --help | grep -A1 jsonl": RUN,

@@ -200,6 +200,14 @@ def test_bad_presets_are_one_line(run_charrnn, data_file, tmp_path, content, par
     assert not out.exists()
 
 
+def test_a_bad_value_typed_after_a_preset_is_not_blamed_on_it(run_charrnn, data_file, tmp_path):
+    # quick sets --hidden too; the bad value here is the one typed on the command line.
+    proc = run_charrnn("run", "--preset", "quick", "--hidden", "zero", "--data", data_file,
+                       "--out", tmp_path / "never")
+    assert_one_line_error(proc, "'--hidden'", "'zero' is not a valid integer")
+    assert "(from --preset" not in proc.stderr
+
+
 def test_two_presets_are_refused(run_charrnn, data_file, tmp_path):
     proc = run_charrnn("run", "--preset", "course", "--preset=quick", "--data", data_file)
     assert_one_line_error(proc, "--preset is given more than once")

@@ -6,7 +6,7 @@ import re
 import sys
 
 import pytest
-from helpers import charrnn_cmd
+from helpers import charrnn_cmd, read_samples
 
 PASSAGE = 321
 
@@ -26,13 +26,13 @@ def run_options(*args) -> dict:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    """One short run with samples every 1,000 updates, shared by the tests that only read it."""
+    """One short run with samples every 100 updates, shared by the tests that only read it."""
     base = tmp_path_factory.mktemp("report")
     data = base / "words.txt"
     data.write_text(make_text(), encoding="utf-8")
     out = base / "run"
     proc = charrnn_cmd("run", "--data", data, "--hidden", 16, "--iterations", 3000,
-                       "--sample-every", 1000, "--sample-length", 60,
+                       "--sample-every", 100, "--sample-length", 60,
                        "--report-passage-length", PASSAGE, "--out", out, cwd=base)
     assert proc.returncode == 0, proc.stderr
     return out, proc, (out / "report.md").read_text(encoding="utf-8")
@@ -73,7 +73,7 @@ def test_configuration_table(finished_run):
     assert re.search(r"\| final smooth loss \| \d+\.\d{3} per sequence of 25 characters", config)
     assert re.search(r"\| best checkpoint \| `best.npz`: update [\d,]+, smooth loss", config)
     assert re.search(r"\| epochs \| \d+ completed", config)
-    assert "| `--sample-every` | 1000 |" in section(report, "All options")
+    assert "| `--sample-every` | 100 |" in section(report, "All options")
 
 
 def test_gradcheck_section(finished_run):
@@ -83,16 +83,29 @@ def test_gradcheck_section(finished_run):
     assert "not run" in body or re.search(r"^\| W \|", body, flags=re.M)
 
 
+def shown(report: str):
+    return [int(u.replace(",", "")) for u in re.findall(r"^### Update ([\d,]+) ", report,
+                                                          flags=re.M)]
+
+
 def test_plot_link_and_samples(finished_run):
     out, _, report = finished_run
     assert (out / "loss.png").exists()
     assert "![smooth loss](loss.png)" in report
     samples = section(report, "Samples during training")
-    updates = [int(u.replace(",", "")) for u in re.findall(r"^### Update ([\d,]+) ", samples,
-                                                             flags=re.M)]
-    assert updates == [0, 1000, 2000, 3000]
-    for u in ("1,000", "3,000"):
-        assert len(fenced_after(samples, f"### Update {u} ")) == 60
+    # 31 samples in a run shorter than the assignment's interval: one every 500 updates shown
+    assert shown(samples) == list(range(0, 3001, 500))
+    lines = [line for line in samples.splitlines() if "samples.md" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("Shown here: the samples at update 0 and every 500 updates "
+                               "and the last one (update 3,000).")
+    assert "The other 24 are in [samples.md](samples.md)" in lines[0]
+    assert "as the assignment asks" not in lines[0] and "Where no sample" not in lines[0]
+    every = read_samples(out / "samples.md")
+    assert sorted(every) == list(range(0, 3001, 100))
+    for u in (500, 3000):
+        text = fenced_after(samples, f"### Update {u:,} ")
+        assert len(text) == 60 and text == every[u]
 
 
 def test_passage_has_the_requested_length_and_comes_from_best(finished_run):
@@ -203,3 +216,89 @@ def test_gradcheck_result_in_report(tmp_path):
     trainer.fit()
     body = section((tmp_path / "report.md").read_text(encoding="utf-8"), "Gradient check")
     assert "**passed**" in body and "W" in body and "U" in body
+
+
+# -- which samples the report shows --------------------------------------------------------------
+
+def picked(updates):
+    from charrnn.plugins.report import shown_samples
+
+    indices, interval, until = shown_samples(updates)
+    return [updates[i] for i in indices], interval, until
+
+
+COURSE = list(range(0, 100_001, 10_000))
+
+
+def test_a_long_run_shows_the_course_schedule_and_the_last_sample():
+    assert picked(list(range(0, 400_001, 1000))) == (COURSE + [400_000], 10_000, 100_000)
+    assert picked(list(range(0, 400_001, 10_000))) == (COURSE + [400_000], 10_000, 100_000)
+    # a last sample off the schedule (the run stopped early)
+    assert picked(list(range(0, 250_001, 1000)) + [250_123])[0] == COURSE + [250_123]
+
+
+def test_an_interval_that_does_not_divide_10000_shows_the_first_sample_after_each_multiple():
+    updates = list(range(0, 400_001, 3000)) + [400_000]
+    assert picked(updates)[0] == [0, 12_000, 21_000, 30_000, 42_000, 51_000, 60_000, 72_000,
+                                  81_000, 90_000, 102_000, 400_000]
+    # no sample between 10,000 and 20,000: that multiple is left out, not filled from afar,
+    # and 25,000 stands for 20,000 only
+    assert picked(list(range(0, 200_001, 25_000)) + [200_001, 200_002, 200_003, 200_004,
+                                                     200_005])[0] == \
+        [0, 25_000, 50_000, 75_000, 100_000, 200_005]
+
+
+def test_a_schedule_changed_on_resume():
+    updates = list(range(0, 50_001, 10_000)) + list(range(57_000, 160_001, 7000))
+    assert picked(updates)[0] == [0, 10_000, 20_000, 30_000, 40_000, 50_000, 64_000, 71_000,
+                                  85_000, 92_000, 106_000, 155_000]
+
+
+def test_few_samples_are_all_shown():
+    for updates in ([0], [0, 40], list(range(0, 110_001, 10_000)),
+                    list(range(0, 500_001, 50_000)) + [512_345]):
+        assert picked(updates) == (updates, None, 0)
+
+
+def test_a_short_run_with_many_samples_shows_a_round_interval():
+    assert picked(list(range(0, 3001, 10))) == (list(range(0, 3001, 500)), 500, 3000)
+    assert picked(list(range(0, 9001, 100)) + [9999]) == \
+        (list(range(0, 9001, 1000)) + [9999], 1000, 9999)
+
+
+def test_samples_section_text():
+    from charrnn.plugins.report import samples_markdown
+
+    samples = [(u, 100.0 - u / 5000, f"text {u}") for u in range(0, 400_001, 3000)]
+    samples.append((400_000, 20.0, "the end"))
+    body = samples_markdown(samples, 3000, 7)
+    assert body.startswith("7 characters each, every 3,000 updates, ")
+    assert shown(body) == [0, 12_000, 21_000, 30_000, 42_000, 51_000, 60_000, 72_000, 81_000,
+                           90_000, 102_000, 400_000]
+    assert ("Shown here: the samples at update 0 and every 10,000 updates up to 100,000, as "
+            "the assignment asks, and the last one (update 400,000). Where no sample was taken "
+            "at a multiple of 10,000, the first one taken after it is shown (`--sample-every "
+            "3,000` does not divide 10,000). The other 123 are in [samples.md](samples.md), "
+            "which holds every sample of the run.") in body
+    assert fenced_after(body, "### Update 21,000 (smooth loss 95.800)") == "text 21000"
+    assert fenced_after(body, "### Update 400,000 (smooth loss 20.000)") == "the end"
+    few = samples_markdown(samples[:5], 3000, 7)
+    assert shown(few) == [0, 3000, 6000, 9000, 12_000] and "samples.md" not in few
+    assert samples_markdown([], 3000, 7) == "No samples were taken.\n"
+
+
+def test_report_options_have_help():
+    import click
+    from charrnn.cli import run
+    from charrnn.registry import get_registry
+
+    group = click.Group()
+    get_registry().add_commands(group)
+    report = group.commands["report"]
+    options = [p for p in report.params if isinstance(p, click.Option)]
+    assert {o.name for o in options} == {"quiet"}
+    run_options_ = {p.name: p for p in run.get_params(click.Context(run))}
+    options += [run_options_[name] for name in ("report", "report_passage_length",
+                                                "report_seed")]
+    for option in options:
+        assert option.help and len(option.help) > 20, option.name

@@ -17,11 +17,6 @@ def assert_one_line_error(proc, *parts) -> str:
     return _one_line_error(proc, *parts, quiet_stdout=True)
 
 
-
-
-
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A 300-update run, a 30-update run, and a directory whose best.npz is the short run's
@@ -205,3 +200,20 @@ def test_missing_prime_file_names_the_right_option(runs, tmp_path):
     proc = sample(runs, "--checkpoint", runs / "long", "--prime-file", tmp_path / "nope.txt")
     line = assert_one_line_error(proc, "nope.txt")
     assert "--prime-file" in line and "--data" not in line
+
+
+def test_every_option_has_help():
+    import click
+    from charrnn.cli import run
+    from charrnn.registry import get_registry
+
+    group = click.Group()
+    get_registry().add_commands(group)
+    options = [p for p in group.commands["sample"].params if isinstance(p, click.Option)]
+    assert {o.name for o in options} == {"checkpoint", "length", "temperature", "top_k", "prime",
+                                         "prime_file", "seed", "backend"}
+    of_run = {p.name: p for p in run.get_params(click.Context(run))}
+    options += [of_run[name] for name in ("sample_every", "sample_length", "temperature",
+                                          "top_k", "sample_seed")]
+    for option in options:
+        assert option.help and len(option.help) > 20, option.name
