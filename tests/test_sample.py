@@ -217,3 +217,28 @@ def test_every_option_has_help():
                                           "top_k", "sample_seed")]
     for option in options:
         assert option.help and len(option.help) > 20, option.name
+
+
+def test_the_prime_is_read_from_the_state_training_reached(runs):
+    """The prime is fed from the checkpoint's saved state, not from zeros: what the command
+    prints is what sampling after ``warm_up`` from that state gives, and not what it gives from
+    a zero state."""
+    import numpy
+    from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path
+    from charrnn.plugins.sampler import checkpoint_state
+    from charrnn.sampling import sample_ids, warm_up
+    from charrnn.session import make_backend, model_from_checkpoint
+
+    ckpt = load_checkpoint(resolve_checkpoint_path(str(runs / "long")))
+    model = model_from_checkpoint(ckpt, make_backend("numpy", ckpt.meta.get("dtype", "float64")))
+    ids = [ckpt.vocab.index(c) for c in "ab"]
+
+    def expected(start):
+        state = warm_up(model, start, ids)
+        out = sample_ids(model, state, ids[-1], 40, rng=numpy.random.default_rng(7))
+        return "ab" + "".join(ckpt.vocab[i] for i in out)
+
+    printed = generated(sample(runs, "--checkpoint", runs / "long", "--prime", "ab",
+                               "--length", 40, "--seed", 7))
+    assert printed == expected(checkpoint_state(ckpt, model))
+    assert printed != expected(model.zero_state(1))
