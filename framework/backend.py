@@ -14,8 +14,15 @@ it with one kernel (thinc's ``Ops.lstm_forward_training`` and ``Ops.backprop_lst
 model).
 
 Operations keep nothing between calls that could change their results, and never assume anything
-about the contents of an output array on entry: every element they are documented to write is
-written.
+about the contents of an output array on entry: models and optimizers reuse their buffers from
+one update to the next, so an output (and an optimizer's ``scratch``) arrives holding stale data.
+Every element an operation is documented to write is written, and nothing is read before it is.
+
+The backend is never told the model's sizes: the vocabulary size ``K`` (the input dimension of
+the first layer), the hidden size and the batch all come from the shapes of the arrays the model
+passes. Models also use :attr:`Backend.xp` directly, relying on NumPy's in-place semantics:
+``out=`` arguments, in-place operators, and parameters and gradients that are views into one
+flat array each (:class:`charrnn.params.FlatParams`).
 """
 from __future__ import annotations
 
@@ -29,7 +36,8 @@ Array = Any  # an ndarray of the backend's array module
 
 
 class Backend(RecurrentOps):
-    """Base class for array backends.
+    """Base class for array backends, and, with :attr:`xp` left at NumPy, the reference the
+    conformance suite checks every backend against.
 
     Subclasses set :attr:`name` (what ``--backend`` takes) and :attr:`xp`. Capability flags in
     :attr:`capabilities` let a backend declare what it does not support (for example
@@ -37,6 +45,15 @@ class Backend(RecurrentOps):
 
     The recurrences of the built-in models (:meth:`rnn_forward`, :meth:`lstm_backward`, ...) come
     from :class:`charrnn.recurrent_ops.RecurrentOps`.
+
+    Built as ``MyBackend(dtype="float64")``: ``__init__`` calls :meth:`check_available` first,
+    so a backend that cannot run here refuses before allocating anything, and refuses a dtype
+    that is not floating point.
+
+    Every operation writes all it is documented to write and reads no output before writing it:
+    outputs, and the optimizers' ``scratch`` arrays, arrive holding whatever the previous update
+    left in them. Sizes (the vocabulary, the hidden size, the batch) are never passed: an
+    operation reads them off the shapes of its arguments, which the model chose.
     """
 
     name: ClassVar[str] = "base"
@@ -53,10 +70,16 @@ class Backend(RecurrentOps):
 
     @classmethod
     def check_available(cls) -> None:
-        """Raise :class:`charrnn.errors.BackendUnavailable` with a fix when this cannot run."""
+        """Raise :class:`charrnn.errors.BackendUnavailable` with a fix when this cannot run.
+
+        The launcher prints the message as a one-line error, ``charrnn plugins`` shows it, and
+        the conformance suite skips every case with it as the reason. Registration never calls
+        it, so a backend whose library or device is missing is still listed.
+        """
 
     @classmethod
     def supports(cls, capability: str) -> bool:
+        """Whether :attr:`capabilities` leaves ``capability`` on: anything not declared is."""
         return cls.capabilities.get(capability, True)
 
     @classmethod
@@ -67,16 +90,26 @@ class Backend(RecurrentOps):
     # -- moving data -------------------------------------------------------------------------
 
     def asarray(self, data: Any, dtype: Any = None) -> Array:
+        """Host data (or a device array) on the device. With ``dtype`` None the data's own dtype
+        is kept, so integer ids stay integers."""
         return self.xp.asarray(data, dtype=dtype)
 
     def to_numpy(self, array: Array) -> numpy.ndarray:
+        """A device array, transposed views included, as a host ``numpy.ndarray``. It may share
+        memory with ``array`` on the CPU: callers copy what they keep."""
         return numpy.asarray(array)
 
     def to_float(self, scalar: Any) -> float:
-        """A device scalar to a Python float: the one place a loss reaches the host."""
+        """A device scalar to a Python float: the one place a loss reaches the host.
+
+        It also accepts a Python or NumPy number: a resumed trainer's smooth loss is one until
+        the next update.
+        """
         return float(scalar)
 
     def zeros(self, shape: Sequence[int] | int, dtype: Any = None) -> Array:
+        """Zeros of ``shape`` in the backend's dtype, or in ``dtype``: how models and optimizers
+        allocate every buffer they reuse."""
         return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype)
 
     def synchronize(self) -> None:
@@ -97,7 +130,11 @@ class Backend(RecurrentOps):
     # -- elementwise and reductions ----------------------------------------------------------
 
     def softmax(self, O: Array, axis: int = -1) -> Array:
-        """Softmax along ``axis``, stable against overflow; overwrites and returns ``O``."""
+        """Softmax along ``axis``, stable against overflow; overwrites and returns ``O``.
+
+        The vanilla RNN calls it on ``(K, T*B)`` logits with ``axis=0``; the gated models, through
+        :meth:`charrnn.model.Model.softmax_loss`, on ``(T*B, K)`` logits along the last axis.
+        """
         xp = self.xp
         O -= O.max(axis=axis, keepdims=True)
         xp.exp(O, out=O)
@@ -107,19 +144,23 @@ class Backend(RecurrentOps):
     def segment_sum(self, ids: Array, values: Array, out: Array) -> Array | None:
         """``out[k] = sum of values[i] where ids[i] == k``; rows of ``out`` no id names are zero.
 
-        ``ids`` is one-dimensional, of any integer dtype (a corpus stores ids as ``uint8`` or
-        ``uint16``); ``values`` is ``(len(ids), n)`` and ``out`` ``(K, n)``, possibly a view into
-        a larger flat array. This is the gradient of a row lookup (an embedding table, the input
-        projection of every built-in model). A backend that learns the distinct ids cheaply along
-        the way returns them, sorted, so optimizers can skip the rows that stayed zero; one that
-        would need a device-to-host sync to know them returns None.
+        ``ids`` is one-dimensional, of any integer dtype, signed or not: a corpus stores ids as
+        ``uint8`` (up to 256 characters), ``uint16`` (up to 65,536) or ``int32``, and models pass
+        them on as they are, so ``int64`` must not be assumed. ``values`` is ``(len(ids), n)``
+        and ``out`` ``(K, n)``, with ``K`` the model's vocabulary size, often a view into the
+        flat gradient array: nothing outside it may be written. This is the gradient of a row
+        lookup (an embedding table, the input projection of every built-in model). A backend
+        that learns the distinct ids cheaply along the way returns them, sorted, so optimizers
+        can skip the rows that stayed zero; one that would need a device-to-host sync to know
+        them returns None.
         """
         out[...] = 0
         self.xp.add.at(out, ids, values)
         return None
 
     def clip_(self, x: Array, lo: float, hi: float) -> None:
-        """Clip ``x`` to ``[lo, hi]`` in place."""
+        """Clip ``x`` to ``[lo, hi]`` in place; exactly, as clipping is (the suite compares it bit
+        for bit)."""
         x.clip(lo, hi, out=x)
 
     def clip_norm_(self, x: Array, max_norm: float) -> Array:
@@ -139,7 +180,8 @@ class Backend(RecurrentOps):
     # Each takes the model's flat gradient array, clips it elementwise to [-clip, clip] in place
     # (clip 0 leaves it alone: the array is the model's gradient buffer, rewritten every update),
     # then updates ``param`` and the optimizer's state in place. ``scratch`` has ``param``'s shape
-    # and holds nothing on entry. A backend fuses each into one kernel where it can.
+    # and arrives holding stale data (the optimizer reuses it every update): write it before
+    # reading it. A backend fuses each into one kernel where it can.
 
     def _clip_grad(self, grad: Array, clip: float) -> None:
         if clip:
@@ -152,7 +194,10 @@ class Backend(RecurrentOps):
 
     def adagrad_(self, param: Array, grad: Array, mem: Array, eta: float, eps: float,
                  clip: float, scratch: Array) -> None:
-        """AdaGrad: ``g = clip(grad); mem += g**2; param -= eta * g / sqrt(mem + eps)``."""
+        """AdaGrad: ``g = clip(grad); mem += g**2; param -= eta * g / sqrt(mem + eps)``.
+
+        ``scratch`` arrives holding the previous update's values; it is written before it is read.
+        """
         xp = self.xp
         self._clip_grad(grad, clip)
         xp.multiply(grad, grad, scratch)
@@ -167,6 +212,8 @@ class Backend(RecurrentOps):
                  eps: float, clip: float, scratch: Array) -> None:
         """RMSProp as char-rnn's ``optim.rmsprop``:
         ``g = clip(grad); ms = decay * ms + (1 - decay) * g**2; param -= eta * g / (sqrt(ms) + eps)``.
+
+        ``scratch`` arrives holding the previous update's values; it is written before it is read.
         """
         xp = self.xp
         self._clip_grad(grad, clip)
@@ -186,6 +233,8 @@ class Backend(RecurrentOps):
 
         ``g = clip(grad); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g**2;
         param -= eta * (m / (1 - b1**step)) / (sqrt(v / (1 - b2**step)) + eps)``.
+
+        ``scratch`` arrives holding the previous update's values; it is written before it is read.
         """
         xp = self.xp
         self._clip_grad(grad, clip)

@@ -3,6 +3,19 @@
 Kept apart from :mod:`charrnn.testing` so that the suite's module is first imported by pytest,
 after charrnn's ``pytest11`` plugin has asked for its assertions to be rewritten: failures then
 show the values compared, as they do when a backend author runs the suite with pytest.
+
+The exit status tells three outcomes apart, because a script acting on it (a CI job, a GPU
+check) must not read "could not check here" as either "correct" or "wrong":
+
+* 0 (``PASSED``): at least one case passed and none failed. Cases skipped for a capability
+  the backend declares it lacks do not change that;
+* 1 (``FAILED``): a case failed, or errored in its setup;
+* 5 (``NOTHING_CHECKED``): no case passed and none failed: every case was skipped (the
+  backend cannot run on this machine) or the arguments given to pytest selected none. It is
+  pytest's own status for a run that collected nothing, which is the same outcome.
+
+Any other status is pytest's own (2 interrupted, 3 internal error, 4 a usage error in the
+arguments given to pytest).
 """
 from __future__ import annotations
 
@@ -17,6 +30,14 @@ from typing import Any, List, Sequence
 from .errors import CharrnnError
 
 PYTEST_MISSING = "the conformance suite needs pytest: pip install 'charrnn-kit[test]'"
+
+#: Exit status: at least one case passed and none failed.
+PASSED = 0
+#: Exit status: a case failed, or errored in its setup.
+FAILED = 1
+#: Exit status: nothing was checked. Every case was skipped, or none was selected; pytest's
+#: ``ExitCode.NO_TESTS_COLLECTED``.
+NOTHING_CHECKED = 5
 
 
 class _Tally:
@@ -66,14 +87,22 @@ class _Tally:
 def run_conformance(backend_name: str, extra_args: Sequence[str] = ()) -> int:
     """Run the conformance suite against the registered backend ``backend_name``.
 
-    Writes a three-line test module subclassing :class:`BackendConformance` into a temporary
-    directory and runs pytest on it in this process, with ``extra_args`` appended (``-x``,
-    ``-k softmax``, ``-v``...). Prints pytest's report, then one summary line with the counts of
-    passed, failed and skipped cases (and the skip reasons). Returns pytest's exit code (0 when
-    nothing failed, 1 when a case failed), except that a run where every case was skipped (a
-    backend that cannot run here) returns 1: the summary says that nothing was checked.
+    Writes a three-line test module subclassing ``charrnn.testing.BackendConformance`` into a
+    temporary directory and runs pytest on it in this process, with ``extra_args`` appended
+    (``-x``, ``-k softmax``, ``-v``...), and with a configuration of its own, so that the
+    user's pytest settings do not change what is checked. Prints pytest's report, then one
+    summary line: the verdict (``passed``, ``FAILED`` or ``nothing was checked``), the counts of
+    passed, failed and skipped cases, and one line per skip reason.
 
-    Raises :class:`CharrnnError` for an unknown backend name or when pytest is not installed.
+    Returns the exit status of ``charrnn conformance``: 0 (``PASSED``) when at least one case
+    passed and none failed; 1 (``FAILED``) when a case failed or errored; 5
+    (``NOTHING_CHECKED``) when no case passed and none failed, because every case was skipped
+    or none was selected. A run with every case skipped returns 5, not 0: pytest counts it a
+    success, but a backend that could not run here has not been shown to be correct. Any other
+    status is pytest's own (2 interrupted, 3 internal error, 4 a usage error in ``extra_args``).
+
+    Raises :class:`~charrnn.errors.CharrnnError` for an unknown backend name or when pytest is
+    not installed.
     """
     try:
         import pytest as _pytest
@@ -115,5 +144,5 @@ def run_conformance(backend_name: str, extra_args: Sequence[str] = ()) -> int:
         print(line)
     sys.stdout.flush()
     if code == 0 and not tally.passed:
-        return 1  # every case skipped: asking to check a backend that cannot run here fails
+        return NOTHING_CHECKED  # every case skipped: pytest's success, but nothing was shown
     return int(code)

@@ -9,7 +9,10 @@ recurrence with one fused kernel.
 
 The code here is the reference: written once against ``self.xp``, as plainly as the equations
 allow. Shapes are ``(T, B, ·)``: time, batch, features. ``H[0]`` (and ``C[0]``) hold the incoming
-state; rows ``1..T`` are written. Inputs not documented as written are left unchanged.
+state, which the models carry from one sequence to the next, so it must be read, not assumed
+zero; rows ``1..T`` are written. Those rows, and every other output, arrive holding whatever the
+previous update left in the model's reused buffers. Inputs not documented as written are left
+unchanged.
 
 Sigmoid is computed as ``0.5 * tanh(0.5 x) + 0.5``: the same function, and it cannot overflow.
 """
@@ -21,7 +24,11 @@ Array = Any
 
 
 class RecurrentOps:
-    """Mixed into :class:`charrnn.backend.Backend`; ``self.xp`` is the array module."""
+    """Mixed into :class:`charrnn.backend.Backend`; ``self.xp`` is the array module.
+
+    A backend overrides one of these to replace a recurrence with its own loop or one fused
+    kernel; the conformance suite checks each at ``T`` 1 and 7, ``B`` 1 and 3, against this code.
+    """
 
     xp: Any
 
@@ -56,6 +63,9 @@ class RecurrentOps:
         (T, B, m), the gradient at each pre-activation ``a_t``, and returns it::
 
             dA[t] = (dH[t] + dA[t+1] @ Wh) * (1 - h_t**2)        (nothing flows in after T)
+
+        For a one-step sequence that is ``dA[0] = dH[0] * (1 - h_1**2)``: the loop is correct for
+        every ``T``, one included.
         """
         xp = self.xp
         carry = xp.zeros_like(dH[0])

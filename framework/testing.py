@@ -1,4 +1,4 @@
-"""The backend conformance suite: check that an array backend computes what the NumPy reference does.
+"""The backend conformance suite: check that an array backend computes what the reference does.
 
 A backend author (built-in or third-party) gets the whole suite by subclassing
 :class:`BackendConformance` in any test module; no conftest, no fixtures to copy::
@@ -26,18 +26,22 @@ they all derive from)::
   ``_backward``, at B=1 and B>1) and the fused clip-and-update operations of the optimizers;
 * :class:`ModelConformance`: for every registered model (:attr:`ConformanceFixtures.models`), at
   B=1 and B>1 and with one and two layers: the loss, the state after the sequence and every
-  gradient of ``loss_and_grads``, the loss alone, one step of generation, and a gradient check
-  (centred differences under the backend alone, float64);
-* :class:`OptimizerConformance`: every registered optimizer's updates (with a clip, and with the
-  sparse hint where the optimizer takes it), and its state round trip;
+  gradient of ``loss_and_grads``, the loss alone, two steps of generation, that generation
+  agrees with the loss, and a gradient check (centred differences under the backend alone,
+  float64);
+* :class:`OptimizerConformance`: every registered optimizer's updates, with a clip, with and
+  without the hint of which rows a sequence touched (an optimizer that cannot use it must ignore
+  it), and its state round trip;
 * :class:`TrainingConformance`: several trainer updates across an epoch boundary for every model,
   checkpoints written on one backend and resumed on the other, and seeded sampling.
 
 Every check but the gradient checks and the check that generation agrees with the loss (which run
-on the backend alone) compares against the NumPy reference computing on the host from the same
+on the backend alone) compares against the reference computing on the host from the same
 host-initialised inputs, in float64 and in float32. The reference is the base class
-:class:`charrnn.backend.Backend` itself, whose operations are written once, plainly, against
-NumPy (the core imports no backend, so the NumPy backend plugin is checked like any other).
+:class:`charrnn.backend.Backend` itself, with its ``xp`` left at NumPy: its operations are written
+once, plainly. It is not the NumPy backend plugin (``charrnn.backends.numpy_backend``), which has
+optimisations of its own and is checked against the reference like any other backend; the core
+imports no backend.
 
 Tolerances are per dtype, in the class attributes :attr:`ConformanceFixtures.tolerances` (one
 operation or one pass) and :attr:`ConformanceFixtures.training_tolerances` (after several optimizer
@@ -99,7 +103,12 @@ else:  # pragma: no cover - only without pytest, where the class cannot run anyw
 
 
 def requires(*capabilities: str) -> Callable[[Any], Any]:
-    """Mark a test method as needing ``capabilities``; it is skipped for backends without them."""
+    """Mark a test method as needing ``capabilities``.
+
+    A case added in a subclass with it is skipped, with a reason naming the capability, for a
+    backend that declares the capability ``False``, as the suite's own float64 cases are: a
+    backend is not failed for what it says it does not do.
+    """
 
     def mark(fn: Any) -> Any:
         fn._charrnn_requires = tuple(getattr(fn, "_charrnn_requires", ())) + capabilities
@@ -109,7 +118,12 @@ def requires(*capabilities: str) -> Callable[[Any], Any]:
 
 
 def resolve_backend(spec: Any) -> type:
-    """A backend class from a class, or from the name it is registered under."""
+    """A backend class from a class, or from the name it is registered under.
+
+    An unknown name raises :class:`LookupError` listing the registered backends and the plugins
+    that failed to load; the suite then fails every case with that line rather than skipping
+    them, because a misspelt name is the test author's mistake, not the machine's.
+    """
     if isinstance(spec, type) and issubclass(spec, Backend):
         return spec
     if isinstance(spec, str):
@@ -175,7 +189,7 @@ class ConformanceFixtures:
         "float32": {"rtol": 1e-3, "atol": 1e-4},
     }
 
-    #: The dtype the NumPy reference computes in. Inputs are rounded to the tested dtype first, so
+    #: The dtype the reference computes in. Inputs are rounded to the tested dtype first, so
     #: both see the same numbers; None computes the reference in the tested dtype instead.
     reference_dtype: ClassVar[Optional[str]] = "float64"
 
@@ -246,19 +260,24 @@ class ConformanceFixtures:
 
     @_fixture
     def reference(self, dtype: str) -> Backend:
-        """The NumPy reference, in :attr:`reference_dtype` (or ``dtype``)."""
+        """The reference: the base :class:`~charrnn.backend.Backend` itself, computing with NumPy
+        on the host, in :attr:`reference_dtype` (or ``dtype``). Not the NumPy backend plugin,
+        whose optimisations are themselves checked against it."""
         return Backend(dtype=self.reference_dtype or dtype)
 
     @_fixture
     def tol(self, dtype: str) -> Dict[str, float]:
+        """``rtol`` and ``atol`` for one operation or one pass, from :attr:`tolerances`."""
         return dict(self.tolerances[dtype])
 
     @_fixture
     def training_tol(self, dtype: str) -> Dict[str, float]:
+        """``rtol`` and ``atol`` after several updates, from :attr:`training_tolerances`."""
         return dict(self.training_tolerances[dtype])
 
     @_fixture
     def rng(self) -> numpy.random.Generator:
+        """A host generator with a fixed seed: every run draws the same inputs."""
         return numpy.random.default_rng(20240613)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -359,6 +378,8 @@ class OperationsConformance(ConformanceFixtures):
     """Every operation of :class:`charrnn.backend.Backend` against the reference."""
 
     def test_asarray_to_numpy_round_trip(self, impl, dtype, rng):
+        """Host data reaches the device and comes back unchanged, in the backend's dtype; a
+        transposed view comes back transposed; ``uint8`` ids stay integers."""
         host = rng.standard_normal((3, 4)).astype(dtype)
         dev = self.device(impl, host)
         back = self.host(impl, dev)
@@ -373,6 +394,8 @@ class OperationsConformance(ConformanceFixtures):
         numpy.testing.assert_array_equal(back_ids, ids)
 
     def test_to_float_and_synchronize(self, impl, dtype, tol, rng):
+        """``to_float`` gives a Python float, of a device scalar and of a Python float (a resumed
+        trainer's smooth loss is one until the next update); ``synchronize`` returns."""
         host = rng.standard_normal(50).astype(dtype)
         dev = self.device(impl, host)
         value = impl.to_float(dev.sum())
@@ -383,6 +406,7 @@ class OperationsConformance(ConformanceFixtures):
         impl.synchronize()
 
     def test_zeros(self, impl, dtype):
+        """Zeros of the shape asked (an int or a tuple), in the backend's dtype unless told."""
         for shape, expected in ((7, (7,)), ((2, 3), (2, 3)), ((2, 1, 3), (2, 1, 3))):
             z = self.host(impl, impl.zeros(shape))
             assert z.shape == expected
@@ -392,6 +416,8 @@ class OperationsConformance(ConformanceFixtures):
         assert z.dtype == numpy.dtype(dtype) and not z.any()
 
     def test_describe_and_capabilities(self, backend_class):
+        """``describe()`` is one non-empty line; ``supports()`` answers a bool for every name in
+        :data:`CAPABILITIES`."""
         text = backend_class.describe()
         assert isinstance(text, str) and text.strip(), "describe() must return a non-empty line"
         assert "\n" not in text.strip(), "describe() must return one line"
@@ -401,6 +427,9 @@ class OperationsConformance(ConformanceFixtures):
     @_parametrize("axis", [-1, 0], ids=["rows", "columns"])
     @_parametrize("logits", ["ordinary", "large"])
     def test_softmax(self, impl, reference, dtype, tol, rng, logits, axis):
+        """Along either axis, in place and returned, as the reference computes it. Large logits
+        (a row at 1000, a row of equal large logits) overflow a softmax that does not subtract
+        the maximum first."""
         K = 12
         O = rng.standard_normal((6, K)) * 3.0
         if logits == "large":
@@ -428,6 +457,9 @@ class OperationsConformance(ConformanceFixtures):
 
     @_parametrize("id_dtype", ["uint8", "int64"])
     def test_segment_sum(self, impl, reference, dtype, tol, rng, id_dtype):
+        """Rows summed by id, with repeated and absent ids, from ``uint8`` and ``int64`` ids, into
+        a view of a larger array that must not be written outside. The return value is None or
+        the sorted distinct ids, since optimizers update only those rows."""
         K, m = 9, self.hidden
         ids = numpy.array([3, 1, 3, 3, 0, K - 1, 1, 3], dtype=id_dtype)  # repeats; 2, 4-7 absent
         values = self.round_to(dtype, rng.standard_normal((ids.size, m)))
@@ -454,6 +486,7 @@ class OperationsConformance(ConformanceFixtures):
                 "segment_sum returned something other than None or the sorted distinct ids"))
 
     def test_clip_(self, impl, reference, dtype, rng):
+        """In place, and equal to the reference bit for bit: clipping is exact."""
         host = self.round_to(dtype, rng.standard_normal(60) * 8.0)
         host[:4] = [5.0, -5.0, 5.5, -7.25]
         dev = self.device(impl, host)
@@ -465,6 +498,8 @@ class OperationsConformance(ConformanceFixtures):
 
     @_parametrize("scale", [8.0, 0.01])
     def test_clip_norm_(self, impl, reference, dtype, tol, rng, scale):
+        """Above the limit the norm is scaled down to it and the norm before scaling is returned;
+        within it the array is left exactly as it was."""
         host = self.round_to(dtype, rng.standard_normal(300) * scale)
         norm = float(numpy.sqrt(numpy.dot(host.astype(numpy.float64), host.astype(numpy.float64))))
         limit = 5.0
@@ -481,6 +516,9 @@ class OperationsConformance(ConformanceFixtures):
                                              err_msg="clip_norm_ changed a gradient within the limit")
 
     def test_dropout_mask(self, impl, dtype):
+        """Only 0 and ``1 / (1 - p)``, in the backend's dtype, about ``p`` of them 0, and the
+        same mask from two generators in the same state, so that a resumed run drops the units
+        an uninterrupted one would."""
         p, shape = 0.25, (64, 4, 32)
         masks = [self.host(impl, impl.dropout_mask(numpy.random.default_rng(5), shape, p))
                  for _ in range(2)]
@@ -533,6 +571,9 @@ class OperationsConformance(ConformanceFixtures):
     @_parametrize("kind", ["rnn", "lstm", "gru"])
     @_parametrize("T", [1, 7])
     def test_recurrence_forward(self, impl, reference, dtype, tol, rng, batch, T, kind):
+        """Each forward recurrence at ``T`` 1 and 7, from a non-zero incoming state, into outputs
+        filled with 99.0 first (stale data): the states (and the activated gates) as the
+        reference writes them; the weights, and ``rnn_forward``'s ``A``, unchanged."""
         case = self._recurrence_case(kind, T, batch, dtype, rng)
         expected, got = self._forward(reference, kind, case), self._forward(impl, kind, case)
         for key, value in expected.items():
@@ -547,6 +588,10 @@ class OperationsConformance(ConformanceFixtures):
     @_parametrize("kind", ["rnn", "lstm", "gru"])
     @_parametrize("T", [1, 7])
     def test_recurrence_backward(self, impl, reference, dtype, tol, rng, batch, T, kind):
+        """Each backward recurrence from what the reference's forward pass left, into outputs
+        filled with 99.0: the gradient at the pre-activations as the reference's, and ``dH``
+        unchanged. At ``T`` 1 no gradient flows between steps, so only ``T`` 7 checks the
+        recurrent term."""
         case = self._recurrence_case(kind, T, batch, dtype, rng)
         # What the forward pass leaves (computed by the reference, rounded to the tested dtype).
         fwd = {k: self.round_to(dtype, v) for k, v in self._forward(reference, kind, case).items()}
@@ -580,6 +625,9 @@ class OperationsConformance(ConformanceFixtures):
     @_parametrize("op", ["sgd_", "adagrad_", "rmsprop_", "adam_"])
     @_parametrize("clip", [5.0, 0.0], ids=["clip", "noclip"])
     def test_optimizer_op(self, impl, reference, dtype, tol, rng, op, clip):
+        """Each fused optimizer operation over three updates, with a clip of 5 and without,
+        from gradients with entries beyond the clip and entries of 1e-3 scale: the parameters
+        and every state array as the reference's."""
         n = 40
         param = self.round_to(dtype, rng.standard_normal(n))
         state = [self.round_to(dtype, rng.standard_normal(n) ** 2) for _ in range(2)]
@@ -613,10 +661,17 @@ class OperationsConformance(ConformanceFixtures):
 # -- every registered model ------------------------------------------------------------------
 
 class ModelConformance(ConformanceFixtures):
-    """Each registered model's passes on the backend against the same model on the reference."""
+    """Each registered model's passes on the backend against the same model on the reference.
+
+    Models call the backend's array module directly, so these cases also check that ``xp``
+    shares NumPy's in-place semantics (``out=`` arguments, views into one flat array).
+    """
 
     @_parametrize("layers", [1, 2])
     def test_loss_and_grads(self, impl, reference, dtype, tol, model_name, batch, layers):
+        """The loss, every gradient and the state after the sequence, as the same model computes
+        them on the reference; the same loss again on the buffers the first call allocated
+        (which hold stale data); ``loss()`` agreeing; and the incoming state left unchanged."""
         cls = self.model_class(model_name)
         K, T = self.vocab_size, self.seq_length
         params = self.host_params(cls, K, dtype, seed=3, layers=layers)
@@ -647,6 +702,8 @@ class ModelConformance(ConformanceFixtures):
 
     @_parametrize("layers", [1, 2])
     def test_step(self, impl, reference, dtype, tol, model_name, layers):
+        """Two steps of generation from a non-zero state: the logits of each and the state after,
+        as on the reference."""
         cls = self.model_class(model_name)
         K = self.vocab_size
         params = self.host_params(cls, K, dtype, seed=5, layers=layers)
@@ -729,9 +786,17 @@ class ModelConformance(ConformanceFixtures):
 # -- every registered optimizer ----------------------------------------------------------------
 
 class OptimizerConformance(ConformanceFixtures):
-    """Each registered optimizer's updates and state on the backend."""
+    """Each registered optimizer's updates and state on the backend, against the reference.
+
+    An optimizer plugin author can run these alone, on the NumPy backend, for their own
+    optimizers: ``backend = "numpy"`` and ``optimizers = ["mine"]``.
+    """
 
     def test_optimizer_steps(self, impl, reference, dtype, tol, rng, optimizer_name):
+        """Three updates with a clip, of a flat array laid out as a model's (a dense part, then the
+        rows of a table of which two are touched), with and without a
+        :class:`~charrnn.params.GradientSupport` naming the touched rows: both as the reference's
+        update without it. An optimizer that is not ``sparse_safe`` must ignore the hint."""
         cls = self.optimizer_class(optimizer_name)
         rows, width, dense = 6, 4, 10
         size = dense + rows * width
@@ -757,6 +822,9 @@ class OptimizerConformance(ConformanceFixtures):
                           f"{optimizer_name}: three updates given the rows a sequence touched")
 
     def test_optimizer_state_round_trip(self, impl, reference, dtype, tol, rng, optimizer_name):
+        """``state_dict()`` after two updates holds host NumPy copies that do not change as
+        training goes on; a fresh optimizer, built with another ``eta``, that loads it continues
+        exactly as the original does, and as the same optimizer on the reference."""
         cls = self.optimizer_class(optimizer_name)
         size = 30
         start = self.round_to(dtype, rng.standard_normal(size))
@@ -800,10 +868,17 @@ class OptimizerConformance(ConformanceFixtures):
 # -- training, checkpoints and sampling ----------------------------------------------------------
 
 class TrainingConformance(ConformanceFixtures):
-    """Trainer updates, checkpoints across backends and seeded sampling, for every model."""
+    """Trainer updates, checkpoints across backends and seeded sampling, for every model.
+
+    The trainer runs with AdaGrad and Adam only: each registered optimizer is checked on its own
+    by :class:`OptimizerConformance`.
+    """
 
     @_parametrize("optimizer", ["adagrad", "adam"])
     def test_train_steps(self, impl, reference, dtype, training_tol, model_name, optimizer):
+        """Five trainer updates at batch 2 with AdaGrad and with Adam, across an epoch boundary:
+        the losses, the smooth loss, the position in the text, the state and the parameters as
+        on the reference, within :attr:`training_tolerances`."""
         corpus = self.corpus()
         cls = self.model_class(model_name)
         params = self.host_params(cls, corpus.vocab_size, dtype, seed=7, sigma=0.1)
@@ -861,6 +936,8 @@ class TrainingConformance(ConformanceFixtures):
                                   f"checkpoint {what}: {name}")
 
     def test_sample_ids(self, impl, reference, dtype, model_name):
+        """Seeded sampling, plain and with a temperature and top-k: valid ids, the same ids again
+        from the same seed, the state passed in unchanged, and in float64 the reference's ids."""
         from .sampling import sample_ids
 
         cls = self.model_class(model_name)

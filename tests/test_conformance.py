@@ -4,8 +4,8 @@ For each backend the plugin registry knows, a ``TestConformance_<name>`` class b
 of :class:`charrnn.testing.BackendConformance` (the CuPy backend's cases are skipped, with the
 reason, where CuPy or a GPU is missing). The other tests check the suite itself: a third-party
 test module with a wrong backend fails it, a backend declaring ``{"float64": False}`` has its
-float64 cases skipped, ``run_conformance`` reports a summary, and the CuPy backend's own code
-runs the suite on a CPU stand-in for CuPy.
+float64 cases skipped, ``run_conformance`` reports a summary and exits 5 when nothing was checked,
+and the CuPy backend's own code runs the suite on a CPU stand-in for CuPy.
 """
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ import xml.etree.ElementTree as ET
 
 import numpy
 import pytest
+from charrnn.backend import Backend
+from charrnn.conformance import NOTHING_CHECKED
 from charrnn.errors import BackendUnavailable, CharrnnError
-from charrnn.registry import get_registry
+from charrnn.registry import PluginInfo, Registered, get_registry
+from helpers import call_in_process
 from charrnn.testing import BackendConformance, run_conformance
 
 for _name in get_registry().names("backend"):
@@ -285,7 +288,7 @@ def test_cupy_cases_skip_with_a_reason_naming_cupy(capsys):
         pytest.skip("CuPy and a GPU are usable here: the cupy conformance cases ran instead")
     assert "CuPy" in reason and ("GPU" in reason or "install" in reason), reason
     assert "\n" not in reason
-    assert run_conformance("cupy") == 1  # nothing was checked: not a pass
+    assert run_conformance("cupy") == NOTHING_CHECKED  # not a pass, and not a failure
     out = capsys.readouterr().out
     assert "backend 'cupy'" in out and "nothing was checked" in out, out
     assert re.search(r"skipped \d+: " + re.escape(reason), out), out
@@ -414,3 +417,50 @@ def test_the_suite_gets_assertion_rewriting(request):
     import charrnn.testing
 
     assert type(charrnn.testing.__loader__).__name__ == "AssertionRewritingHook"
+
+
+class Unplugged(Backend):
+    """A backend whose device is missing: installed, registered, unable to run here."""
+
+    name = "unplugged"
+
+    @classmethod
+    def check_available(cls) -> None:
+        raise BackendUnavailable("the unplugged device is not connected; plug it in")
+
+
+def test_every_case_skipped_exits_nothing_checked(monkeypatch, capsys):
+    """A backend that cannot run here is neither passed (0) nor failed (1): status 5, and the
+    summary says nothing was checked, and why."""
+    plugin = PluginInfo("unplugged", "tests", "charrnn-tests", "0.0")
+    monkeypatch.setitem(get_registry().items["backend"], "unplugged",
+                        Registered("backend", "unplugged", Unplugged, plugin))
+    assert run_conformance("unplugged", ["-k", "softmax"]) == NOTHING_CHECKED == 5
+    out = capsys.readouterr().out
+    assert ("charrnn conformance: backend 'unplugged' (charrnn-tests 0.0): nothing was checked: "
+            "0 passed, 0 failed, 8 skipped") in out, out
+    assert "  skipped 8: the unplugged device is not connected; plug it in" in out, out
+
+
+class Float32Only(Backend):
+    name = "float32-only"
+    capabilities = {"float64": False}
+
+
+def test_a_pass_with_some_cases_skipped_still_exits_0(monkeypatch, capsys):
+    """Cases skipped for a capability the backend declares it lacks do not spoil a pass."""
+    plugin = PluginInfo("float32-only", "tests", "charrnn-tests", "0.0")
+    monkeypatch.setitem(get_registry().items["backend"], "float32-only",
+                        Registered("backend", "float32-only", Float32Only, plugin))
+    assert run_conformance("float32-only", ["-k", "softmax"]) == 0
+    summary = capsys.readouterr().out.splitlines()
+    assert "charrnn conformance: backend 'float32-only' (charrnn-tests 0.0): passed: 4 passed, " \
+           "0 failed, 4 skipped" in summary, summary
+
+
+def test_the_command_exits_5_when_nothing_is_selected(capsys):
+    code, out, err = call_in_process(capsys, "conformance", "--backend", "numpy", "--",
+                                     "-k", "no_such_case")
+    assert code == NOTHING_CHECKED, (code, out, err)
+    assert "backend 'numpy' (charrnn-kit " in out and \
+        "): nothing was checked: 0 passed, 0 failed, 0 skipped" in out, out

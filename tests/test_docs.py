@@ -123,6 +123,20 @@ COMMANDS: Dict[str, str] = {
     "charrnn run --iterations 300 --jsonl-every 100 --out runs/demo --quiet": RUN,
     "cat runs/demo/metrics.jsonl": RUN,
     "pip install examples/charrnn-broken-plugin": RUN,
+    # docs/plugins/backend.md
+    "pip install -e examples/charrnn-checked-backend": RUN,
+    "charrnn run --backend checked --iterations 2000 --out runs/checked --quiet": RUN,
+    "charrnn conformance --backend checked": RUN,
+    "charrnn conformance --backend reference -- -x -q": RUN,
+    "pytest examples/charrnn-checked-backend": RUN,
+    # docs/plugins/optimizer.md
+    "pip install -e examples/charrnn-momentum-optimizer": RUN,
+    "charrnn run --optimizer nesterov --iterations 2000 --out runs/nesterov --quiet": RUN,
+    "charrnn run --resume runs/nesterov --iterations 4000 --quiet": RUN,
+    'charrnn conformance --backend numpy -- -k "momentum or nesterov"': RUN,
+    "pytest examples/charrnn-momentum-optimizer": RUN,
+    # docs/conformance.md
+    "charrnn conformance --backend numpy -- -x -k softmax": RUN,
     # docs/plugins/model.md
     "charrnn run --model bigram --layers 2": ERROR,
     "pip install -e examples/charrnn-bigram-model": RUN,

@@ -1,7 +1,9 @@
 """Third-party plugins installed for real: the distributions under ``examples/``.
 
-A callback (``charrnn-jsonl-logger``), a plugin that fails to import (``charrnn-broken-plugin``)
-and a model (``charrnn-bigram-model``).
+A callback (``charrnn-jsonl-logger``), a plugin that fails to import (``charrnn-broken-plugin``),
+a model (``charrnn-bigram-model``), an optimizer (``charrnn-momentum-optimizer``, two optimizers
+from one entry point) and a backend (``charrnn-checked-backend``, two backends from one entry
+point).
 
 Each example is installed with pip, in a subprocess, into its own ``--target`` folder, so the
 test environment is never changed and nothing is fetched from the network. The installed
@@ -29,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Dict, List
 
+import numpy
 import pytest
 from helpers import assert_one_line_error, console_script
 
@@ -37,6 +40,8 @@ EXAMPLES = ROOT / "examples"
 JSONL = "charrnn-jsonl-logger"
 BROKEN = "charrnn-broken-plugin"
 BIGRAM = "charrnn-bigram-model"
+MOMENTUM = "charrnn-momentum-optimizer"
+CHECKED = "charrnn-checked-backend"
 BROKEN_MESSAGE = "RuntimeError: this example plugin is broken on purpose"
 RECORD_KEYS = {"update", "epoch", "smooth_loss", "loss", "updates_per_second", "timestamp"}
 TEXT = ("First Citizen: Before we proceed any further, hear me speak.\n"
@@ -59,14 +64,18 @@ def _check(proc: subprocess.CompletedProcess, what: str) -> None:
     assert proc.returncode == 0, f"{what} failed:\n{proc.stdout}\n{proc.stderr}"
 
 
-def pip_install(example: str, work: Path) -> Path:
-    """Install ``examples/<example>`` with pip into ``work/site`` and return that folder."""
-    src = work / "src"
-    shutil.copytree(EXAMPLES / example, src,
-                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+def pip_install(example: str, work: Path, *more: str) -> Path:
+    """Install ``examples/<example>`` (and the examples named in ``more``, in the same pip
+    command, which saves a start of pip each) into ``work/site`` and return that folder."""
+    sources = []
+    for name in (example, *more):
+        src = work / "src" / name
+        shutil.copytree(EXAMPLES / name, src,
+                        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        sources.append(str(src))
     target = work / "site"
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-           "--target", str(target), str(src)]
+           "--target", str(target), *sources]
     proc = subprocess.run(cmd, env=_subprocess_env(), capture_output=True, text=True, timeout=180)
     _check(proc, " ".join(cmd))
     assert list(target.glob("*.dist-info")), f"pip left no metadata in {target}"
@@ -86,6 +95,12 @@ def broken_site(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def bigram_site(tmp_path_factory) -> Path:
     return pip_install(BIGRAM, tmp_path_factory.mktemp("bigram"))
+
+
+@pytest.fixture(scope="module")
+def extension_site(tmp_path_factory) -> Path:
+    """The optimizer and the backend examples, installed together."""
+    return pip_install(MOMENTUM, tmp_path_factory.mktemp("extensions"), CHECKED)
 
 
 # -- running the launcher -----------------------------------------------------------------------
@@ -352,3 +367,148 @@ def test_conformance_suite_checks_the_bigram_model(bigram_site, tmp_path):
         assert any(n.startswith(test + "[") for n in passed), (test, passed)
     assert len(passed) >= 16, passed
     assert proc.returncode == 0, proc.stdout
+
+
+# -- a third-party optimizer and a third-party backend, each registering two ----------------------
+
+#: Options of the short runs below: a small model, nothing that only costs time.
+SHORT_RUN = ("--hidden", 16, "--seq-length", 10, "--no-gradcheck", "--no-plot", "--quiet")
+
+
+def read_losses(run_dir: Path) -> List[float]:
+    lines = (run_dir / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    column = lines[0].split(",").index("loss")
+    return [float(line.split(",")[column]) for line in lines[1:]]
+
+
+def checkpoint_arrays(path: Path) -> Dict[str, numpy.ndarray]:
+    with numpy.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files if name != "meta"}
+
+
+def test_plugins_lists_two_optimizers_and_two_backends(extension_site, tmp_path):
+    for dist, entry in ((MOMENTUM, "momentum"), (CHECKED, "checked")):
+        (dist_info,) = extension_site.glob(dist.replace("-", "_") + "-0.1.0.dist-info")
+        entry_points = (dist_info / "entry_points.txt").read_text()
+        assert f"[charrnn]\n{entry} = {dist.replace('-', '_')}" in entry_points, entry_points
+
+    listing = plugins_json([extension_site], tmp_path)
+    ours = sorted((r["kind"], r["name"], r["distribution"], r["version"], r["entry_point"])
+                  for r in listing["plugins"] if r["distribution"] in (MOMENTUM, CHECKED))
+    assert ours == [("backend", "checked", CHECKED, "0.1.0", "checked"),
+                    ("backend", "reference", CHECKED, "0.1.0", "checked"),
+                    ("optimizer", "momentum", MOMENTUM, "0.1.0", "momentum"),
+                    ("optimizer", "nesterov", MOMENTUM, "0.1.0", "momentum")]
+    assert not [f for f in listing["failed"] if f["distribution"] in (MOMENTUM, CHECKED)]
+
+    proc = charrnn("plugins", sites=[extension_site], cwd=tmp_path)
+    _check(proc, "charrnn plugins")
+    optimizers = re.search(r"^optimizers:\n((?:  .*\n)*)", proc.stdout, flags=re.M)
+    assert optimizers, proc.stdout
+    assert re.search(r"^  nesterov +charrnn-momentum-optimizer 0\.1\.0  \(entry point momentum\)$",
+                     optimizers.group(1), flags=re.M), proc.stdout
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov"])
+def test_momentum_trains_and_resumes_exactly(extension_site, data_file, tmp_path, optimizer):
+    """The loss falls, and a run stopped halfway and resumed ends exactly where an
+    uninterrupted one does: the velocity goes through the checkpoint."""
+    common = ("--optimizer", optimizer, "--eta", 0.01, "--data", data_file, *SHORT_RUN)
+    straight = tmp_path / "straight"
+    proc = charrnn("run", *common, "--iterations", 60, "--log-every", 1, "--out", straight,
+                   sites=[extension_site], cwd=tmp_path)
+    _check(proc, f"charrnn run --optimizer {optimizer}")
+    assert f"optimizer {optimizer} (eta 0.01, clip 5, momentum 0.9)" in proc.stdout, proc.stdout
+    losses = read_losses(straight)
+    assert len(losses) == 60, losses
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.93 * first, (first, last)
+
+    halves = tmp_path / "halves"
+    proc = charrnn("run", *common, "--iterations", 30, "--out", halves,
+                   sites=[extension_site], cwd=tmp_path)
+    _check(proc, f"charrnn run --optimizer {optimizer} --iterations 30")
+    proc = charrnn("run", "--resume", halves, "--iterations", 60, "--quiet", "--no-plot",
+                   sites=[extension_site], cwd=tmp_path)
+    _check(proc, "charrnn run --resume")
+
+    expected = checkpoint_arrays(straight / "latest.npz")
+    resumed = checkpoint_arrays(halves / "latest.npz")
+    velocity = sorted(k for k in expected if k.startswith("optim.velocity:"))
+    params = sorted(k for k in expected if k.startswith("param."))
+    assert params and [k.replace("optim.velocity:", "param.") for k in velocity] == params
+    assert sorted(resumed) == sorted(expected)
+    for name, array in expected.items():
+        assert (resumed[name] == array).all(), f"{name} differs after the resume"
+
+
+def test_checked_backend_trains_as_the_reference_does(extension_site, data_file, tmp_path):
+    """Both backends of the one entry point train; checking every operation changes nothing."""
+    runs = {}
+    for backend in ("reference", "checked"):
+        out = tmp_path / backend
+        proc = charrnn("run", "--backend", backend, "--data", data_file, *SHORT_RUN,
+                       "--iterations", 40, "--log-every", 1, "--out", out,
+                       sites=[extension_site], cwd=tmp_path)
+        _check(proc, f"charrnn run --backend {backend}")
+        assert f"backend {backend}: charrnn's reference operations on numpy" in proc.stdout
+        runs[backend] = checkpoint_arrays(out / "latest.npz")
+        losses = read_losses(out)
+        assert len(losses) == 40 and sum(losses[-10:]) < 0.95 * sum(losses[:10]), losses
+    assert sorted(runs["checked"]) == sorted(runs["reference"])
+    for name, array in runs["reference"].items():
+        assert (runs["checked"][name] == array).all(), name
+
+
+def test_checked_backend_stops_at_the_operation_that_overflows(extension_site, data_file,
+                                                               tmp_path):
+    """A step of eta * 5 beyond the largest float: the checked backend stops inside the first
+    update, in the optimizer's operation, where the core would only see the next loss."""
+    out = tmp_path / "run"
+    proc = charrnn("run", "--backend", "checked", "--optimizer", "sgd", "--eta", "1e308",
+                   "--data", data_file, *SHORT_RUN, "--iterations", 20, "--out", out,
+                   sites=[extension_site], cwd=tmp_path)
+    assert_one_line_error(proc, "backend 'checked': sgd_ wrote a non-finite value into param",
+                          "from finite inputs", "--eta")
+    assert proc.returncode == 2
+    assert not (out / "latest.npz").exists()
+
+
+def test_conformance_passes_on_both_backends_of_one_entry_point(extension_site, tmp_path):
+    """The whole suite on ``checked`` (the installed optimizers included), a part of it on
+    ``reference``: each backend an entry point registers is checked by its own name."""
+    sites = [extension_site]
+    report = tmp_path / "conformance.xml"
+    proc = charrnn("conformance", "--backend", "checked", "--", f"--junitxml={report}",
+                   sites=sites, cwd=tmp_path)
+    summary = re.search(r"^charrnn conformance: backend 'checked' \(charrnn-checked-backend "
+                        r"0\.1\.0\): passed: (\d+) passed, 0 failed, 0 skipped$", proc.stdout,
+                        flags=re.M)
+    assert summary and proc.returncode == 0, proc.stdout + proc.stderr
+    passed = {case.get("name") for case in ET.parse(report).iter("testcase")
+              if not [c for c in case if c.tag in ("failure", "error", "skipped")]}
+    assert len(passed) == int(summary.group(1)) > 190, summary.group(0)
+    for name in ("test_recurrence_backward[B3-float32-7-gru]", "test_gradient_check[lstm-B3-2]",
+                 "test_optimizer_steps[nesterov-float64]",
+                 "test_checkpoint_portability[rnn-float64-numpy]"):
+        assert name in passed, sorted(passed)
+
+    proc = charrnn("conformance", "--backend", "reference", "--", "-k", "recurrence_backward",
+                   sites=sites, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^charrnn conformance: backend 'reference' \(charrnn-checked-backend "
+                     r"0\.1\.0\): passed: 24 passed, 0 failed, 0 skipped$", proc.stdout,
+                     flags=re.M), proc.stdout
+
+
+def test_conformance_checks_the_momentum_optimizers_on_numpy(extension_site, tmp_path):
+    report = tmp_path / "conformance.xml"
+    proc = charrnn("conformance", "--backend", "numpy", "--", "-k", "momentum or nesterov",
+                   f"--junitxml={report}", sites=[extension_site], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = sorted(case.get("name") for case in ET.parse(report).iter("testcase")
+                   if not [c for c in case if c.tag in ("failure", "error", "skipped")])
+    assert names == sorted(f"{test}[{opt}-{dtype}]"
+                           for test in ("test_optimizer_steps", "test_optimizer_state_round_trip")
+                           for opt in ("momentum", "nesterov")
+                           for dtype in ("float64", "float32")), names
