@@ -74,6 +74,8 @@ DEFAULT_RUN_ENTRIES = 20
 MAX_RUN_BATCH = 4
 #: Floor of the relative error's denominator, so that 0 against 0 counts as agreement.
 EPS = 1e-12
+#: Rounding units of the loss that a difference quotient's error may reach and count as noise.
+NOISE_UNITS = 10
 #: Share of a character-indexed parameter's entries taken where the sequence's characters are.
 USED_SHARE = 0.75
 
@@ -158,7 +160,11 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
 
     with one entry per parameter of the model, where ``rel``/``abs`` are the largest
     relative/absolute errors over the entries checked (inf if a gradient or loss is not finite),
-    ``checked`` their number and ``at`` the index of the entry with the largest relative error.
+    ``checked`` their number, ``at`` the index of the entry with the largest relative error, and
+    ``within_noise`` the number of entries whose relative error exceeds the threshold while
+    their absolute error is within ``noise``: ten rounding units of the loss divided by
+    ``2 * step``, what centred differences cannot resolve. The check passes when every entry's
+    relative error is at most ``threshold`` or its absolute error within ``noise``.
     """
     if hidden < 1 or seq_length < 1 or layers < 1 or batch < 1:
         raise ValueError("hidden, layers, batch and seq_length must be at least 1")
@@ -184,6 +190,11 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
 
     x, y = backend.asarray(x_host), backend.asarray(y_host)
     state = net.zero_state(batch)
+    base_loss = abs(float(net.loss(x, y, state)[0]))
+    # What the difference quotient cannot resolve: the loss is known to about one rounding unit
+    # of its dtype, so a quotient over 2h carries an error of that order divided by 2h. Ten of
+    # them are allowed; an entry whose error is below that is noise, not a disagreement.
+    noise = NOISE_UNITS * float(numpy.finfo(numpy.dtype(backend.dtype)).eps) * base_loss / (2 * step)
     net.loss_and_grads(x, y, state)
     analytic = net.get_grads()
     stored = net.get_params()  # exactly what the device holds, to restore it bit for bit
@@ -216,6 +227,7 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
             diff = numpy.abs(ga - gn)
             rel = diff / numpy.maximum(eps, numpy.abs(ga) + numpy.abs(gn))
         finite = numpy.isfinite(ga) & numpy.isfinite(gn)
+        within_noise = 0
         if chosen.size == 0:
             at_j, max_rel, max_abs = None, 0.0, 0.0
         elif not finite.all():  # a NaN would compare as passing: count it as the worst error
@@ -223,10 +235,16 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
         else:
             at_j = int(numpy.argmax(rel))
             max_rel, max_abs = float(rel[at_j]), float(diff.max())
+            # A tiny gradient (1e-6, say) met by rounding noise of 1e-9 has a relative error of
+            # 1e-3 for correct code: an entry fails only when its error is above the noise too.
+            within_noise = int(numpy.count_nonzero((rel > threshold) & (diff <= noise)))
         at = None if at_j is None else \
             [int(i) for i in numpy.unravel_index(int(chosen[at_j]), shape)]
-        out[name] = {"rel": max_rel, "abs": max_abs, "checked": int(chosen.size), "at": at}
-        passed = passed and max_rel <= threshold
+        out[name] = {"rel": max_rel, "abs": max_abs, "checked": int(chosen.size), "at": at,
+                     "within_noise": within_noise}
+        failing = chosen.size and not (finite.all() and numpy.all((rel <= threshold) |
+                                                                  (diff <= noise)))
+        passed = passed and not failing
     restored = net.get_params()
     if any(not numpy.array_equal(restored[n], stored[n]) for n in net.shapes):
         raise RuntimeError("the gradient check did not restore the parameters it perturbed")
@@ -237,7 +255,7 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
         "entries": int(entries or 0), "dtype": dtype.name, "threshold": float(threshold),
         "passed": bool(passed), "sigma": float(sigma), "seed": int(seed),
         "backend": getattr(backend, "name", type(backend).__name__), "eps": float(eps),
-        "params": out,
+        "noise": float(noise), "params": out,
     }
 
 
@@ -316,6 +334,15 @@ def verdict(result: Mapping[str, Any], flag: str = "--threshold") -> str:
     at = (result.get("params") or {}).get(name, {}).get("at") if name else None
     if at:
         where += "[" + ", ".join(map(str, at)) + "]"
+    noisy = sum(int(e.get("within_noise", 0)) for e in (result.get("params") or {}).values()
+                if isinstance(e, Mapping))
+    if result.get("passed") and noisy:
+        noise = f"the rounding noise of the finite differences ({float(result.get('noise', 0)):.1e})"
+        if noisy == 1:
+            return (f"PASS: max relative error {rel:.2e}{where} is above {flag} "
+                    f"{result['threshold']:g}, but its absolute error is within {noise}")
+        return (f"PASS: max relative error {rel:.2e}{where}; it and the {noisy - 1} other entries "
+                f"above {flag} {result['threshold']:g} have absolute errors within {noise}")
     if result.get("passed"):
         return f"PASS: max relative error {rel:.2e}{where} <= {flag} {result['threshold']:g}"
     return f"FAIL: max relative error {rel:.2e}{where} exceeds {flag} {result['threshold']:g}"

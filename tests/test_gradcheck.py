@@ -408,3 +408,44 @@ def test_gradcheck_command_checks_the_model_asked_for(run_charrnn, data_file):
     names = [line.split()[0] for line in proc.stdout.splitlines()
              if line.split()[:1] and line.split()[0] in expected_names("lstm", 2)]
     assert names == expected_names("lstm", 2)
+
+
+# -- errors within the finite differences' rounding noise ----------------------------------------
+
+def test_a_tiny_gradient_within_rounding_noise_does_not_fail_correct_code(backend):
+    """`charrnn gradcheck --model lstm --layers 2 --batch-size 3` on the default corpus: one
+    entry of Wx1 has a gradient of about 1e-6, and the rounding of the loss gives it a relative
+    error of 3e-4 although the code is right. Its absolute error is within the noise, so the
+    check passes and says why."""
+    from charrnn.data import default_text
+
+    default = Corpus.from_text(default_text(), "default")
+    result = gc.gradient_check(backend, default.ids, default.vocab_size, "lstm", layers=2,
+                               batch=3, entries=0)
+    wx1 = result["params"]["Wx1"]
+    assert wx1["rel"] > result["threshold"]  # the plain relative error would have failed
+    assert wx1["within_noise"] >= 1 and wx1["abs"] <= result["noise"]
+    assert result["passed"]
+    assert gc.verdict(result).startswith(f"PASS: max relative error {wx1['rel']:.2e} in Wx1")
+    assert "rounding noise" in gc.verdict(result)
+    assert 1e-10 < result["noise"] < 1e-8  # float64: far below any gradient a bug disturbs
+
+
+class OffByTinyGradient(NumpyBackend):
+    """Adds 1e-6 to every entry of the scatter-added input gradient: small, but far above the
+    rounding noise of float64 differences."""
+
+    name = "offbytiny"
+
+    def segment_sum(self, ids, values, out):
+        result = super().segment_sum(ids, values, out)
+        out += 1e-6
+        return result
+
+
+def test_a_small_wrong_gradient_above_the_noise_still_fails(corpus):
+    result = gc.gradient_check(OffByTinyGradient("float64"), corpus.ids, corpus.vocab_size,
+                               entries=0)
+    assert not result["passed"], result["params"]["U"]
+    assert gc.verdict(result).startswith("FAIL: max relative error")
+    assert result["params"]["U"]["abs"] > 100 * result["noise"]
