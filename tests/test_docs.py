@@ -15,6 +15,7 @@ link or a reference to code that no longer exists.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -249,23 +250,27 @@ def _default_sigint() -> None:
 
 
 def _execute(command: str, mode: str, cwd: Path, env: Dict[str, str]) -> Tuple[int, str]:
-    """Run ``command`` with bash in ``cwd``; a training run is stopped with Ctrl-C two seconds
-    after it names its run directory. Returns the exit status and everything it printed."""
+    """Run ``command`` with bash in ``cwd``; a training run is stopped with Ctrl-C 1.5 seconds
+    after it names its run directory or, for a new run, prints its first sample (which comes
+    after the gradient check, just before the first update), so that it has trained and saved.
+    Returns the exit status and everything it printed."""
     log = cwd.parent / "command.log"
     with open(log, "w", encoding="utf-8") as sink:
         proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=_default_sigint)
         limit = time.monotonic() + (600 if mode == INSTALL else 120)
-        started = None
+        started, markers = None, 0
         while proc.poll() is None and time.monotonic() < limit:
             time.sleep(0.1)
-            if mode in (TRAIN, INSTALL) and started is None and \
-                    "\nrun directory: " in log.read_text(encoding="utf-8", errors="replace"):
-                started = time.monotonic()
-            if started is not None and time.monotonic() - started > 2.0:
+            if mode in (TRAIN, INSTALL) and started != math.inf:
+                text = log.read_text(encoding="utf-8", errors="replace")
+                seen = ("\nrun directory: " in text) + ("--- sample at update 0 " in text)
+                if seen > markers:
+                    started, markers = time.monotonic(), seen
+            if started is not None and time.monotonic() - started > 1.5:
                 os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a user stops a run
-                started = float("inf")
+                started = math.inf
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -295,7 +300,7 @@ def test_the_docs_commands_run_as_written_after_the_readme_install(checkout):
     # What `. .venv/bin/activate` leaves for the commands typed after it in the same shell.
     env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}")
 
-    failures = []
+    failures, timings = [], []
     done = {install}
     for page in pages():
         shutil.rmtree(checkout / "runs", ignore_errors=True)  # each page starts afresh
@@ -304,12 +309,17 @@ def test_the_docs_commands_run_as_written_after_the_readme_install(checkout):
             if mode not in (RUN, TRAIN, ERROR) or (command in done and mode == RUN and
                                                    not command.startswith("charrnn sample")):
                 continue
+            if command in done and mode == TRAIN and "--out" not in command:
+                continue  # the same run again, and nothing after it on this page needs it
             done.add(command)
+            began = time.monotonic()
             code, out = _execute(command, mode, checkout, env)
+            timings.append(f"{time.monotonic() - began:6.1f} s  {page.name}: {command}")
             if mode == ERROR:
                 ok = code not in (0, 130) and out.startswith("Error: ") and out.count("\n") == 1
             else:
                 ok = code == 0 if mode == RUN else code in (0, 130)
             if not ok or "Traceback" in out:
                 failures.append(f"{page.name}: {command} -> exit {code}\n{out[-1500:]}")
+    print("\n".join(timings))
     assert not failures, "\n\n".join(failures)
