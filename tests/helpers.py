@@ -113,3 +113,21 @@ def call_in_process(capsys, *argv):
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def launch(*argv):
+    """``charrnn ARGV`` in this process with its output captured here rather than by capsys,
+    so that module-scoped fixtures can use it too: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from charrnn.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code, out.getvalue(), err.getvalue()

@@ -11,9 +11,7 @@ page lists that charrnn no longer writes, fails here.
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
-import io
 import json
 import re
 import struct
@@ -25,7 +23,7 @@ from typing import Any, Dict, List, Set, Tuple
 
 import numpy
 import pytest
-from helpers import TEXT
+from helpers import TEXT, launch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "checkpoint-format.md"
@@ -190,20 +188,6 @@ RUNS = [
 ]
 UPDATES = 20
 HIDDEN = 6
-
-
-def launch(*argv) -> Tuple[int, str, str]:
-    """``charrnn ARGV`` in this process: (exit status, stdout, stderr)."""
-    from charrnn.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

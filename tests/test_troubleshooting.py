@@ -9,7 +9,6 @@ launcher formats operating-system errors with.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import importlib.util
 import io
@@ -25,7 +24,7 @@ from typing import List, Tuple
 
 import numpy
 import pytest
-from helpers import TEXT
+from helpers import TEXT, launch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "troubleshooting.md"
@@ -65,20 +64,6 @@ ROWS: List[Tuple[str, str, str]] = [(r[0], code(r[1]), code(r[2]))
                                     for r in table(section(TEXT_OF_PAGE, "## Error messages"))]
 DISK_ROWS = [(code(r[0]), code(r[1]))
              for r in table(section(TEXT_OF_PAGE, "### Disk and permission errors"))]
-
-
-def launch(*argv) -> Tuple[int, str, str]:
-    """``charrnn ARGV`` in this process: (exit status, stdout, stderr)."""
-    from charrnn.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 def rezip(source: Path, target: Path, edit) -> None:
