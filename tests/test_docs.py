@@ -78,7 +78,8 @@ def shell_commands(page: Path) -> List[str]:
 INSTALL, RUN, TRAIN, ERROR = "install", "run", "train", "error"
 COMMANDS: Dict[str, str] = {
     "python3 -m venv .venv && . .venv/bin/activate && pip install . && charrnn run": INSTALL,
-    "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && python -m pytest":
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' "
+    "&& python -m pytest -n auto --dist loadfile":
         "it is the command that runs this test",
     "charrnn run --data book.txt --iterations 300000 --target-loss 40 --out runs/book": TRAIN,
     "charrnn run --resume runs/book --iterations 500000": TRAIN,
@@ -248,28 +249,34 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _trains(text: str) -> bool:
+    """Whether a run's output shows it is past its start-up: a resumed run once it names its
+    run directory, a new one once its first sample is out (after the gradient check, just
+    before the first update)."""
+    if "\nrun directory: " not in text:
+        return False
+    return "\nresuming at update " in text or "--- sample at update 0 " in text
+
+
 def _execute(command: str, mode: str, cwd: Path, env: Dict[str, str]) -> Tuple[int, str]:
-    """Run ``command`` with bash in ``cwd``; a training run is stopped with Ctrl-C 1.5 seconds
-    after it names its run directory or, for a new run, prints its first sample (which comes
-    after the gradient check, just before the first update), so that it has trained and saved.
-    Returns the exit status and everything it printed."""
+    """Run ``command`` with bash in ``cwd``; a training run is stopped with Ctrl-C two seconds
+    after it starts training, so that it has done some updates and saves them. Returns the exit
+    status and everything it printed."""
     log = cwd.parent / "command.log"
     with open(log, "w", encoding="utf-8") as sink:
         proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=_default_sigint)
         limit = time.monotonic() + (600 if mode == INSTALL else 120)
-        started, markers = None, 0
+        training_since = None
         while proc.poll() is None and time.monotonic() < limit:
             time.sleep(0.1)
-            if mode in (TRAIN, INSTALL) and started != math.inf:
-                text = log.read_text(encoding="utf-8", errors="replace")
-                seen = ("\nrun directory: " in text) + ("--- sample at update 0 " in text)
-                if seen > markers:
-                    started, markers = time.monotonic(), seen
-            if started is not None and time.monotonic() - started > 1.5:
+            if mode in (TRAIN, INSTALL) and training_since is None and \
+                    _trains(log.read_text(encoding="utf-8", errors="replace")):
+                training_since = time.monotonic()
+            if training_since is not None and time.monotonic() - training_since > 2.0:
                 os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a user stops a run
-                started = math.inf
+                training_since = math.inf
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
