@@ -259,7 +259,7 @@ def _trains(text: str) -> bool:
 
 
 def _execute(command: str, mode: str, cwd: Path, env: Dict[str, str]) -> Tuple[int, str]:
-    """Run ``command`` with bash in ``cwd``; a training run is stopped with Ctrl-C two seconds
+    """Run ``command`` with bash in ``cwd``; a training run is stopped with Ctrl-C one second
     after it starts training, so that it has done some updates and saves them. Returns the exit
     status and everything it printed."""
     log = cwd.parent / "command.log"
@@ -274,7 +274,7 @@ def _execute(command: str, mode: str, cwd: Path, env: Dict[str, str]) -> Tuple[i
             if mode in (TRAIN, INSTALL) and training_since is None and \
                     _trains(log.read_text(encoding="utf-8", errors="replace")):
                 training_since = time.monotonic()
-            if training_since is not None and time.monotonic() - training_since > 2.0:
+            if training_since is not None and time.monotonic() - training_since > 1.0:
                 os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a user stops a run
                 training_since = math.inf
         if proc.poll() is None:
