@@ -1,0 +1,389 @@
+"""``charrnn sweep``: a hyperparameter search, with Optuna choosing and Dask running the trials.
+
+The sweep is a plugin like any other: it adds its command through ``register_commands``, and
+its heavy dependencies (Optuna, Dask, the Optuna-Dask storage) are imported only when the command
+runs, so that charrnn without the ``sweep`` extra still starts at once and says in one line what
+to install.
+
+How the pieces fit:
+
+* **The study** lives in Optuna's storage: ``study.db`` (SQLite) in the sweep directory, or any
+  ``--storage`` URL. It is wrapped in ``optuna_integration.DaskStorage``, which keeps it on the
+  Dask scheduler, so workers on other machines report to it through the scheduler rather than
+  opening the database themselves.
+* **The trials** are asked of the study here (Optuna's default sampler chooses the values), run
+  by Dask workers as ordinary ``charrnn run`` processes (:mod:`charrnn.plugins.sweep_trial`), and
+  told back here. Their validation losses are reported as they train, and a median pruner stops
+  the hopeless ones.
+* **The cluster** is a ``distributed.LocalCluster`` with one single-threaded worker process per
+  core, or the cluster at ``--scheduler``. A worker that dies costs at most its trial: Dask runs
+  the task again once (it resumes the trial's run directory), then the trial is marked failed.
+* **Resuming.** The same command again opens the same study: finished trials are kept, and a
+  trial the interruption caught is run again, resuming its run directory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import click
+from charrnn import hookimpl
+from charrnn.errors import CharrnnError
+
+INSTALL = "pip install 'charrnn-kit[sweep]'"
+STUDY = "charrnn-sweep"
+DB = "study.db"
+SETTINGS = "sweep.json"
+DEFAULT_VAL_FRAC = 0.1
+#: Seconds to wait for a --scheduler to answer.
+CONNECT_TIMEOUT = 10
+
+
+#: What the worker processes inherit: Optuna's note that DaskStorage is experimental would
+#: otherwise be printed by every worker that unpickles the storage.
+QUIET_WARNINGS = "ignore:DaskStorage is experimental"
+
+
+def _imports() -> Tuple[Any, Any, Any]:
+    try:
+        import distributed
+        import optuna
+        from optuna_integration.dask import DaskStorage
+    except ImportError as exc:
+        raise CharrnnError(f"charrnn sweep needs Optuna and Dask ({exc.name or exc} is not "
+                           f"installed); install them with: {INSTALL}") from None
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress is this command's to print
+    return optuna, distributed, DaskStorage
+
+
+def default_sweep_dir() -> str:
+    return os.path.join("sweeps", time.strftime("%Y%m%d-%H%M%S"))
+
+
+def _budget(iterations: Optional[int], time_limit: Optional[float]) -> List[str]:
+    argv = []
+    if iterations is not None:
+        argv += ["--iterations", str(iterations)]
+    if time_limit is not None:
+        argv += ["--time-limit", repr(float(time_limit))]
+    return argv
+
+
+class Sweep:
+    """A sweep in progress: the study, the cluster's client, and the trials in flight."""
+
+    def __init__(self, sweep_dir: str, settings: Dict[str, Any], space: Any, options: Any,
+                 client: Any, storage_url: str, seed: Optional[int], pruner_startup: int):
+        self.optuna, self.distributed, DaskStorage = _imports()
+        self.sweep_dir, self.settings, self.space, self.options = (
+            sweep_dir, settings, space, options)
+        self.client = client
+        try:
+            self.storage = DaskStorage(storage=storage_url, client=client)
+            self.pruner = self.optuna.pruners.MedianPruner(n_startup_trials=pruner_startup)
+            self.study = self.optuna.create_study(
+                study_name=STUDY, storage=self.storage, direction="minimize",
+                load_if_exists=True, pruner=self.pruner,
+                sampler=self.optuna.samplers.TPESampler(seed=seed))
+        except Exception as exc:
+            raise CharrnnError(f"cannot open the study's storage {storage_url} "
+                               f"({type(exc).__name__}: {exc}); pass a database URL such as "
+                               "sqlite:///sweep.db or postgresql://host/db to --storage") from None
+        self.futures: Dict[Any, Tuple[Any, str]] = {}
+
+    # -- trials ----------------------------------------------------------------------------
+
+    def _slots(self) -> int:
+        workers = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
+    def _rerun_interrupted(self) -> int:
+        """Trials left running by an interrupted sweep: marked as interrupted, and queued again
+        with their run directory, which the new trial resumes."""
+        stale = [t for t in self.study.get_trials(deepcopy=False)
+                 if t.state == self.optuna.trial.TrialState.RUNNING]
+        for t in stale:
+            self.study.tell(t.number, state=self.optuna.trial.TrialState.FAIL)
+            self.study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            self.study.enqueue_trial(t.params, user_attrs={"run_dir": t.user_attrs["run_dir"]})
+        return len(stale)
+
+    def _submit(self) -> None:
+        trial = self.study.ask()
+        values = {p.name: p.suggest(trial) for p in self.space.params}
+        run_dir = trial.user_attrs.get("run_dir") or os.path.join(
+            self.sweep_dir, "trials", f"trial-{trial.number:04d}")
+        argv = self._argv(values)
+        command = "charrnn run " + " ".join(shlex.quote(a) for a in argv) + " --out runs/best"
+        for key, value in (("run_dir", run_dir), ("command", command)):
+            trial.set_user_attr(key, value)
+        os.makedirs(os.path.join(self.sweep_dir, "logs"), exist_ok=True)
+        from charrnn.plugins.sweep_trial import run_trial
+
+        job = {"study": STUDY, "storage": self.storage, "pruner": self.pruner,
+               "trial_id": trial._trial_id, "argv": argv, "run_dir": os.path.abspath(run_dir),
+               "log": os.path.abspath(os.path.join(self.sweep_dir, "logs",
+                                                   f"trial-{trial.number:04d}.log"))}
+        future = self.client.submit(run_trial, job, pure=False, key=f"trial-{trial.number}-"
+                                    f"{os.urandom(4).hex()}")
+        self.futures[future] = (trial, run_dir)
+
+    def _argv(self, values: Dict[str, Any]) -> List[str]:
+        from charrnn.plugins.sweep_space import run_argv
+
+        chosen = {**self.space.fixed, **values}
+        return run_argv(chosen, self.options) + self.settings["budget_argv"]
+
+    def _finish(self, future: Any) -> str:
+        trial, run_dir = self.futures.pop(future)
+        states = self.optuna.trial.TrialState
+        try:
+            outcome = future.result()
+        except self.distributed.KilledWorker:
+            outcome = {"state": "fail", "value": None,
+                       "detail": "its worker died, also when the trial was run again"}
+        except Exception as exc:  # a failure inside the task, reported in one line
+            outcome = {"state": "fail", "value": None,
+                       "detail": f"{type(exc).__name__}: {exc}"}
+        if outcome.get("value") is not None:
+            trial.set_user_attr("last_val_loss", outcome["value"])
+        if outcome.get("detail"):
+            trial.set_user_attr("detail", outcome["detail"])
+        if outcome["state"] == "complete":
+            self.study.tell(trial, outcome["value"])
+        else:
+            self.study.tell(trial, state=states.PRUNED if outcome["state"] == "pruned"
+                            else states.FAIL)
+        return self._progress(trial, outcome)
+
+    def _progress(self, trial: Any, outcome: Dict[str, Any]) -> str:
+        from charrnn.plugins.sweep_results import best, finished
+
+        trials = self.study.get_trials(deepcopy=False)
+        done = finished(trials)
+        pruned = sum(t.state == self.optuna.trial.TrialState.PRUNED for t in done)
+        top = best(trials)
+        value = outcome.get("value")
+        what = {"complete": f"val {value:.4f}" if value is not None else "complete",
+                "pruned": "pruned" + (f" ({outcome['detail']})" if outcome.get("detail") else ""),
+                "fail": f"failed: {outcome.get('detail', '')}"}[outcome["state"]]
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in trial.params.items())
+        best_text = f"best {top.value:.4f} (trial {top.number})" if top else "no best yet"
+        return (f"trial {trial.number} {what} [{params}]; done {len(done)}/"
+                f"{self.settings['trials']}, running {len(self.futures)}, pruned {pruned}; "
+                f"{best_text}")
+
+    def run(self) -> None:
+        rerun = self._rerun_interrupted()
+        if rerun:
+            click.echo(f"running again {rerun} trial(s) the last interruption caught")
+        wanted = self.settings["trials"]
+        try:
+            while True:
+                done = len(self._finished())
+                while done + len(self.futures) < wanted and len(self.futures) < self._slots():
+                    self._submit()
+                if not self.futures:
+                    break
+                try:
+                    ready, _ = self.distributed.wait(list(self.futures), timeout=1,
+                                                     return_when="FIRST_COMPLETED")
+                except TimeoutError:  # nothing finished this second: look again
+                    continue
+                for future in ready:
+                    click.echo(self._finish(future))
+        finally:
+            for future in list(self.futures):
+                future.cancel()
+
+    def _finished(self) -> List[Any]:
+        from charrnn.plugins.sweep_results import finished
+
+        return finished(self.study.get_trials(deepcopy=False))
+
+
+def _connect(scheduler: Optional[str], workers: int, distributed: Any):
+    """A client of the cluster at ``scheduler``, or of a new local cluster of ``workers``."""
+    import dask
+
+    if scheduler:
+        try:
+            return distributed.Client(scheduler, timeout=CONNECT_TIMEOUT), None
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise CharrnnError(f"cannot reach the Dask scheduler at {scheduler} within "
+                               f"{CONNECT_TIMEOUT} s ({type(exc).__name__}); start one with "
+                               "`dask scheduler` and `dask worker ADDRESS`, or check the "
+                               "address") from None
+    from charrnn.plugins.sweep_trial import SINGLE_THREAD
+
+    # One retry: a trial whose worker dies runs once more (resuming), then counts as failed.
+    dask.config.set({"distributed.scheduler.allowed-failures": 1})
+    os.environ.update(SINGLE_THREAD)  # the worker processes inherit one BLAS thread each
+    os.environ["PYTHONWARNINGS"] = QUIET_WARNINGS
+    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=50)
+    return distributed.Client(cluster), cluster
+
+
+def _settings(sweep_dir: str, wanted: Dict[str, Any]) -> Dict[str, Any]:
+    """The sweep's settings, saved on its first start; a later start must ask for the same
+    search, or it would mix trials of two searches in one study."""
+    from charrnn.files import atomic_write_text
+
+    path = os.path.join(sweep_dir, SETTINGS)
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise CharrnnError(f"{path} cannot be read ({exc}); pass a new --out") from None
+        for key in ("fixed", "space", "budget_argv"):
+            if saved.get(key) != wanted[key]:
+                raise CharrnnError(f"the sweep in {sweep_dir} was started with another search "
+                                   f"({key} differs); run its own command again, or pass a new "
+                                   "--out")
+        saved["trials"] = wanted["trials"]  # more (or fewer) trials may be asked for
+        atomic_write_text(path, json.dumps(saved, indent=2))
+        return saved
+    os.makedirs(sweep_dir, exist_ok=True)
+    atomic_write_text(path, json.dumps(wanted, indent=2))
+    return wanted
+
+
+def _describe_space(space: Any) -> Dict[str, Any]:
+    return {p.name: {"kind": p.kind, "choices": list(p.choices), "low": p.low, "high": p.high,
+                     "log": p.log, "describe": p.describe()} for p in space.params}
+
+
+def show(sweep_dir: str, storage_url: Optional[str], quiet: bool = False) -> None:
+    """Print the table and write the plots and sweep.md from the study's trials."""
+    optuna, _, _ = _imports()
+    from charrnn.plugins import sweep_results as results
+
+    path = os.path.join(sweep_dir, SETTINGS)
+    if not os.path.exists(path):
+        raise CharrnnError(f"{sweep_dir} is not a sweep directory (it has no {SETTINGS}); pass "
+                           "the --out of a charrnn sweep")
+    with open(path, encoding="utf-8") as f:
+        info = json.load(f)
+    url = storage_url or info.get("storage") or _default_storage(sweep_dir)
+    try:
+        study = optuna.load_study(study_name=STUDY, storage=url)
+    except Exception as exc:
+        raise CharrnnError(f"cannot open the study in {url} ({type(exc).__name__}: {exc}); "
+                           "pass its --storage") from None
+    trials = study.get_trials(deepcopy=False)
+    rows = results.table(trials, list(info.get("space", {})))
+    if not quiet:
+        click.echo(results.format_table(rows))
+    results.plot(trials, info.get("space", {}), sweep_dir)
+    report = results.write_report(trials, info, sweep_dir)
+    top = results.best(trials)
+    if top is not None:
+        click.echo(f"best: trial {top.number}, validation loss {top.value:.4f}; train it "
+                   f"again with:\n  {top.user_attrs.get('command', '')}")
+    click.echo(f"report: {report}")
+
+
+def _default_storage(sweep_dir: str) -> str:
+    return "sqlite:///" + os.path.abspath(os.path.join(sweep_dir, DB))
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("sweep")
+    @click.option("--out", default=None, metavar="DIR",
+                  help="Sweep directory: the study, each trial's run directory, the report "
+                       "[default: sweeps/<date>-<time>]. The same command with the same --out "
+                       "resumes an interrupted sweep.")
+    @click.option("--param", "params", multiple=True, metavar="NAME=SPEC",
+                  help="An option to search: NAME=A,B,C (a choice), NAME=LOW:HIGH (a range; "
+                       "whole numbers for an integer option) or NAME=log:LOW:HIGH. Repeatable.")
+    @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                  help="An option fixed for every trial, e.g. --set model=lstm. Repeatable.")
+    @click.option("--space", "space_file", default=None, metavar="FILE",
+                  help="A file of --set and --param lines (# starts a comment), read before "
+                       "those on the command line.")
+    @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
+                  help="Trials to finish (complete, pruned or failed).")
+    @click.option("--iterations", type=click.IntRange(min=1), default=None,
+                  help="Updates per trial (the per-trial budget, with or instead of "
+                       "--time-limit).")
+    @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
+                  metavar="SECONDS", help="Seconds of training per trial.")
+    @click.option("--workers", type=click.IntRange(min=1), default=None,
+                  help="Worker processes of the local cluster [default: one per core].")
+    @click.option("--scheduler", default=None, metavar="ADDRESS",
+                  help="Run the trials on the Dask cluster at ADDRESS (tcp://HOST:8786) "
+                       "instead of a local one.")
+    @click.option("--storage", default=None, metavar="URL",
+                  help="Optuna storage URL of the study [default: sqlite:///DIR/study.db].")
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="Seed of Optuna's sampler.")
+    @click.option("--prune-after", type=click.IntRange(min=0), default=4, show_default=True,
+                  help="Trials that must finish before the pruner stops any.")
+    @click.option("--show", "show_dir", default=None, metavar="DIR",
+                  help="Only print the table of the sweep in DIR and write its plots and "
+                       "sweep.md.")
+    def sweep_cmd(out, params, sets, space_file, trials, iterations, time_limit, workers,
+                  scheduler, storage, seed, prune_after, show_dir) -> None:
+        """Search over charrnn run options for the lowest validation loss.
+
+        Optuna chooses each trial's values, Dask runs the trials (on a local cluster with one
+        worker per core, or on --scheduler), and every trial is an ordinary run directory
+        under DIR/trials.
+        """
+        if show_dir is not None:
+            show(show_dir, storage)
+            return
+        from charrnn.plugins.sweep_space import build_space, run_options
+
+        options = run_options(cli.commands["run"])
+        space = build_space(sets, params, space_file, options)  # checked before any import
+        if iterations is None and time_limit is None:
+            raise CharrnnError("each trial needs a budget; pass --iterations N or "
+                               "--time-limit SECONDS")
+        if "val_frac" not in space.fixed:
+            space.fixed["val_frac"] = DEFAULT_VAL_FRAC
+            click.echo(f"the objective is the validation loss: holding out the last "
+                       f"{DEFAULT_VAL_FRAC:g} of the text (--set val-frac=F to choose)")
+        if not space.fixed["val_frac"]:
+            raise CharrnnError("--set val-frac=0 leaves no validation text, and the sweep "
+                               "minimises the validation loss; pass --set val-frac=0.1")
+        if iterations is not None and "val_every" not in space.fixed:
+            space.fixed["val_every"] = max(1, iterations // 10)
+        every = space.fixed.get("val_every")
+        if every is not None and "log_every" not in space.fixed:
+            space.fixed["log_every"] = every  # a validation row per report to the pruner
+        if "data" in space.fixed:
+            space.fixed["data"] = os.path.abspath(space.fixed["data"])  # workers' cwd differs
+        _, distributed, _ = _imports()
+        sweep_dir = out or default_sweep_dir()
+        url = storage or _default_storage(sweep_dir)
+        settings = _settings(sweep_dir, {
+            "trials": trials, "fixed": {k: v for k, v in space.fixed.items()},
+            "space": _describe_space(space), "budget_argv": _budget(iterations, time_limit),
+            "budget": " and ".join(filter(None, [
+                f"{iterations:,} updates" if iterations else "",
+                f"{time_limit:g} s" if time_limit else ""])),
+            "storage": storage})
+        client, cluster = _connect(scheduler, workers or os.cpu_count() or 1, distributed)
+        try:
+            where = scheduler or f"a local cluster of {len(client.scheduler_info()['workers'])} " \
+                                 "single-threaded workers"
+            click.echo(f"sweep: {trials} trials on {where}; study in {url}; trials in "
+                       f"{os.path.join(sweep_dir, 'trials')}")
+            Sweep(sweep_dir, settings, space, options, client, url, seed, prune_after).run()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        show(sweep_dir, storage, quiet=False)

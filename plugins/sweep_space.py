@@ -1,0 +1,222 @@
+"""A sweep's search space: which ``charrnn run`` options are fixed and which Optuna chooses.
+
+Written on the command line or in a file, one entry per ``--set`` or ``--param``::
+
+    --set model=lstm                 fixed for every trial
+    --param hidden=128,256,512       a choice
+    --param eta=log:1e-4:1e-2        a range on a log scale
+    --param dropout=0:0.5            a range (whole numbers for an integer option)
+
+Every name is checked against the options ``charrnn run`` really has (its plugins' included) and
+every value against that option's own type, before any trial starts: a typo would otherwise cost
+a whole sweep of identical runs.
+"""
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import click
+from charrnn.errors import CharrnnError
+
+#: Options a sweep sets itself, or that would change what the trials are compared on.
+RESERVED = {
+    "out": "each trial's run directory is chosen by the sweep",
+    "resume": "the sweep resumes its own trials",
+    "quiet": "trials always run quietly",
+    "preset": "spell the preset's options out with --set",
+    "iterations": "pass the per-trial budget as charrnn sweep --iterations",
+    "time_limit": "pass the per-trial budget as charrnn sweep --time-limit",
+}
+#: Fixed with --set only: varying them would change what the validation loss measures.
+SET_ONLY = {"val_frac", "data", "encoding"}
+
+
+@dataclass
+class Param:
+    """One dimension Optuna chooses: ``kind`` is ``choice``, ``float``, ``int``."""
+
+    name: str
+    kind: str
+    choices: Tuple[Any, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+
+    def suggest(self, trial: Any) -> Any:
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return ",".join(str(c) for c in self.choices)
+        return f"{'log:' if self.log else ''}{self.low:g}:{self.high:g}"
+
+
+@dataclass
+class Space:
+    fixed: Dict[str, Any] = field(default_factory=dict)
+    params: List[Param] = field(default_factory=list)
+
+    def names(self) -> List[str]:
+        return list(self.fixed) + [p.name for p in self.params]
+
+
+def run_options(run_command: click.Command) -> Dict[str, click.Option]:
+    """``charrnn run``'s options by parameter name, those its plugins add included."""
+    ctx = click.Context(run_command, info_name="run")
+    return {p.name: p for p in run_command.get_params(ctx)
+            if isinstance(p, click.Option) and p.name and p.name != "help"}
+
+
+def _option(name: str, options: Mapping[str, click.Option], how: str) -> Tuple[str, click.Option]:
+    key = name.strip().lstrip("-").replace("-", "_")
+    if not key:
+        raise CharrnnError(f"{how} names no option; write {how} NAME=VALUE")
+    if key not in options:
+        raise CharrnnError(f"{how} {name}: charrnn run has no option --{key.replace('_', '-')}; "
+                           "see charrnn run --help for the options a sweep can set")
+    if key in RESERVED:
+        raise CharrnnError(f"{how} {name}: {RESERVED[key]}")
+    return key, options[key]
+
+
+def _convert(option: click.Option, text: str, where: str) -> Any:
+    """``text`` through the option's own type, as ``charrnn run`` would read it."""
+    if option.is_flag:
+        lowered = text.strip().lower()
+        if lowered in ("true", "yes", "1", "on"):
+            return True
+        if lowered in ("false", "no", "0", "off"):
+            return False
+        raise CharrnnError(f"{where}: {text!r} is not true or false")
+    try:
+        return option.type.convert(text, None, None)
+    except click.BadParameter as exc:
+        raise CharrnnError(f"{where}: {exc.format_message()}") from None
+
+
+def _is_int(option: click.Option) -> bool:
+    return isinstance(option.type, (click.types.IntParamType, click.IntRange))
+
+
+def parse_set(entry: str, options: Mapping[str, click.Option]) -> Tuple[str, Any]:
+    name, sep, value = entry.partition("=")
+    if not sep:
+        raise CharrnnError(f"--set {entry}: write --set NAME=VALUE, e.g. --set model=lstm")
+    key, option = _option(name, options, "--set")
+    return key, _convert(option, value, f"--set {entry}")
+
+
+def parse_param(entry: str, options: Mapping[str, click.Option]) -> Param:
+    name, sep, spec = entry.partition("=")
+    where = f"--param {entry}"
+    if not sep or not spec:
+        raise CharrnnError(f"{where}: write --param NAME=A,B,C (a choice), NAME=LOW:HIGH (a "
+                           "range) or NAME=log:LOW:HIGH (a range on a log scale)")
+    key, option = _option(name, options, "--param")
+    if key in SET_ONLY:
+        raise CharrnnError(f"{where}: --{key.replace('_', '-')} changes what the trials are "
+                           "compared on; fix it with --set")
+    if option.is_flag:
+        values = [v for v in spec.split(",")]
+        return Param(key, "choice", tuple(_convert(option, v, where) for v in values))
+    parts = spec.split(":")
+    log = parts[0].strip().lower() == "log"
+    if log:
+        parts = parts[1:]
+    if len(parts) == 1 and not log:
+        values = [v for v in parts[0].split(",")]
+        if len(values) < 2:
+            raise CharrnnError(f"{where}: one value is not a choice; fix it with --set "
+                               f"{key.replace('_', '-')}={values[0]}, or give LOW:HIGH")
+        choices = tuple(_convert(option, v, where) for v in values)
+        if len(set(choices)) < len(choices):
+            raise CharrnnError(f"{where}: a value appears twice")
+        return Param(key, "choice", choices)
+    if len(parts) != 2:
+        raise CharrnnError(f"{where}: a range is LOW:HIGH or log:LOW:HIGH")
+    low, high = (_convert(option, p, where) for p in parts)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        raise CharrnnError(f"{where}: --{key.replace('_', '-')} is not a number; give a choice "
+                           "A,B,C instead")
+    if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
+        raise CharrnnError(f"{where}: the range needs LOW < HIGH")
+    if log and low <= 0:
+        raise CharrnnError(f"{where}: a log range needs LOW > 0")
+    return Param(key, "int" if _is_int(option) else "float", low=low, high=high, log=log)
+
+
+def read_space_file(path: str) -> List[Tuple[str, str]]:
+    """``(flag, entry)`` pairs from a file of ``--set``/``--param`` lines (``#`` comments)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise CharrnnError(f"cannot read the space file {path} ({exc.strerror}); pass a text "
+                           "file of --set and --param lines") from None
+    pairs: List[Tuple[str, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise CharrnnError(f"{path}, line {number}: {exc}") from None
+        while words:
+            flag = words.pop(0)
+            if flag not in ("--set", "--param") or not words:
+                raise CharrnnError(f"{path}, line {number}: expected --set NAME=VALUE or "
+                                   "--param NAME=SPEC")
+            pairs.append((flag, words.pop(0)))
+    return pairs
+
+
+def build_space(sets: Sequence[str], params: Sequence[str], space_file: Optional[str],
+                options: Mapping[str, click.Option]) -> Space:
+    entries = read_space_file(space_file) if space_file else []
+    entries += [("--set", s) for s in sets] + [("--param", p) for p in params]
+    space = Space()
+    for flag, entry in entries:
+        if flag == "--set":
+            key, value = parse_set(entry, options)
+            space.fixed.pop(key, None)
+            space.params = [p for p in space.params if p.name != key]
+            space.fixed[key] = value
+        else:
+            param = parse_param(entry, options)
+            space.fixed.pop(param.name, None)
+            space.params = [p for p in space.params if p.name != param.name] + [param]
+    if not space.params:
+        raise CharrnnError("the sweep has nothing to search; give at least one --param, e.g. "
+                           "--param eta=log:1e-4:1e-2")
+    return space
+
+
+def run_argv(values: Mapping[str, Any], options: Mapping[str, click.Option]) -> List[str]:
+    """``charrnn run`` arguments that set ``values`` (option name to value)."""
+    argv: List[str] = []
+    for key, value in values.items():
+        option = options[key]
+        flag = next(o for o in option.opts if o.startswith("--"))
+        if option.is_flag:
+            if value:
+                argv.append(flag)
+            elif option.secondary_opts:
+                argv.append(option.secondary_opts[0])
+            continue
+        argv += [flag, _text(value)]
+    return argv
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def command_line(argv: Sequence[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)

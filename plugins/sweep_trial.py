@@ -1,0 +1,124 @@
+"""One trial of a sweep, as a Dask worker runs it: an ordinary ``charrnn run`` in a child process.
+
+A child process, not a call in the worker, so that a trial is exactly the run a user would make
+(its run directory can be resumed, sampled and reported like any other), and so that a plugin
+that crashes or leaks takes down one run, not the worker. The child dies with the worker
+(``PR_SET_PDEATHSIG`` on Linux), so a killed worker leaves no orphan training on.
+
+The validation losses the run writes to ``metrics.csv`` are reported to the trial as they
+appear, and the study's pruner is asked after each one; a trial it prunes is stopped with
+Ctrl-C, which saves its checkpoint like any interrupted run.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+#: Seconds between reads of the trial's metrics.csv.
+POLL = 0.3
+#: One BLAS thread per trial: the cluster runs one trial per core.
+SINGLE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                        "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                                        "NUMEXPR_NUM_THREADS")}
+
+
+def _die_with_parent() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # workers may start with Ctrl-C ignored
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def validation_losses(run_dir: str) -> List[Tuple[int, float]]:
+    """``(update, validation loss)`` for each row of metrics.csv that has one."""
+    path = os.path.join(run_dir, "metrics.csv")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error):
+        return []
+    out = []
+    for row in rows:
+        try:
+            if row.get("val_loss"):
+                out.append((int(row["update"]), float(row["val_loss"])))
+        except (TypeError, ValueError):
+            continue  # a row being written
+    return out
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def trial_command(run_dir: str, argv: List[str]) -> List[str]:
+    """The ``charrnn run`` arguments: a new run, or the run in ``run_dir`` resumed when a
+    checkpoint is there (the trial was interrupted, or its worker died)."""
+    if os.path.exists(os.path.join(run_dir, "latest.npz")):
+        return ["run", "--resume", run_dir, "--quiet"]
+    return ["run", *argv, "--out", run_dir, "--quiet"]
+
+
+def run_trial(job: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one trial; returns ``{"state": "complete"|"pruned"|"fail", "value", "detail"}``.
+
+    ``job`` holds the study's name and storage (a ``DaskStorage``), the pruner, the trial's id,
+    its ``charrnn run`` arguments, its run directory and the file its output goes to.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=job["study"], storage=job["storage"],
+                              pruner=job["pruner"])
+    trial = optuna.trial.Trial(study, job["trial_id"])
+    run_dir, log = job["run_dir"], job["log"]
+    cmd = [sys.executable, "-m", "charrnn", *trial_command(run_dir, job["argv"])]
+    env = {**os.environ, **SINGLE_THREAD}
+    reported = {step for step in trial.storage.get_trial(job["trial_id"]).intermediate_values}
+    with open(log, "a", encoding="utf-8") as sink:
+        sink.write("$ " + " ".join(cmd) + "\n")
+        sink.flush()
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_die_with_parent)
+        pruned_at: Optional[int] = None
+        try:
+            while True:
+                done = proc.poll() is not None
+                for update, value in validation_losses(run_dir):
+                    if update in reported:
+                        continue
+                    reported.add(update)
+                    trial.report(value, update)
+                    if pruned_at is None and not done and trial.should_prune():
+                        pruned_at = update
+                        proc.send_signal(signal.SIGINT)  # stops cleanly, with a checkpoint
+                if done:
+                    break
+                time.sleep(POLL)
+        finally:
+            if proc.poll() is None:  # the task itself was cancelled
+                proc.kill()
+                proc.wait()
+    losses = validation_losses(run_dir)
+    value = losses[-1][1] if losses else None
+    if pruned_at is not None:
+        return {"state": "pruned", "value": value, "detail": f"pruned at update {pruned_at}"}
+    last = _last_line(log)
+    if proc.returncode == 0 and value is not None:
+        return {"state": "complete", "value": value, "detail": ""}
+    if "training diverged" in last:
+        return {"state": "pruned", "value": value, "detail": "diverged"}
+    return {"state": "fail", "value": value,
+            "detail": last or f"charrnn run exited with status {proc.returncode}"}
