@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -110,8 +111,8 @@ class Sweep:
         stale = [t for t in self.study.get_trials(deepcopy=False)
                  if t.state == self.optuna.trial.TrialState.RUNNING]
         for t in stale:
+            self.optuna.trial.Trial(self.study, t._trial_id).set_user_attr("interrupted", True)
             self.study.tell(t.number, state=self.optuna.trial.TrialState.FAIL)
-            self.study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
             self.study.enqueue_trial(t.params, user_attrs={"run_dir": t.user_attrs["run_dir"]})
         return len(stale)
 
@@ -210,16 +211,16 @@ class Sweep:
         return finished(self.study.get_trials(deepcopy=False))
 
 
-def _connect(scheduler: Optional[str], workers: int, distributed: Any):
+def _connect(scheduler: Optional[str], workers: int, distributed: Any, timeout: float):
     """A client of the cluster at ``scheduler``, or of a new local cluster of ``workers``."""
     import dask
 
     if scheduler:
         try:
-            return distributed.Client(scheduler, timeout=CONNECT_TIMEOUT), None
+            return distributed.Client(scheduler, timeout=timeout), None
         except (OSError, TimeoutError, ValueError) as exc:
             raise CharrnnError(f"cannot reach the Dask scheduler at {scheduler} within "
-                               f"{CONNECT_TIMEOUT} s ({type(exc).__name__}); start one with "
+                               f"{timeout:g} s ({type(exc).__name__}); start one with "
                                "`dask scheduler` and `dask worker ADDRESS`, or check the "
                                "address") from None
     from charrnn.plugins.sweep_trial import SINGLE_THREAD
@@ -228,14 +229,22 @@ def _connect(scheduler: Optional[str], workers: int, distributed: Any):
     dask.config.set({"distributed.scheduler.allowed-failures": 1})
     os.environ.update(SINGLE_THREAD)  # the worker processes inherit one BLAS thread each
     os.environ["PYTHONWARNINGS"] = QUIET_WARNINGS
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=50)
+    # Ctrl-C in a terminal reaches the whole process group: the workers start with it ignored
+    # (they inherit that), so that this process alone handles it and stops them in order. The
+    # trials' own runs take Ctrl-C back and stop cleanly, with a checkpoint to resume.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                           processes=True, dashboard_address=None,
+                                           silence_logs=50)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return distributed.Client(cluster), cluster
 
 
-def _settings(sweep_dir: str, wanted: Dict[str, Any]) -> Dict[str, Any]:
+def _settings(sweep_dir: str, wanted: Dict[str, Any], write: bool = True) -> Dict[str, Any]:
     """The sweep's settings, saved on its first start; a later start must ask for the same
-    search, or it would mix trials of two searches in one study."""
+    search, or it would mix trials of two searches in one study. ``write=False`` only checks."""
     from charrnn.files import atomic_write_text
 
     path = os.path.join(sweep_dir, SETTINGS)
@@ -251,10 +260,12 @@ def _settings(sweep_dir: str, wanted: Dict[str, Any]) -> Dict[str, Any]:
                                    f"({key} differs); run its own command again, or pass a new "
                                    "--out")
         saved["trials"] = wanted["trials"]  # more (or fewer) trials may be asked for
-        atomic_write_text(path, json.dumps(saved, indent=2))
+        if write:
+            atomic_write_text(path, json.dumps(saved, indent=2))
         return saved
-    os.makedirs(sweep_dir, exist_ok=True)
-    atomic_write_text(path, json.dumps(wanted, indent=2))
+    if write:
+        os.makedirs(sweep_dir, exist_ok=True)
+        atomic_write_text(path, json.dumps(wanted, indent=2))
     return wanted
 
 
@@ -293,6 +304,17 @@ def show(sweep_dir: str, storage_url: Optional[str], quiet: bool = False) -> Non
     click.echo(f"report: {report}")
 
 
+def check_storage(url: str, optuna: Any) -> None:
+    """Open the storage here before any cluster starts, so that a bad URL costs one line, not
+    a cluster's start-up. (With --scheduler the scheduler opens it, and says so itself.)"""
+    try:
+        optuna.storages.get_storage(url)
+    except Exception as exc:
+        raise CharrnnError(f"cannot open the study's storage {url} ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:200]}); pass a database URL such as "
+                           "sqlite:///sweep.db or postgresql://host/db to --storage") from None
+
+
 def _default_storage(sweep_dir: str) -> str:
     return "sqlite:///" + os.path.abspath(os.path.join(sweep_dir, DB))
 
@@ -324,6 +346,9 @@ def register_commands(cli):
     @click.option("--scheduler", default=None, metavar="ADDRESS",
                   help="Run the trials on the Dask cluster at ADDRESS (tcp://HOST:8786) "
                        "instead of a local one.")
+    @click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True),
+                  default=CONNECT_TIMEOUT, show_default=True, metavar="SECONDS",
+                  help="How long to wait for --scheduler to answer.")
     @click.option("--storage", default=None, metavar="URL",
                   help="Optuna storage URL of the study [default: sqlite:///DIR/study.db].")
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
@@ -334,7 +359,7 @@ def register_commands(cli):
                   help="Only print the table of the sweep in DIR and write its plots and "
                        "sweep.md.")
     def sweep_cmd(out, params, sets, space_file, trials, iterations, time_limit, workers,
-                  scheduler, storage, seed, prune_after, show_dir) -> None:
+                  scheduler, connect_timeout, storage, seed, prune_after, show_dir) -> None:
         """Search over charrnn run options for the lowest validation loss.
 
         Optuna chooses each trial's values, Dask runs the trials (on a local cluster with one
@@ -365,18 +390,25 @@ def register_commands(cli):
             space.fixed["log_every"] = every  # a validation row per report to the pruner
         if "data" in space.fixed:
             space.fixed["data"] = os.path.abspath(space.fixed["data"])  # workers' cwd differs
-        _, distributed, _ = _imports()
+        optuna, distributed, _ = _imports()
         sweep_dir = out or default_sweep_dir()
         url = storage or _default_storage(sweep_dir)
-        settings = _settings(sweep_dir, {
+        wanted = {
             "trials": trials, "fixed": {k: v for k, v in space.fixed.items()},
             "space": _describe_space(space), "budget_argv": _budget(iterations, time_limit),
             "budget": " and ".join(filter(None, [
                 f"{iterations:,} updates" if iterations else "",
                 f"{time_limit:g} s" if time_limit else ""])),
-            "storage": storage})
-        client, cluster = _connect(scheduler, workers or os.cpu_count() or 1, distributed)
+            "storage": storage}
+        _settings(sweep_dir, wanted, write=False)  # the same search as before, if any
+        if not scheduler:
+            if storage is None:
+                os.makedirs(sweep_dir, exist_ok=True)  # for the study's SQLite file
+            check_storage(url, optuna)
+        client, cluster = _connect(scheduler, workers or os.cpu_count() or 1, distributed,
+                                   connect_timeout)
         try:
+            settings = _settings(sweep_dir, wanted)
             where = scheduler or f"a local cluster of {len(client.scheduler_info()['workers'])} " \
                                  "single-threaded workers"
             click.echo(f"sweep: {trials} trials on {where}; study in {url}; trials in "
