@@ -91,8 +91,12 @@ class Sweep:
             self.pruner = self.optuna.pruners.MedianPruner(n_startup_trials=pruner_startup)
             self.study = self.optuna.create_study(
                 study_name=STUDY, storage=self.storage, direction="minimize",
-                load_if_exists=True, pruner=self.pruner,
-                sampler=self.optuna.samplers.TPESampler(seed=seed))
+                load_if_exists=True, pruner=self.pruner)
+            # Seeded past the trials already made: a resumed sweep would otherwise draw its
+            # first trials' values again.
+            made = len(self.study.get_trials(deepcopy=False))
+            self.study.sampler = self.optuna.samplers.TPESampler(
+                seed=None if seed is None else seed + made)
         except Exception as exc:
             raise CharrnnError(f"cannot open the study's storage {storage_url} "
                                f"({type(exc).__name__}: {exc}); pass a database URL such as "

@@ -64,11 +64,17 @@ def _last_line(path: str) -> str:
 
 
 def trial_command(run_dir: str, argv: List[str]) -> List[str]:
-    """The ``charrnn run`` arguments: a new run, or the run in ``run_dir`` resumed when a
-    checkpoint is there (the trial was interrupted, or its worker died)."""
-    if os.path.exists(os.path.join(run_dir, "latest.npz")):
-        return ["run", "--resume", run_dir, "--quiet"]
-    return ["run", *argv, "--out", run_dir, "--quiet"]
+    """The ``charrnn`` arguments: a new run; the run in ``run_dir`` resumed when a checkpoint is
+    there (the trial was interrupted, or its worker died); or, when that run had already done
+    all its updates, its report written again (``charrnn report``, which refuses nothing)."""
+    if not os.path.exists(os.path.join(run_dir, "latest.npz")):
+        return ["run", *argv, "--out", run_dir, "--quiet"]
+    if "--iterations" in argv:
+        wanted = int(argv[argv.index("--iterations") + 1])
+        done = [u for u, _ in validation_losses(run_dir)]
+        if done and done[-1] >= wanted:
+            return ["report", run_dir, "--quiet"]
+    return ["run", "--resume", run_dir, "--quiet"]
 
 
 def run_trial(job: Dict[str, Any]) -> Dict[str, Any]:
@@ -97,7 +103,7 @@ def run_trial(job: Dict[str, Any]) -> Dict[str, Any]:
             while True:
                 done = proc.poll() is not None
                 for update, value in validation_losses(run_dir):
-                    if update in reported:
+                    if update in reported or pruned_at is not None:
                         continue
                     reported.add(update)
                     trial.report(value, update)
@@ -117,6 +123,8 @@ def run_trial(job: Dict[str, Any]) -> Dict[str, Any]:
         return {"state": "pruned", "value": value, "detail": f"pruned at update {pruned_at}"}
     last = _last_line(log)
     if proc.returncode == 0 and value is not None:
+        return {"state": "complete", "value": value, "detail": ""}
+    if "has used its --time-limit" in last and value is not None:  # finished before, resumed
         return {"state": "complete", "value": value, "detail": ""}
     if "training diverged" in last:
         return {"state": "pruned", "value": value, "detail": "diverged"}

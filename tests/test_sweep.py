@@ -1,0 +1,291 @@
+"""``charrnn sweep`` with real components: Optuna's storage and sampler, a Dask LocalCluster of
+worker processes, a scheduler and a worker started as their own processes, and real
+``charrnn run`` trials on a small text. Nothing of Dask or Optuna is mocked."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+from helpers import assert_one_line_error, charrnn_cmd, console_script
+
+optuna = pytest.importorskip("optuna")
+psutil = pytest.importorskip("psutil")  # comes with distributed
+
+TEXT_CHARS = 20_000
+#: The search every test shares: a small model, a learning rate on a log scale.
+SEARCH = ["--set", "hidden=12", "--set", "gradcheck=false", "--set", "sample-length=40",
+          "--set", "report-passage-length=40", "--param", "eta=log:1e-3:1e-1"]
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    from charrnn.data import default_text
+
+    path = tmp_path_factory.mktemp("text") / "book.txt"
+    path.write_text(default_text()[:TEXT_CHARS], encoding="utf-8")
+    return path
+
+
+def sweep_argv(out: Path, text: Path, *extra) -> List[str]:
+    return ["sweep", "--out", str(out), "--set", f"data={text}", *SEARCH, *map(str, extra)]
+
+
+def trials_of(sweep_dir: Path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="charrnn-sweep",
+                              storage=f"sqlite:///{sweep_dir / 'study.db'}")
+    return study.get_trials(deepcopy=False)
+
+
+def states(trials) -> List[str]:
+    return sorted(t.state.name for t in trials if not t.user_attrs.get("interrupted"))
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background test run has it ignored
+
+
+def start(argv: List[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([console_script(), *argv], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
+
+
+# -- an interrupted sweep on a local cluster, run again to the end -----------------------------
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, text_file):
+    """4 trials on a LocalCluster of 2 workers, Ctrl-C once the first trial has finished, then
+    the same command again."""
+    work = tmp_path_factory.mktemp("resumed")
+    out = work / "sweep"
+    argv = sweep_argv(out, text_file, "--trials", 4, "--workers", 2, "--iterations", 1500)
+    proc = start(argv, work)
+    first: List[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        first.append(line)
+        if line.startswith("trial "):
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C at the terminal: the whole group
+            break
+    rest, _ = proc.communicate(timeout=120)
+    before = {t.number: (t.state.name, t.value) for t in trials_of(out)}
+    again = charrnn_cmd(*argv, cwd=work, timeout=300)
+    return {"out": out, "work": work, "first": "".join(first) + rest, "code": proc.returncode,
+            "before": before, "again": again, "argv": argv}
+
+
+def test_ctrl_c_ends_the_sweep_in_one_line(resumed):
+    assert resumed["code"] == 130, resumed["first"]
+    assert resumed["first"].rstrip().endswith("Interrupted."), resumed["first"]
+    assert "Traceback" not in resumed["first"]
+
+
+def test_the_same_command_finishes_the_sweep_and_keeps_finished_trials(resumed):
+    again = resumed["again"]
+    assert again.returncode == 0, again.stdout + again.stderr
+    trials = trials_of(resumed["out"])
+    assert states(trials) == ["COMPLETE"] * 4
+    finished_before = {n: v for n, (s, v) in resumed["before"].items() if s == "COMPLETE"}
+    assert finished_before  # at least the trial whose line came before Ctrl-C
+    for number, value in finished_before.items():  # kept, not run again
+        assert trials[number].state.name == "COMPLETE" and trials[number].value == value
+    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    if interrupted:  # run again, resuming their run directories
+        assert "running again" in again.stdout
+        rerun_dirs = {t.user_attrs["run_dir"] for t in trials if t.state.name == "COMPLETE"}
+        assert {t.user_attrs["run_dir"] for t in interrupted} <= rerun_dirs
+
+
+def test_every_trial_is_a_run_directory_with_its_report(resumed):
+    trials = [t for t in trials_of(resumed["out"]) if t.state.name == "COMPLETE"]
+    for t in trials:
+        run_dir = Path(t.user_attrs["run_dir"])
+        assert (run_dir / "report.md").is_file() and (run_dir / "latest.npz").is_file()
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        assert config["eta"] == pytest.approx(t.params["eta"])
+        assert config["iterations"] == 1500 and config["val_frac"] == 0.1
+    dirs = sorted((resumed["out"] / "trials").iterdir())
+    assert len(dirs) == 4
+
+
+def test_results_table_plots_report_and_best_command(resumed):
+    out, stdout = resumed["out"], resumed["again"].stdout
+    trials = [t for t in trials_of(out) if t.state.name == "COMPLETE"]
+    best = min(trials, key=lambda t: t.value)
+    rows = [line.split() for line in stdout.splitlines() if re.match(r"^\d+\s+complete", line)]
+    assert [int(r[0]) for r in rows] == [t.number for t in sorted(trials, key=lambda t: t.value)]
+    assert (out / "params.png").stat().st_size > 0 and (out / "history.png").stat().st_size > 0
+    report = (out / "sweep.md").read_text(encoding="utf-8")
+    link = os.path.relpath(Path(best.user_attrs["run_dir"]) / "report.md", out)
+    assert f"]({link})" in report and f"**{best.value:.4f}**" in report
+    command = re.search(r"^  (charrnn run .*)$", stdout, re.M).group(1)
+    assert f"--eta {best.params['eta']!r}" in command and "--iterations 1500" in command
+    shown = charrnn_cmd("sweep", "--show", out, cwd=resumed["work"])
+    assert shown.returncode == 0 and command in shown.stdout
+
+
+def test_the_best_command_trains_the_best_trial_again(resumed, tmp_path):
+    """The printed command, run as it is (with a shorter budget), gives the same run."""
+    out = resumed["out"]
+    best = min((t for t in trials_of(out) if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    command = best.user_attrs["command"].split()[2:]  # without "charrnn run"
+    at = command.index("--iterations")
+    command[at + 1] = "30"
+    command[command.index("--out") + 1] = str(tmp_path / "again")
+    proc = charrnn_cmd("run", *command, "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((tmp_path / "again" / "config.json").read_text(encoding="utf-8"))
+    trial = json.loads((Path(best.user_attrs["run_dir"]) / "config.json").read_text("utf-8"))
+    for key in ("eta", "hidden", "val_frac", "data", "gradcheck"):
+        assert config[key] == trial[key], key
+
+
+# -- a worker killed in the middle of a trial --------------------------------------------------
+
+def test_a_killed_worker_costs_at_most_its_trial(tmp_path, text_file):
+    out = tmp_path / "sweep"
+    proc = start(sweep_argv(out, text_file, "--trials", 2, "--workers", 2,
+                            "--iterations", 4000), tmp_path)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                cmdline = child.cmdline()
+                metrics = Path(cmdline[cmdline.index("--out") + 1]) / "metrics.csv"
+            except (psutil.Error, ValueError, IndexError):
+                continue
+            if metrics.exists() and len(metrics.read_text().splitlines()) > 2:
+                killed = child.parent()  # the worker running this trial, mid-trial
+                killed.kill()
+                break
+    output, _ = proc.communicate(timeout=240)
+    assert killed is not None, output
+    assert proc.returncode == 0, output
+    trials = trials_of(out)
+    assert len([t for t in trials if t.state.name in ("COMPLETE", "FAIL")]) == 2, output
+    # Dask ran the killed trial again on a live worker: its log holds a second start, which
+    # resumed the run directory or, killed before the first checkpoint, started it over.
+    logs = {p.name: p.read_text() for p in (out / "logs").iterdir()}
+    again = [text for text in logs.values() if text.count("\n$ ") + text.startswith("$ ") >= 2]
+    assert len(again) == 1, logs
+    assert "resuming at update" in again[0] or "starting over in" in again[0], again[0]
+
+
+# -- the pruner ----------------------------------------------------------------------------------
+
+def test_the_pruner_stops_a_trial_whose_learning_rate_blows_it_up(tmp_path, text_file):
+    """Seed 10 asks for eta 0.05 first, then 5, which sends the validation loss to about 30
+    nats per character; the median pruner stops it at its first report."""
+    out = tmp_path / "sweep"
+    proc = charrnn_cmd("sweep", "--out", out, "--set", f"data={text_file}", "--set", "hidden=12",
+                       "--set", "gradcheck=false", "--param", "eta=0.05,5", "--seed", 10,
+                       "--trials", 2, "--workers", 1, "--iterations", 600, "--prune-after", 1,
+                       cwd=tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    by_eta = {t.params["eta"]: t for t in trials_of(out)}
+    assert by_eta[0.05].state.name == "COMPLETE" and by_eta[0.05].number == 0
+    bad = by_eta[5]
+    assert bad.state.name == "PRUNED", bad
+    assert bad.user_attrs["detail"] == "pruned at update 60"
+    assert bad.intermediate_values == {60: pytest.approx(bad.intermediate_values[60])}
+    assert bad.intermediate_values[60] > 5 * by_eta[0.05].value
+    assert re.search(r"^trial 1 pruned \(pruned at update 60\)", proc.stdout, re.M)
+    metrics = (Path(bad.user_attrs["run_dir"]) / "metrics.csv").read_text().splitlines()
+    assert len(metrics) < 11  # stopped long before its 600 updates
+
+
+# -- a scheduler and a worker started on their own ----------------------------------------------
+
+def test_scheduler_and_worker_processes(tmp_path, text_file):
+    dask = str(Path(sys.executable).with_name("dask"))
+    info = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    scheduler = subprocess.Popen([dask, "scheduler", "--scheduler-file", str(info), "--port", "0",
+                                  "--no-dashboard"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(info.read_text())["address"]
+        worker = subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                   "--no-dashboard"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
+        out = tmp_path / "sweep"
+        proc = charrnn_cmd(*sweep_argv(out, text_file, "--trials", 2, "--iterations", 200,
+                                       "--scheduler", address), cwd=tmp_path, timeout=240)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"sweep: 2 trials on {address}" in proc.stdout
+        assert states(trials_of(out)) == ["COMPLETE", "COMPLETE"]
+        for t in trials_of(out):
+            assert (Path(t.user_attrs["run_dir"]) / "report.md").is_file()
+    finally:
+        for p in (worker, scheduler):
+            if p is not None:
+                p.terminate()
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+# -- bad input: one line each, nothing written ---------------------------------------------------
+
+BAD = [
+    (["--param", "eta=1e-3:"], "--param eta=1e-3:"),
+    (["--param", "eta"], "write --param NAME=A,B,C"),
+    (["--param", "dropout=log:0:0.5"], "a log range needs LOW > 0"),
+    (["--param", "etta=1:2"], "charrnn run has no option --etta"),
+    (["--param", "eta=1:2", "--set", "hiden=3"], "charrnn run has no option --hiden"),
+    (["--param", "eta=1:2", "--set", "out=x"], "chosen by the sweep"),
+    (["--param", "val-frac=0.1,0.2"], "fix it with --set"),
+    (["--param", "eta=1:2", "--set", "val-frac=0"], "leaves no validation text"),
+    (["--set", "eta=0.1"], "nothing to search"),
+    (["--param", "eta=1:2", "--iterations", "0"], "--iterations"),
+    (["--param", "eta=1:2", "--storage", "nosuchdb://x"], "cannot open the study's storage"),
+    (["--param", "eta=1:2", "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "1"],
+     "cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 1 s"),
+]
+
+
+@pytest.mark.parametrize("args, expected", BAD, ids=[e for _, e in BAD])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, expected):
+    out = tmp_path / "sweep"
+    budget = [] if "--iterations" in args else ["--iterations", "10"]
+    proc = charrnn_cmd("sweep", "--out", out, *budget, *args, cwd=tmp_path)
+    assert_one_line_error(proc, expected)
+    assert not out.exists()
+
+
+def test_a_sweep_without_a_budget_is_refused(tmp_path):
+    proc = charrnn_cmd("sweep", "--out", tmp_path / "s", "--param", "eta=1:2", cwd=tmp_path)
+    assert_one_line_error(proc, "each trial needs a budget")
+
+
+def test_without_the_extra_the_line_says_what_to_install(tmp_path):
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    (blocker / "optuna.py").write_text("raise ModuleNotFoundError(\"No module named 'optuna'\", "
+                                       "name='optuna')\n")
+    proc = charrnn_cmd("sweep", "--out", tmp_path / "s", "--param", "eta=1:2",
+                       "--iterations", 10, cwd=tmp_path, env={"PYTHONPATH": str(blocker)})
+    assert_one_line_error(proc, "needs Optuna and Dask", "pip install 'charrnn-kit[sweep]'")
+
+
+def test_the_sweep_command_comes_from_an_entry_point():
+    from importlib import metadata
+
+    points = {ep.name: ep.value for ep in metadata.entry_points(group="charrnn")}
+    assert points["sweep"] == "charrnn.plugins.sweep"
