@@ -42,6 +42,8 @@ SETTINGS = "sweep.json"
 DEFAULT_VAL_FRAC = 0.1
 #: Seconds to wait for a --scheduler to answer.
 CONNECT_TIMEOUT = 10
+#: Seconds running trials get to stop and save when the sweep is interrupted.
+STOP_GRACE = 30
 
 
 #: What the worker processes inherit: Optuna's note that DaskStorage is experimental would
@@ -102,6 +104,10 @@ class Sweep:
                                f"({type(exc).__name__}: {exc}); pass a database URL such as "
                                "sqlite:///sweep.db or postgresql://host/db to --storage") from None
         self.futures: Dict[Any, Tuple[Any, str]] = {}
+        # Set when this sweep stops early (Ctrl-C): running trials see it and stop their runs
+        # cleanly, with a checkpoint, even on workers of a cluster that outlives the sweep.
+        self.stop = self.distributed.Event(f"charrnn-sweep-stop-{os.urandom(6).hex()}",
+                                           client=client)
 
     # -- trials ----------------------------------------------------------------------------
 
@@ -134,6 +140,7 @@ class Sweep:
 
         job = {"study": STUDY, "storage": self.storage, "pruner": self.pruner,
                "trial_id": trial._trial_id, "argv": argv, "run_dir": os.path.abspath(run_dir),
+               "stop": self.stop.name,
                "log": os.path.abspath(os.path.join(self.sweep_dir, "logs",
                                                    f"trial-{trial.number:04d}.log"))}
         future = self.client.submit(run_trial, job, pure=False, key=f"trial-{trial.number}-"
@@ -157,6 +164,8 @@ class Sweep:
         except Exception as exc:  # a failure inside the task, reported in one line
             outcome = {"state": "fail", "value": None,
                        "detail": f"{type(exc).__name__}: {exc}"}
+        if outcome["state"] == "interrupted":  # left running: the next start runs it again
+            return f"trial {trial.number} stopped by the interruption"
         if outcome.get("value") is not None:
             trial.set_user_attr("last_val_loss", outcome["value"])
         if outcome.get("detail"):
@@ -206,8 +215,14 @@ class Sweep:
                 for future in ready:
                     click.echo(self._finish(future))
         finally:
-            for future in list(self.futures):
-                future.cancel()
+            if self.futures:  # stopped early: the running trials stop and save, then go
+                self.stop.set()
+                try:
+                    self.distributed.wait(list(self.futures), timeout=STOP_GRACE)
+                except TimeoutError:
+                    pass
+                for future in list(self.futures):
+                    future.cancel()
 
     def _finished(self) -> List[Any]:
         from charrnn.plugins.sweep_results import finished
@@ -239,7 +254,7 @@ def _connect(scheduler: Optional[str], workers: int, distributed: Any, timeout: 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
-                                           processes=True, dashboard_address=None,
+                                           processes=True, dashboard_address=":0",
                                            silence_logs=50)
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -358,7 +373,7 @@ def register_commands(cli):
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                   help="Seed of Optuna's sampler.")
     @click.option("--prune-after", type=click.IntRange(min=0), default=4, show_default=True,
-                  help="Trials that must finish before the pruner stops any.")
+                  help="Trials that must complete before the pruner stops any.")
     @click.option("--show", "show_dir", default=None, metavar="DIR",
                   help="Only print the table of the sweep in DIR and write its plots and "
                        "sweep.md.")
@@ -380,10 +395,9 @@ def register_commands(cli):
         if iterations is None and time_limit is None:
             raise CharrnnError("each trial needs a budget; pass --iterations N or "
                                "--time-limit SECONDS")
-        if "val_frac" not in space.fixed:
+        defaulted_val = "val_frac" not in space.fixed
+        if defaulted_val:
             space.fixed["val_frac"] = DEFAULT_VAL_FRAC
-            click.echo(f"the objective is the validation loss: holding out the last "
-                       f"{DEFAULT_VAL_FRAC:g} of the text (--set val-frac=F to choose)")
         if not space.fixed["val_frac"]:
             raise CharrnnError("--set val-frac=0 leaves no validation text, and the sweep "
                                "minimises the validation loss; pass --set val-frac=0.1")
@@ -417,6 +431,9 @@ def register_commands(cli):
                                  "single-threaded workers"
             click.echo(f"sweep: {trials} trials on {where}; study in {url}; trials in "
                        f"{os.path.join(sweep_dir, 'trials')}")
+            if defaulted_val:
+                click.echo(f"the objective is the validation loss: holding out the last "
+                           f"{DEFAULT_VAL_FRAC:g} of the text (--set val-frac=F to choose)")
             Sweep(sweep_dir, settings, space, options, client, url, seed, prune_after).run()
         finally:
             client.close()

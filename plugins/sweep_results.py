@@ -32,8 +32,11 @@ def ranked(trials: Sequence[Any]) -> List[Any]:
 
     def key(t: Any):
         order = {optuna.trial.TrialState.COMPLETE: 0, optuna.trial.TrialState.PRUNED: 1}
-        value = t.value if t.value is not None else t.user_attrs.get("last_val_loss")
-        return (order.get(t.state, 2), math.inf if value is None else value, t.number)
+        value = t.value if t.state == optuna.trial.TrialState.COMPLETE else \
+            t.user_attrs.get("last_val_loss")
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            value = math.inf
+        return (order.get(t.state, 2), value, t.number)
 
     return sorted(finished(trials), key=key)
 
@@ -47,7 +50,10 @@ def best(trials: Sequence[Any]):
 
 
 def _value(t: Any) -> str:
-    if t.value is not None:
+    """The validation loss of a complete trial; a pruned or failed one's last, in parentheses."""
+    import optuna
+
+    if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
         return f"{t.value:.4f}"
     last = t.user_attrs.get("last_val_loss")
     return f"({last:.4f})" if isinstance(last, (int, float)) and math.isfinite(last) else "-"
@@ -86,7 +92,10 @@ def plot(trials: Sequence[Any], space: Mapping[str, Any], sweep_dir: str) -> Non
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    done = [t for t in finished(trials) if t.value is not None]
+    import optuna
+
+    done = [t for t in finished(trials)  # a pruned trial's value is only its last report
+            if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     names = list(space)
     if names:
         fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")

@@ -21,6 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 #: Seconds between reads of the trial's metrics.csv.
 POLL = 0.3
+#: Seconds between looks at the sweep's stop flag (a round trip to the scheduler).
+STOP_CHECK = 1.0
 #: One BLAS thread per trial: the cluster runs one trial per core.
 SINGLE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                         "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -34,6 +36,18 @@ def _die_with_parent() -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _stop_event(name: Optional[str]):
+    """The sweep's stop flag, on the scheduler (None outside a Dask worker)."""
+    if not name:
+        return None
+    try:
+        import distributed
+
+        return distributed.Event(name)
+    except Exception:  # not on a worker: nobody can ask this trial to stop
+        return None
 
 
 def validation_losses(run_dir: str) -> List[Tuple[int, float]]:
@@ -99,9 +113,17 @@ def run_trial(job: Dict[str, Any]) -> Dict[str, Any]:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env,
                                 preexec_fn=_die_with_parent)
         pruned_at: Optional[int] = None
+        stop = _stop_event(job.get("stop"))
+        stopped, checked = False, time.monotonic()
         try:
             while True:
                 done = proc.poll() is not None
+                if stop is not None and not done and not stopped and \
+                        time.monotonic() - checked > STOP_CHECK:
+                    checked = time.monotonic()
+                    if stop.is_set():  # the sweep was interrupted: save and stop
+                        stopped = True
+                        proc.send_signal(signal.SIGINT)
                 for update, value in validation_losses(run_dir):
                     if update in reported or pruned_at is not None:
                         continue
@@ -119,6 +141,8 @@ def run_trial(job: Dict[str, Any]) -> Dict[str, Any]:
                 proc.wait()
     losses = validation_losses(run_dir)
     value = losses[-1][1] if losses else None
+    if stopped:
+        return {"state": "interrupted", "value": value, "detail": "the sweep was interrupted"}
     if pruned_at is not None:
         return {"state": "pruned", "value": value, "detail": f"pruned at update {pruned_at}"}
     last = _last_line(log)

@@ -76,6 +76,13 @@ def shell_commands(page: Path) -> List[str]:
 #: ``error``: shown to illustrate a refusal: one ``Error:`` line and a non-zero exit status;
 #: any other value: why it is not run here.
 INSTALL, RUN, TRAIN, ERROR = "install", "run", "train", "error"
+#: Why the sweep commands are not run here: this test's fresh venv has the plain install only,
+#: and sweeps cost CI time.
+SWEEP = "tests/test_sweep.py runs sweeps on real Dask clusters"
+SWEEP_RUN_DIR = "needs a sweep's trial directory; tests/test_sweep.py checks that a trial is an " \
+    "ordinary run directory"
+DASK_SERVER = "starts a long-lived Dask server"
+SWEEP_EXTRA = "installs the sweep extra, which tests/test_sweep.py needs and has"
 COMMANDS: Dict[str, str] = {
     "python3 -m venv .venv && . .venv/bin/activate && pip install . && charrnn run": INSTALL,
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' "
@@ -146,6 +153,25 @@ COMMANDS: Dict[str, str] = {
     "charrnn sample --checkpoint runs/bigram --length 200": RUN,
     "charrnn gradcheck --model bigram": RUN,
     "charrnn conformance --backend numpy -- -k bigram": RUN,
+    # README.md and docs/sweep.md
+    "charrnn sweep --out sweeps/book --set data=book.txt --param hidden=64,128,256 "
+    "--param eta=log:1e-3:3e-1 --iterations 5000 --trials 20": SWEEP,
+    "pip install '.[sweep]'": SWEEP_EXTRA,
+    "charrnn sweep --out sweeps/first --set data=book.txt --param hidden=32,64 "
+    "--param eta=log:1e-3:3e-1 --trials 8 --workers 2 --iterations 2000": SWEEP,
+    "charrnn sweep --space space.txt --time-limit 120 --trials 40 --out sweeps/gru": SWEEP,
+    "charrnn sweep --space space.txt --time-limit 120 --trials 60 --out sweeps/gru": SWEEP,
+    "charrnn sweep --show sweeps/first": SWEEP,
+    "charrnn sample --checkpoint sweeps/first/trials/trial-0007 --length 500": SWEEP_RUN_DIR,
+    "charrnn report sweeps/first/trials/trial-0007": SWEEP_RUN_DIR,
+    "charrnn run --resume sweeps/first/trials/trial-0007 --iterations 20000": SWEEP_RUN_DIR,
+    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1 dask scheduler": DASK_SERVER,
+    "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 dask worker tcp://head:8786 "
+    "--nthreads 1 --nworkers $(nproc)": DASK_SERVER,
+    "charrnn sweep --scheduler tcp://head:8786 --space space.txt --time-limit 600 --trials 200 "
+    "--out /shared/sweeps/gru": SWEEP,
+    "charrnn sweep --scheduler tcp://head:8786 --storage postgresql://sweeps@dbhost/sweeps "
+    "--space space.txt --time-limit 600 --trials 200 --out /shared/sweeps/gru": SWEEP,
 }
 
 

@@ -208,6 +208,9 @@ def test_the_pruner_stops_a_trial_whose_learning_rate_blows_it_up(tmp_path, text
 # -- a scheduler and a worker started on their own ----------------------------------------------
 
 def test_scheduler_and_worker_processes(tmp_path, text_file):
+    """A real `dask scheduler` and `dask worker`, started on their own. The sweep is interrupted
+    while the worker trains its second trial: that trial stops and saves, although the cluster
+    outlives the sweep, and the same command then resumes it and finishes."""
     dask = str(Path(sys.executable).with_name("dask"))
     info = tmp_path / "scheduler.json"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -224,13 +227,37 @@ def test_scheduler_and_worker_processes(tmp_path, text_file):
                                    "--no-dashboard"], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
         out = tmp_path / "sweep"
-        proc = charrnn_cmd(*sweep_argv(out, text_file, "--trials", 2, "--iterations", 200,
-                                       "--scheduler", address), cwd=tmp_path, timeout=240)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert f"sweep: 2 trials on {address}" in proc.stdout
+        argv = sweep_argv(out, text_file, "--trials", 2, "--iterations", 6000,
+                          "--scheduler", address)
+        proc = start(argv, tmp_path)
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("trial "):  # the first is done; the worker starts the second
+                time.sleep(1.5)
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+        output = "".join(lines) + proc.communicate(timeout=120)[0]
+        assert proc.returncode == 130 and f"sweep: 2 trials on {address}" in output, output
+        second = next(t for t in trials_of(out) if t.state.name == "RUNNING")
+        run_dir = Path(second.user_attrs["run_dir"])
+        assert (run_dir / "latest.npz").is_file()  # it stopped with Ctrl-C, and saved
+        from charrnn.plugins.sweep_trial import validation_losses
+
+        assert validation_losses(str(run_dir))[-1][0] < 6000  # long before its end
+        still = [p for p in psutil.process_iter(["cmdline"])
+                 if str(run_dir) in " ".join(p.info["cmdline"] or [])]
+        assert not still, "the trial went on training after the sweep stopped"
+
+        again = charrnn_cmd(*argv, cwd=tmp_path, timeout=240)
+        assert again.returncode == 0, again.stdout + again.stderr
         assert states(trials_of(out)) == ["COMPLETE", "COMPLETE"]
+        rerun = max(t.number for t in trials_of(out))
+        assert "resuming at update" in (out / "logs" / f"trial-{rerun:04d}.log").read_text()
         for t in trials_of(out):
-            assert (Path(t.user_attrs["run_dir"]) / "report.md").is_file()
+            if t.state.name == "COMPLETE":
+                assert (Path(t.user_attrs["run_dir"]) / "report.md").is_file()
     finally:
         for p in (worker, scheduler):
             if p is not None:

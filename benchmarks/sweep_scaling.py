@@ -1,0 +1,81 @@
+"""How ``charrnn sweep`` scales with workers: the same sweep with 1 worker, then with 2.
+
+    python benchmarks/sweep_scaling.py                 # 8 trials, 2 repeats of each
+    python benchmarks/sweep_scaling.py --trials 8 --iterations 6000 --repeats 3
+
+Each sweep is the whole ``charrnn sweep`` command as a user runs it (a fresh sweep directory,
+the local cluster's start-up included), searching only the learning rate, so that every trial
+costs the same whatever value the sampler picks. The two settings alternate, repeat after
+repeat, and the script reports trials per minute for each run, the medians and the median of
+the per-repeat ratios. Needs the ``sweep`` extra.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def charrnn() -> str:
+    return shutil.which("charrnn", path=str(Path(sys.executable).parent)) or "charrnn"
+
+
+def sweep(workers: int, args: argparse.Namespace, work: Path) -> float:
+    """Seconds for one whole sweep of ``args.trials`` trials on ``workers`` workers."""
+    out = work / f"sweep-{workers}-{time.monotonic_ns()}"
+    cmd = [charrnn(), "sweep", "--out", str(out), "--trials", str(args.trials),
+           "--workers", str(workers), "--iterations", str(args.iterations),
+           "--set", f"hidden={args.hidden}", "--set", "gradcheck=false",
+           "--param", "eta=log:1e-3:1e-1", "--prune-after", str(args.trials)]
+    if args.data:
+        cmd += ["--set", f"data={os.path.abspath(args.data)}"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    finished = len(re.findall(r"^trial \d+ val ", proc.stdout, re.M))
+    if finished != args.trials:
+        sys.exit(f"expected {args.trials} complete trials, saw {finished}:\n{proc.stdout}")
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=6000,
+                        help="updates per trial [default: 6000]")
+    parser.add_argument("--hidden", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--data", default=None, help="text file [default: the embedded corpus]")
+    args = parser.parse_args()
+    print(f"charrnn sweep: {args.trials} trials of {args.iterations:,} updates (rnn hidden "
+          f"{args.hidden}), {os.cpu_count()} cores; 1 worker, then 2, {args.repeats} repeats")
+    rates = {1: [], 2: []}
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            per = {}
+            for workers in (1, 2):
+                seconds = sweep(workers, args, Path(tmp))
+                per[workers] = args.trials / seconds * 60
+                rates[workers].append(per[workers])
+                print(f"repeat {repeat + 1}: {workers} worker(s): {seconds:6.1f} s, "
+                      f"{per[workers]:5.2f} trials/min", flush=True)
+            ratios.append(per[2] / per[1])
+            print(f"repeat {repeat + 1}: ratio {ratios[-1]:.2f}x", flush=True)
+    print(f"median trials/min: 1 worker {statistics.median(rates[1]):.2f}, 2 workers "
+          f"{statistics.median(rates[2]):.2f}; median ratio {statistics.median(ratios):.2f}x "
+          f"(per repeat: {', '.join(f'{r:.2f}' for r in ratios)})")
+
+
+if __name__ == "__main__":
+    main()
