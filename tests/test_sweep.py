@@ -67,7 +67,7 @@ def resumed(tmp_path_factory, text_file):
     the same command again."""
     work = tmp_path_factory.mktemp("resumed")
     out = work / "sweep"
-    argv = sweep_argv(out, text_file, "--trials", 4, "--workers", 2, "--iterations", 1500)
+    argv = sweep_argv(out, text_file, "--trials", 4, "--workers", 2, "--iterations", 1000)
     proc = start(argv, work)
     first: List[str] = []
     assert proc.stdout is not None
@@ -112,7 +112,7 @@ def test_every_trial_is_a_run_directory_with_its_report(resumed):
         assert (run_dir / "report.md").is_file() and (run_dir / "latest.npz").is_file()
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
         assert config["eta"] == pytest.approx(t.params["eta"])
-        assert config["iterations"] == 1500 and config["val_frac"] == 0.1
+        assert config["iterations"] == 1000 and config["val_frac"] == 0.1
     dirs = sorted((resumed["out"] / "trials").iterdir())
     assert len(dirs) == 4
 
@@ -128,7 +128,7 @@ def test_results_table_plots_report_and_best_command(resumed):
     link = os.path.relpath(Path(best.user_attrs["run_dir"]) / "report.md", out)
     assert f"]({link})" in report and f"**{best.value:.4f}**" in report
     command = re.search(r"^  (charrnn run .*)$", stdout, re.M).group(1)
-    assert f"--eta {best.params['eta']!r}" in command and "--iterations 1500" in command
+    assert f"--eta {best.params['eta']!r}" in command and "--iterations 1000" in command
     shown = charrnn_cmd("sweep", "--show", out, cwd=resumed["work"])
     assert shown.returncode == 0 and command in shown.stdout
 
@@ -154,7 +154,7 @@ def test_the_best_command_trains_the_best_trial_again(resumed, tmp_path):
 def test_a_killed_worker_costs_at_most_its_trial(tmp_path, text_file):
     out = tmp_path / "sweep"
     proc = start(sweep_argv(out, text_file, "--trials", 2, "--workers", 2,
-                            "--iterations", 4000), tmp_path)
+                            "--iterations", 3000), tmp_path)
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
@@ -227,7 +227,7 @@ def test_scheduler_and_worker_processes(tmp_path, text_file):
                                    "--no-dashboard"], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
         out = tmp_path / "sweep"
-        argv = sweep_argv(out, text_file, "--trials", 2, "--iterations", 6000,
+        argv = sweep_argv(out, text_file, "--trials", 2, "--iterations", 4000,
                           "--scheduler", address)
         proc = start(argv, tmp_path)
         lines = []
@@ -235,7 +235,7 @@ def test_scheduler_and_worker_processes(tmp_path, text_file):
         for line in proc.stdout:
             lines.append(line)
             if line.startswith("trial "):  # the first is done; the worker starts the second
-                time.sleep(1.5)
+                time.sleep(1.0)
                 os.killpg(proc.pid, signal.SIGINT)
                 break
         output = "".join(lines) + proc.communicate(timeout=120)[0]
@@ -245,7 +245,7 @@ def test_scheduler_and_worker_processes(tmp_path, text_file):
         assert (run_dir / "latest.npz").is_file()  # it stopped with Ctrl-C, and saved
         from charrnn.plugins.sweep_trial import validation_losses
 
-        assert validation_losses(str(run_dir))[-1][0] < 6000  # long before its end
+        assert validation_losses(str(run_dir))[-1][0] < 4000  # long before its end
         still = [p for p in psutil.process_iter(["cmdline"])
                  if str(run_dir) in " ".join(p.info["cmdline"] or [])]
         assert not still, "the trial went on training after the sweep stopped"
