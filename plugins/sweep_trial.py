@@ -20,7 +20,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 #: Seconds between reads of the trial's metrics.csv.
-POLL = 1.0
+POLL = 0.5
 #: Seconds between looks at the sweep's stop flag (a round trip to the scheduler).
 STOP_CHECK = 2.0
 #: One BLAS thread per trial: the cluster runs one trial per core.
