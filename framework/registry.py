@@ -57,7 +57,8 @@ class Registry:
                             lambda info, kind=kind: {"register": self._register_fn(kind, info)})
         self._call_each("add_run_options", lambda info: {"add_option": self._add_option_fn(info)})
 
-    def _call_each(self, hook: str, make_kwargs: Callable[[PluginInfo], Dict[str, Any]]) -> None:
+    def _call_each(self, hook: str, make_kwargs: Callable[[PluginInfo], Dict[str, Any]],
+                   after: Optional[Callable[[PluginInfo], None]] = None) -> None:
         """Call each implementation of ``hook`` on its own, with arguments made for its plugin.
 
         What a plugin registers is then attributed to the plugin (and distribution) it came
@@ -73,6 +74,8 @@ class Registry:
             try:
                 kwargs = make_kwargs(info)
                 impl.function(**{name: kwargs[name] for name in impl.argnames})
+                if after is not None:
+                    after(info)
             except Exception as exc:  # a plugin's own bug must not stop the launcher
                 info.error = _one_line(exc)
 
@@ -104,8 +107,16 @@ class Registry:
         return add_option
 
     def add_commands(self, cli: Any) -> None:
-        """Let each plugin add its subcommands to the launcher's group."""
-        self._call_each("register_commands", lambda info: {"cli": cli})
+        """Let each plugin add its subcommands to the launcher's group, recording which plugin
+        added which (``command:NAME`` in its ``provides``)."""
+        known = set(cli.commands)
+
+        def record(info: PluginInfo) -> None:
+            added = sorted(set(cli.commands) - known)
+            info.provides.extend(f"command:{name}" for name in added)
+            known.update(added)
+
+        self._call_each("register_commands", lambda info: {"cli": cli}, after=record)
 
     def _register_fn(self, kind: str, info: PluginInfo) -> Callable[[Any], None]:
         def register(obj: Any) -> None:

@@ -86,6 +86,8 @@ class Trainer:
         self.stop_reason: Optional[str] = None
         #: The update whose loss was not finite (the run then stops: see :meth:`fit`).
         self.diverged_at: Optional[int] = None
+        #: Set by a Ctrl-C that arrived while the callbacks of an update were running.
+        self.interrupted_mid_update = False
         #: The error that stopped training, raised again once every callback has ended.
         self.error: Optional[BaseException] = None
         self.started_at = time.perf_counter()
@@ -258,8 +260,11 @@ class Trainer:
     @property
     def can_save(self) -> bool:
         """Whether the state now is one to checkpoint: not after a divergence (the parameters
-        hold NaN) nor after a callback failed (its state may be half updated)."""
-        return self.diverged_at is None and self.error is None
+        hold NaN), nor after a callback failed (its state may be half updated), nor after a
+        Ctrl-C in the middle of an update's callbacks (a metrics row or a sample of that update
+        may be missing, and a resume from it would never write them: the last periodic
+        checkpoint is the one to resume from)."""
+        return self.diverged_at is None and self.error is None and not self.interrupted_mid_update
 
     def _call(self, cb: Callback, event: str) -> None:
         try:
@@ -287,6 +292,7 @@ class Trainer:
         """
         callbacks = self.callbacks
         self.start_update = self.update
+        settling = False
         for cb in callbacks:
             self._call(cb, "on_train_begin")
         self.started_at = time.perf_counter()  # the gradient check is not training time
@@ -298,9 +304,13 @@ class Trainer:
                     self.diverged_at = self.update
                     self.stop(f"{DIVERGED}: the loss is {value} at update {self.update}")
                     break
+                settling = True
                 for cb in callbacks:
                     self._call(cb, "on_update_end")
+                settling = False
         except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and settling:
+                self.interrupted_mid_update = True
             for cb in callbacks:
                 try:
                     cb.on_exception(self, exc)

@@ -14,6 +14,7 @@ import types
 from importlib import metadata
 
 import charrnn
+import click
 import pytest
 from charrnn.registry import ENTRY_POINT_GROUP, get_registry
 
@@ -92,7 +93,10 @@ def test_every_declared_entry_point_loads(fresh_registry):
     ours = {p.name: p for p in fresh_registry.plugins if p.distribution == "charrnn-kit"}
     assert set(ours) == declared
     assert {name: p.error for name, p in ours.items() if p.error} == {}
+    fresh_registry.add_commands(click.Group())  # a plugin may provide only a command
     assert all(p.provides for p in ours.values())  # each one registers something
+    assert "command:sweep" in ours["sweep"].provides
+    assert "command:sample" in ours["sampler"].provides
 
 
 def test_callbacks_come_in_order(fresh_registry):

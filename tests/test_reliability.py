@@ -323,3 +323,38 @@ def test_a_run_killed_after_its_last_checkpoint_gets_its_report(text_file, tmp_p
     assert "update 30" in (run / "report.md").read_text(encoding="utf-8") or \
         "30 of 30" in (run / "report.md").read_text(encoding="utf-8")
     assert (run / "latest.npz").read_bytes() == before
+
+
+def test_ctrl_c_inside_an_updates_callbacks_keeps_the_last_periodic_checkpoint(tmp_path):
+    """A Ctrl-C that lands among an update's callbacks (here: after the sampler, before the
+    metrics row and the checkpoint of update 60) must not end in a checkpoint of update 60,
+    whose metrics row was never written: a resume from it would lose that row for good."""
+    import numpy
+    from charrnn.backends.numpy_backend import NumpyBackend
+    from charrnn.callbacks import Callback
+    from charrnn.checkpoint import load_checkpoint
+    from charrnn.data import Corpus
+    from charrnn.plugins.checkpoints import Checkpoints
+    from charrnn.plugins.lossplot import LossPlot
+    from helpers import make_trainer
+
+    class CtrlC(Callback):
+        name = "ctrl-c"
+        order = 16  # between the sampler (15) and the metrics row (18)
+
+        def on_update_end(self, trainer) -> None:
+            if trainer.update == 60:
+                raise KeyboardInterrupt
+
+    corpus = Corpus.from_text("the quick brown fox jumps over the lazy dog. " * 40, "text")
+    plot = LossPlot.from_options({"log_every": 10, "plot": False})
+    trainer = make_trainer(NumpyBackend("float64"), corpus, iterations=100,
+                           callbacks=[Checkpoints(every=40), plot, CtrlC()])
+    trainer.run_dir = str(tmp_path)
+    trainer.fit()
+    assert trainer.stop_reason == "interrupted" and trainer.update == 60
+    assert trainer.interrupted_mid_update and not trainer.can_save
+    assert load_checkpoint(str(tmp_path / "latest.npz")).meta["update"] == 40
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [10, 20, 30, 40, 50]
+    assert numpy.isfinite(trainer.smooth_loss_value())
