@@ -27,7 +27,6 @@ import json
 import os
 import shlex
 import signal
-import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
