@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 #: Seconds between reads of the trial's metrics.csv.
 POLL = 0.5
 #: Seconds between looks at the sweep's stop flag (a round trip to the scheduler).
-STOP_CHECK = 2.0
+STOP_CHECK = 1.0
 #: One BLAS thread per trial: the cluster runs one trial per core.
 SINGLE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                         "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",

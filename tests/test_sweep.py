@@ -227,7 +227,7 @@ def test_scheduler_and_worker_processes(tmp_path, text_file):
                                    "--no-dashboard"], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
         out = tmp_path / "sweep"
-        argv = sweep_argv(out, text_file, "--trials", 2, "--iterations", 4000,
+        argv = sweep_argv(out, text_file, "--trials", 2, "--iterations", 8000,
                           "--scheduler", address)
         proc = start(argv, tmp_path)
         lines = []
@@ -245,7 +245,7 @@ def test_scheduler_and_worker_processes(tmp_path, text_file):
         assert (run_dir / "latest.npz").is_file()  # it stopped with Ctrl-C, and saved
         from charrnn.plugins.sweep_trial import validation_losses
 
-        assert validation_losses(str(run_dir))[-1][0] < 4000  # long before its end
+        assert validation_losses(str(run_dir))[-1][0] < 8000  # long before its end
         still = [p for p in psutil.process_iter(["cmdline"])
                  if str(run_dir) in " ".join(p.info["cmdline"] or [])]
         assert not still, "the trial went on training after the sweep stopped"

@@ -235,10 +235,36 @@ def test_keyboard_interrupt_stops_and_still_ends_the_run(tmp_path, data_file):
                             run_dir=prepare_run_dir(str(out)))
     log: list = []
     trainer.callbacks.append(RaiseAt(log, 3, KeyboardInterrupt(), order=0))
-    trainer.fit()  # Ctrl-C is not re-raised: the run ends and is saved
+    trainer.fit()  # Ctrl-C is not re-raised: the run ends
     assert trainer.update == 3 and trainer.stop_reason == INTERRUPTED
     events = [e[0] for e in log]
     assert events == ["begin", "update", "update", "update", "exception", "end"]
+    # It came among update 3's callbacks, so update 3 is not saved: the run had no periodic
+    # checkpoint yet, and starts over.
+    assert not (out / "latest.npz").exists()
+
+
+def test_keyboard_interrupt_between_updates_saves_where_it_stopped(tmp_path, data_file):
+    """Ctrl-C inside an update's computation (where it nearly always lands) leaves the last
+    whole update, which is saved."""
+    from charrnn.session import build_trainer, prepare_run_dir
+    from charrnn.trainer import INTERRUPTED
+
+    out = tmp_path / "run"
+    trainer = build_trainer(run_options("--data", data_file, "--hidden", 8, "--iterations", 50,
+                                        "--no-gradcheck", "--no-plot", "--no-report", "--quiet"),
+                            run_dir=prepare_run_dir(str(out)))
+    step = trainer.train_step
+
+    def interrupted_step():
+        if trainer.update == 3:
+            raise KeyboardInterrupt
+        return step()
+
+    trainer.train_step = interrupted_step
+    trainer.fit()
+    assert trainer.update == 3 and trainer.stop_reason == INTERRUPTED
+    assert trainer.can_save and not trainer.interrupted_mid_update
     assert load_checkpoint(str(out / "latest.npz")).meta["update"] == 3
 
 
