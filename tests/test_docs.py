@@ -76,6 +76,11 @@ def shell_commands(page: Path) -> List[str]:
 #: ``error``: shown to illustrate a refusal: one ``Error:`` line and a non-zero exit status;
 #: any other value: why it is not run here.
 INSTALL, RUN, TRAIN, ERROR = "install", "run", "train", "error"
+#: The plugin guides' commands: they install the packages under examples/ and use them.
+#: tests/test_third_party.py installs each example with pip, for real, and runs the same
+#: commands (plugins, run, sample, conformance) through
+#: their entry points; doing it all again here would double the suite's longest test.
+EXAMPLE = "tests/test_third_party.py installs this example with pip and runs its commands"
 #: Why the sweep commands are not run here: this test's fresh venv has the plain install only,
 #: and sweeps cost CI time.
 SWEEP = "tests/test_sweep.py runs sweeps on real Dask clusters"
@@ -126,33 +131,33 @@ COMMANDS: Dict[str, str] = {
     "charrnn --no-plugins run --data book.txt": TRAIN,
     "CHARRNN_DISABLE_PLUGINS=1 charrnn run --data book.txt": TRAIN,
     # docs/plugins/callback.md
-    "pip install -e examples/charrnn-jsonl-logger": RUN,
-    "charrnn run --help | grep -A1 jsonl": RUN,
-    "charrnn run --iterations 300 --jsonl-every 100 --out runs/demo --quiet": RUN,
-    "cat runs/demo/metrics.jsonl": RUN,
-    "pip install examples/charrnn-broken-plugin": RUN,
+    "pip install -e examples/charrnn-jsonl-logger": EXAMPLE,
+    "charrnn run --help | grep -A1 jsonl": EXAMPLE,
+    "charrnn run --iterations 300 --jsonl-every 100 --out runs/demo --quiet": EXAMPLE,
+    "cat runs/demo/metrics.jsonl": EXAMPLE,
+    "pip install examples/charrnn-broken-plugin": EXAMPLE,
     # docs/plugins/backend.md
-    "pip install -e examples/charrnn-checked-backend": RUN,
-    "charrnn run --backend checked --iterations 2000 --out runs/checked --quiet": RUN,
-    "charrnn conformance --backend checked": RUN,
-    "charrnn conformance --backend reference -- -x -q": RUN,
-    "pytest examples/charrnn-checked-backend": RUN,
+    "pip install -e examples/charrnn-checked-backend": EXAMPLE,
+    "charrnn run --backend checked --iterations 2000 --out runs/checked --quiet": EXAMPLE,
+    "charrnn conformance --backend checked": EXAMPLE,
+    "charrnn conformance --backend reference -- -x -q": EXAMPLE,
+    "pytest examples/charrnn-checked-backend": EXAMPLE,
     # docs/plugins/optimizer.md
-    "pip install -e examples/charrnn-momentum-optimizer": RUN,
-    "charrnn run --optimizer nesterov --iterations 2000 --out runs/nesterov --quiet": RUN,
-    "charrnn run --resume runs/nesterov --iterations 4000 --quiet": RUN,
-    'charrnn conformance --backend numpy -- -k "momentum or nesterov"': RUN,
-    "pytest examples/charrnn-momentum-optimizer": RUN,
+    "pip install -e examples/charrnn-momentum-optimizer": EXAMPLE,
+    "charrnn run --optimizer nesterov --iterations 2000 --out runs/nesterov --quiet": EXAMPLE,
+    "charrnn run --resume runs/nesterov --iterations 4000 --quiet": EXAMPLE,
+    'charrnn conformance --backend numpy -- -k "momentum or nesterov"': EXAMPLE,
+    "pytest examples/charrnn-momentum-optimizer": EXAMPLE,
     # docs/conformance.md
     "charrnn conformance --backend numpy -- -x -k softmax": RUN,
     # docs/plugins/model.md
-    "charrnn run --model bigram --layers 2": ERROR,
-    "pip install -e examples/charrnn-bigram-model": RUN,
-    "charrnn run --help | grep -A1 -- --model": RUN,
-    "charrnn run --model bigram --iterations 2000 --out runs/bigram --quiet": RUN,
-    "charrnn sample --checkpoint runs/bigram --length 200": RUN,
-    "charrnn gradcheck --model bigram": RUN,
-    "charrnn conformance --backend numpy -- -k bigram": RUN,
+    "charrnn run --model bigram --layers 2": EXAMPLE,
+    "pip install -e examples/charrnn-bigram-model": EXAMPLE,
+    "charrnn run --help | grep -A1 -- --model": EXAMPLE,
+    "charrnn run --model bigram --iterations 2000 --out runs/bigram --quiet": EXAMPLE,
+    "charrnn sample --checkpoint runs/bigram --length 200": EXAMPLE,
+    "charrnn gradcheck --model bigram": EXAMPLE,
+    "charrnn conformance --backend numpy -- -k bigram": EXAMPLE,
     # README.md and docs/sweep.md
     "charrnn sweep --out sweeps/book --set data=book.txt --param hidden=64,128,256 "
     "--param eta=log:1e-3:3e-1 --iterations 5000 --trials 20": SWEEP,
