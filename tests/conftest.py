@@ -3,6 +3,14 @@ from __future__ import annotations
 
 import pytest
 from helpers import charrnn_cmd
+from hypothesis import settings
+
+# Hypothesis: a quick look by default, the full search in CI (`--hypothesis-profile thorough`,
+# an option of Hypothesis's own pytest plugin). Tests size their searches with
+# helpers.examples(), in the thorough profile's terms.
+settings.register_profile("fast", max_examples=20)
+settings.register_profile("thorough", max_examples=100)
+settings.load_profile("fast")
 
 
 @pytest.fixture
@@ -15,10 +23,11 @@ def backend():
 
 @pytest.fixture
 def run_charrnn(tmp_path):
-    """``run_charrnn(*args, launcher="script", env=None, cwd=None)`` runs the launcher in a
-    subprocess (cwd: a fresh temporary directory) and returns the CompletedProcess."""
+    """``run_charrnn(*args, launcher="inprocess", env=None, cwd=None)`` runs the launcher (cwd:
+    a fresh temporary directory) and returns a CompletedProcess. In this process by default;
+    ``launcher="script"`` or ``"module"`` for the tests about the process itself."""
 
-    def run(*args, launcher: str = "script", env=None, cwd=None, timeout: float = 120):
+    def run(*args, launcher: str = "inprocess", env=None, cwd=None, timeout: float = 120):
         return charrnn_cmd(*args, cwd=cwd or tmp_path, env=env, launcher=launcher,
                            timeout=timeout)
 

@@ -487,9 +487,11 @@ CLIP = 5.0
 
 
 def train(ids: numpy.ndarray, hidden: int, seq_length: int, updates: int, eta: float = 0.1,
-          sigma: float = 0.01, seed: int = 0, vocab_size: Optional[int] = None) -> Tuple[float, RNN]:
+          sigma: float = 0.01, seed: int = 0, vocab_size: Optional[int] = None,
+          trajectory: Optional[List[float]] = None, every: int = 500) -> Tuple[float, RNN]:
     """0.1.0's training loop: ``updates`` AdaGrad updates from its initialisation; returns the
-    smooth loss and the model."""
+    smooth loss and the model. The smooth loss after every ``every`` updates is appended to
+    ``trajectory`` when one is given (not part of 0.1.0: how its trajectory is recorded)."""
     backend = LegacyNumpyBackend("float64")
     K = int(ids.max()) + 1 if vocab_size is None else vocab_size
     model = RNN(backend, K, hidden, sigma=sigma, seed=seed)
@@ -509,4 +511,6 @@ def train(ids: numpy.ndarray, hidden: int, seq_length: int, updates: int, eta: f
         optimizer.step(model.params.flat, grads, model.support)
         position = p + T
         smooth = SMOOTHING * smooth + (1.0 - SMOOTHING) * loss
+        if trajectory is not None and (_ + 1) % every == 0:
+            trajectory.append(float(smooth))
     return float(smooth), model

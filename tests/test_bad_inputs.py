@@ -1,6 +1,8 @@
 """Every user-facing failure is one line: a table of bad inputs across every command.
 
-Each row runs the installed ``charrnn`` script in a subprocess and asserts a non-zero exit,
+Each row runs the ``charrnn`` launcher in this process (``tests/test_cli.py`` checks, with the
+console script in a real process, that such a failure ends the process in one line with a
+non-zero status) and asserts a non-zero exit,
 exactly one line on stderr that names the problem, no traceback, that nothing already saved (a
 trained run, the data files) changed, and that no file appeared where the command ran.
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 import pytest
-from helpers import LEAN, TEXT, assert_one_line_error, charrnn_cmd
+from helpers import LEAN, TEXT, assert_one_line_error, charrnn_inproc
 
 TINY = ("--hidden", 8, "--seq-length", 10, "--iterations", 20)
 
@@ -45,7 +47,7 @@ def saved(tmp_path_factory):
     (foreign / "notes.txt").write_text("precious\n", encoding="utf-8")
     os.mkfifo(root / "fifo")
     run = root / "run"
-    proc = charrnn_cmd("run", "--data", root / "text.txt", *TINY, "--checkpoint-every", 10,
+    proc = charrnn_inproc("run", "--data", root / "text.txt", *TINY, "--checkpoint-every", 10,
                        *LEAN, "--out", run, cwd=root)
     assert proc.returncode == 0, proc.stderr
     damaged = root / "damaged"
@@ -169,7 +171,7 @@ def test_bad_input_gets_one_line(saved, tmp_path, args, parts):
         argv += [*LEAN]
         if "--out" not in argv:
             argv += ["--out", str(tmp_path / "new")]
-    proc = charrnn_cmd(*argv, cwd=tmp_path, timeout=120)
+    proc = charrnn_inproc(*argv, cwd=tmp_path, timeout=120)
     assert_one_line_error(proc, *parts)
     assert snapshot(saved) == before
     assert list(tmp_path.iterdir()) == []  # no run directory, no runs/ folder, nothing

@@ -35,7 +35,7 @@ from charrnn.checkpoint import (
 )
 from charrnn.errors import CharrnnError
 from charrnn.cli import main
-from helpers import LEAN, TEXT, call_in_process
+from helpers import LEAN, TEXT, call_in_process, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -308,7 +308,7 @@ def damaged(draw, base):
 
 # -- the properties ------------------------------------------------------------------------------
 
-@settings(FUZZ, max_examples=600)
+@settings(FUZZ, max_examples=examples(600))
 @given(data=st.data())
 def test_damaged_headers_and_arrays_load_or_fail_in_one_line(base, data):
     run, meta, arrays, resign = data.draw(damaged(base))
@@ -368,7 +368,7 @@ def hot_offsets(raw: bytes) -> list:
     return sorted(set(min(o, len(raw) - 1) for o in offsets))
 
 
-@settings(FUZZ, max_examples=400)
+@settings(FUZZ, max_examples=examples(400))
 @given(data=st.data())
 def test_corrupted_bytes_load_or_fail_in_one_line(base, data):
     run = base[data.draw(st.sampled_from(["rnn", "lstm"]))]
@@ -405,7 +405,7 @@ PLAUSIBLE = st.one_of(st.integers(-3, 400), st.integers(), st.floats(-1e3, 1e3),
                       | JSON)
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=examples(80))
 @given(data=st.data())
 def test_resuming_a_checkpoint_that_loads_never_shows_a_traceback(base, data, capsys):
     run = base[data.draw(st.sampled_from(["rnn", "lstm"]))]

@@ -24,7 +24,7 @@ from helpers import (
     VOCAB,
     Crash,
     assert_one_line_error,
-    charrnn_cmd,
+    charrnn_inproc,
     read_samples,
     run_options,
 )
@@ -74,7 +74,7 @@ def trained(tmp_path_factory):
     data = root / "text.txt"
     data.write_text(TEXT, encoding="utf-8")
     out = root / "run"
-    proc = charrnn_cmd("run", "--data", data, "--hidden", 16, "--iterations", 150,
+    proc = charrnn_inproc("run", "--data", data, "--hidden", 16, "--iterations", 150,
                        "--checkpoint-every", 50, "--log-every", 50, "--sample-every", 50,
                        "--sample-length", 20, "--out", out, *LEAN, cwd=root)
     assert proc.returncode == 0, proc.stderr
@@ -210,14 +210,14 @@ def crashed_and_resumed(tmp_path_factory):
     common = ("--data", data, "--hidden", 16, "--checkpoint-every", 100, "--log-every", 1,
               "--sample-every", 100, "--sample-length", 40, "--iterations", 400, *LEAN)
     full, crashed = root / "full", root / "crashed"
-    proc = charrnn_cmd("run", *common, "--out", full, cwd=root)
+    proc = charrnn_inproc("run", *common, "--out", full, cwd=root)
     assert proc.returncode == 0, proc.stderr
     trainer = build_trainer(run_options(*common), run_dir=prepare_run_dir(str(crashed)))
     trainer.callbacks.append(Crash(at=250))
     with pytest.raises(CallbackFailed, match="simulated crash"):
         trainer.fit()
     assert load_checkpoint(str(crashed / "latest.npz")).meta["update"] == 200
-    proc = charrnn_cmd("run", "--resume", crashed, "--quiet", cwd=root)
+    proc = charrnn_inproc("run", "--resume", crashed, "--quiet", cwd=root)
     assert proc.returncode == 0, proc.stderr
     assert "resuming at update 200" in proc.stdout
     return full, crashed

@@ -4,9 +4,12 @@
 run directory written by charrnn 0.1.0 itself (``charrnn run --hidden 8 --iterations 60
 --checkpoint-every 30 --sample-every 30 --sample-length 40 --log-every 30 --no-plot --quiet`` on
 the embedded corpus): checkpoint format 1, with the hidden state as a vector.
+``data/v010-trajectory.json`` is 0.1.0's smooth loss over 8,000 updates of the course
+configuration, recorded once by ``data/record_v010_trajectory.py``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -19,9 +22,10 @@ from charrnn.checkpoint import FORMAT_VERSION
 from charrnn.data import load_corpus
 from charrnn.models.rnn import RNN
 from charrnn.registry import get_registry
-from helpers import charrnn_cmd, make_trainer
+from helpers import charrnn_inproc, make_trainer
 
 V010_RUN = Path(__file__).parent / "data" / "v010-run"
+V010_TRAJECTORY = Path(__file__).parent / "data" / "v010-trajectory.json"
 
 
 def numpy_backend():
@@ -69,25 +73,44 @@ def test_rnn_at_batch_one_computes_what_0_1_0_computed(corpus, h0_kind):
     assert new.support.dense == new.size - K * m
 
 
-def test_an_8000_update_run_ends_where_0_1_0_ends(corpus):
-    """The smooth losses at 8,000 updates within 1.0 of each other.
+def v010_trajectory(corpus) -> dict:
+    """0.1.0's smooth loss every 500 updates of the course configuration on the embedded
+    corpus: the record in ``data/v010-trajectory.json`` (made by
+    ``data/record_v010_trajectory.py``), or, on a Python whose embedded corpus is another text,
+    0.1.0's loop run here."""
+    record = json.loads(V010_TRAJECTORY.read_text(encoding="utf-8"))
+    if record["corpus_sha256"] != hashlib.sha256(corpus.text.encode("utf-8")).hexdigest():
+        points: list = []
+        legacy.train(corpus.ids, hidden=record["hidden"], seq_length=record["seq_length"],
+                     updates=record["updates"], eta=record["eta"], sigma=record["sigma"],
+                     seed=record["seed"], trajectory=points, every=record["every"])
+        record["smooth_loss"] = points
+    return record
 
-    That is a loose bound on purpose: a rounding difference anywhere decorrelates two runs
-    within a few dozen updates (0.1.0 itself, with its learning rate changed by one part in
-    10^15, ended anywhere between 42.8 and 47.7 after 20,000 updates, when this check ran that
-    long). The rnn model does the same arithmetic in the same order as 0.1.0 (see
-    charrnn.models.rnn), so in fact the runs stay identical; the exact check is the next test,
-    on a shorter run.
+
+def test_an_8000_update_run_ends_where_0_1_0_ends(corpus):
+    """The smooth losses every 500 updates, up to 8,000, within 1.0 of 0.1.0's.
+
+    That is a loose bound on purpose: a rounding difference anywhere (another BLAS, say)
+    decorrelates two runs within a few dozen updates (0.1.0 itself, with its learning rate
+    changed by one part in 10^15, ended anywhere between 42.8 and 47.7 after 20,000 updates).
+    The rnn model does the same arithmetic in the same order as 0.1.0 (see charrnn.models.rnn),
+    so in fact the runs stay identical; the exact check is the next test, on a shorter run.
     """
-    updates = 8_000
-    old_smooth, _ = legacy.train(corpus.ids, hidden=100, seq_length=25, updates=updates)
-    trainer = make_trainer(numpy_backend(), corpus, hidden=100, seq_length=25, iterations=updates)
-    assert trainer.model.sigma == 0.01 and trainer.optimizer.eta == 0.1
-    for _ in range(updates):
+    record = v010_trajectory(corpus)
+    trainer = make_trainer(numpy_backend(), corpus, hidden=record["hidden"],
+                           seq_length=record["seq_length"], iterations=record["updates"])
+    assert trainer.model.sigma == record["sigma"] and trainer.optimizer.eta == record["eta"]
+    ours = []
+    for update in range(1, record["updates"] + 1):
         trainer.train_step()
-    new_smooth = trainer.smooth_loss_value()
-    assert 40.0 < old_smooth < 80.0  # it has learnt something: a meaningful comparison
-    assert abs(new_smooth - old_smooth) <= 1.0, (new_smooth, old_smooth)
+        if update % record["every"] == 0:
+            ours.append(trainer.smooth_loss_value())
+    old = record["smooth_loss"]
+    assert len(ours) == len(old) == record["updates"] // record["every"]
+    assert 40.0 < old[-1] < 80.0  # it has learnt something: a meaningful comparison
+    for at, (new_smooth, old_smooth) in enumerate(zip(ours, old), start=1):
+        assert abs(new_smooth - old_smooth) <= 1.0, (at * record["every"], new_smooth, old_smooth)
 
 
 def test_batch_one_trains_bit_for_bit_as_0_1_0(corpus):
@@ -166,7 +189,7 @@ def test_resuming_a_0_1_0_run_continues_its_update(v010_run, corpus):
 
 
 def test_a_0_1_0_run_resumes_and_samples_from_the_command_line(v010_run):
-    proc = charrnn_cmd("run", "--resume", v010_run, "--iterations", 90, "--no-plot", "--quiet",
+    proc = charrnn_inproc("run", "--resume", v010_run, "--iterations", 90, "--no-plot", "--quiet",
                        cwd=v010_run.parent)
     assert proc.returncode == 0, proc.stderr
     latest = load_checkpoint(str(v010_run / "latest.npz"))
@@ -178,7 +201,7 @@ def test_a_0_1_0_run_resumes_and_samples_from_the_command_line(v010_run):
     assert config["model"] == "rnn" and config["layers"] == 1 and config["batch_size"] == 1
 
     for checkpoint in (V010_RUN / "best.npz", v010_run):
-        proc = charrnn_cmd("sample", "--checkpoint", checkpoint, "--length", 60, "--seed", 2,
+        proc = charrnn_inproc("sample", "--checkpoint", checkpoint, "--length", 60, "--seed", 2,
                            cwd=v010_run.parent)
         assert proc.returncode == 0, proc.stderr
         assert len(proc.stdout.rstrip("\n")) >= 50

@@ -325,6 +325,7 @@ def checkout(tmp_path_factory) -> Path:
     return work
 
 
+@pytest.mark.e2e
 def test_the_docs_commands_run_as_written_after_the_readme_install(checkout):
     install = next(c for c, mode in COMMANDS.items() if mode == INSTALL)
     assert install in shell_commands(ROOT / "README.md")

@@ -33,6 +33,9 @@ import pytest
 from charrnn.checkpoint import load_checkpoint
 from helpers import TEXT, charrnn_cmd, console_script, read_samples
 
+#: End-to-end tier (real processes killed and interrupted at random moments): `python -m pytest -m e2e`.
+pytestmark = pytest.mark.e2e
+
 ITERATIONS = 240
 OPTIONS = ("--hidden", 16, "--seq-length", 10, "--iterations", ITERATIONS,
            "--checkpoint-every", 40, "--log-every", 10, "--sample-every", 80,

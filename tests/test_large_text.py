@@ -13,7 +13,7 @@ from charrnn.data import Corpus, load_corpus, read_text
 from charrnn.errors import CharrnnError
 from charrnn.registry import get_registry
 from charrnn.stream import TextStream
-from helpers import LEAN
+from helpers import LEAN, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,7 +80,7 @@ def test_more_than_65536_characters_use_int32(tmp_path, cache):
     numpy.testing.assert_array_equal(corpus.ids, Corpus.from_text(text, "x").ids)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=examples(60), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(st.characters(exclude_categories=("Cs",)), min_size=2, max_size=300),
        chunk=st.integers(1, 64))

@@ -240,8 +240,9 @@ def test_shell_completion_offers_installed_backends(run_charrnn, plugin_dir):
     """Click's bash completion of ``--backend`` reads the registry too."""
     env = {"_CHARRNN_COMPLETE": "bash_complete", "COMP_WORDS": "charrnn run --backend ",
            "COMP_CWORD": "3"}
-    plain = run_charrnn(env=env)
-    extended = run_charrnn(env={**env, "PYTHONPATH": str(plugin_dir)})
+    # The shell runs the console script to complete a word: a real process.
+    plain = run_charrnn(env=env, launcher="script")
+    extended = run_charrnn(env={**env, "PYTHONPATH": str(plugin_dir)}, launcher="script")
 
     def offered(proc):
         return {line.split(",", 1)[1] for line in proc.stdout.split()}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy
 import pytest
 from charrnn.checkpoint import load_checkpoint
-from helpers import LEAN, TEXT, assert_one_line_error, charrnn_cmd, console_script, run_options
+from helpers import LEAN, TEXT, assert_one_line_error, charrnn_cmd, charrnn_inproc, console_script, run_options
 from test_bad_inputs import snapshot
 
 TINY = ("--hidden", 32, "--seq-length", 10, "--no-gradcheck", "--sample-length", 20)
@@ -31,7 +31,7 @@ def text_file(tmp_path_factory) -> Path:
 
 
 def train(text_file: Path, out: Path, *extra, cwd=None) -> subprocess.CompletedProcess:
-    proc = charrnn_cmd("run", "--data", text_file, *TINY, *extra, "--out", out,
+    proc = charrnn_inproc("run", "--data", text_file, *TINY, *extra, "--out", out,
                        cwd=cwd or out.parent)
     assert proc.returncode == 0, proc.stderr
     return proc
@@ -64,7 +64,7 @@ def test_a_file_size_limit_mid_run_is_one_line_and_keeps_the_last_checkpoint(tex
     assert load_checkpoint(str(run / "latest.npz")).meta["update"] == 100
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
     # Without the limit the run goes on from that checkpoint.
-    proc = charrnn_cmd("run", "--resume", run, "--iterations", 200, "--quiet", cwd=tmp_path)
+    proc = charrnn_inproc("run", "--resume", run, "--iterations", 200, "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "resuming at update 100" in proc.stdout
 
@@ -88,7 +88,7 @@ def small_tmpfs(tmp_path):
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(text_file, small_tmpfs, tmp_path):
     run = small_tmpfs / "run"
-    proc = charrnn_cmd("run", "--data", text_file, *TINY, "--iterations", 400,
+    proc = charrnn_inproc("run", "--data", text_file, *TINY, "--iterations", 400,
                        "--checkpoint-every", 50, "--no-plot", "--no-report", "--quiet",
                        "--out", run, cwd=tmp_path)
     assert_one_line_error(proc, "cannot write", str(run), "No space left on device",
@@ -109,7 +109,7 @@ def test_a_read_only_run_directory_is_refused_untouched(text_file, small_tmpfs, 
                              capture_output=True, text=True)
     if remount.returncode != 0:
         pytest.skip(f"cannot remount read-only: {remount.stderr.strip()}")
-    proc = charrnn_cmd("run", "--resume", run, "--iterations", 40, cwd=tmp_path)
+    proc = charrnn_inproc("run", "--resume", run, "--iterations", 40, cwd=tmp_path)
     assert_one_line_error(proc, "cannot write", "Read-only file system")
     assert snapshot(run) == before
 
@@ -134,7 +134,7 @@ def test_divergence_on_resume_keeps_the_last_good_checkpoint(text_file, tmp_path
     run = tmp_path / "run"
     train(text_file, run, "--iterations", 40, "--checkpoint-every", 20, "--quiet")
     before = {name: (run / name).read_bytes() for name in ("latest.npz", "best.npz")}
-    proc = charrnn_cmd("run", "--resume", run, "--iterations", 80, "--eta", "1e308", cwd=tmp_path)
+    proc = charrnn_inproc("run", "--resume", run, "--iterations", 80, "--eta", "1e308", cwd=tmp_path)
     assert_one_line_error(proc, "training diverged", "lower --eta", "keeps the last finite state")
     assert {name: (run / name).read_bytes() for name in before} == before
     report = (run / "report.md").read_text(encoding="utf-8")
@@ -194,7 +194,7 @@ def faulty_site(tmp_path_factory) -> Path:
 
 def test_a_failing_plugin_callback_is_named_and_never_saved(text_file, faulty_site, tmp_path):
     run = tmp_path / "run"
-    proc = charrnn_cmd("run", "--data", text_file, *TINY, "--iterations", 60,
+    proc = charrnn_inproc("run", "--data", text_file, *TINY, "--iterations", 60,
                        "--checkpoint-every", 20, "--quiet", "--out", run, cwd=tmp_path,
                        env={"PYTHONPATH": str(faulty_site)})
     line = assert_one_line_error(proc, "callback 'faulty'", "plugin 'faulty' of charrnn-faulty "
@@ -207,20 +207,21 @@ def test_a_failing_plugin_callback_is_named_and_never_saved(text_file, faulty_si
     # Built-ins only: the same run dir continues and finishes.
     for how in ({"args": ("--no-plugins",), "env": {}},
                 {"args": (), "env": {"CHARRNN_DISABLE_PLUGINS": "1"}}):
-        proc = charrnn_cmd(*how["args"], "run", "--resume", run, "--iterations",
+        proc = charrnn_inproc(*how["args"], "run", "--resume", run, "--iterations",
                            80 if how["args"] else 100, "--quiet", cwd=tmp_path,
                            env={"PYTHONPATH": str(faulty_site), **how["env"]})
         assert proc.returncode == 0, proc.stderr
     assert load_checkpoint(str(run / "latest.npz")).meta["update"] == 100
-    listing = charrnn_cmd("--no-plugins", "plugins", "--json", cwd=tmp_path,
+    listing = charrnn_inproc("--no-plugins", "plugins", "--json", cwd=tmp_path,
                           env={"PYTHONPATH": str(faulty_site)})
     names = {p["name"] for p in json.loads(listing.stdout)["plugins"]}
     assert "faulty" not in names and "checkpoints" in names
-    listing = charrnn_cmd("plugins", "--json", cwd=tmp_path, env={"PYTHONPATH": str(faulty_site)})
+    listing = charrnn_inproc("plugins", "--json", cwd=tmp_path, env={"PYTHONPATH": str(faulty_site)})
     assert "faulty" in {p["name"] for p in json.loads(listing.stdout)["plugins"]}
 
 
 def test_debug_shows_the_traceback(tmp_path):
+    # The traceback is what the interpreter prints as the process ends: a real process.
     proc = charrnn_cmd("--debug", "run", "--data", tmp_path / "nowhere.txt", cwd=tmp_path)
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "CharrnnError" in proc.stderr
@@ -234,7 +235,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_resume_applies_a_new_learning_rate_and_says_so(text_file, tmp_path):
     run = tmp_path / "run"
     train(text_file, run, "--iterations", 40, "--checkpoint-every", 20, "--quiet")
-    proc = charrnn_cmd("run", "--resume", run, "--iterations", 60, "--eta", 0.02,
+    proc = charrnn_inproc("run", "--resume", run, "--iterations", 60, "--eta", 0.02,
                        "--temperature", 0.5, "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "applying --eta 0.02 (was 0.1), --iterations 60 (was 40), --temperature 0.5 (was " \
@@ -252,7 +253,7 @@ def test_a_new_learning_rate_changes_the_updates(text_file, tmp_path):
     for run in (a, b):
         train(text_file, run, "--iterations", 20, "--checkpoint-every", 20, *LEAN)
     for run, eta in ((a, ()), (b, ("--eta", 0.01))):
-        proc = charrnn_cmd("run", "--resume", run, "--iterations", 40, *eta, cwd=tmp_path)
+        proc = charrnn_inproc("run", "--resume", run, "--iterations", 40, *eta, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
     pa, pb = (load_checkpoint(str(r / "latest.npz")).params["W"] for r in (a, b))
     assert not numpy.array_equal(pa, pb)
@@ -281,9 +282,9 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_in_the_same_directory
     (run / "config.json").write_text("{}", encoding="utf-8")
     (run / "metrics.csv").write_text("update,epoch\n3,0\n", encoding="utf-8")
     (run / ".latest.npz.999999.0badc0de.tmp").write_bytes(b"half a checkpoint")
-    proc = charrnn_cmd("run", "--resume", run, cwd=tmp_path)
+    proc = charrnn_inproc("run", "--resume", run, cwd=tmp_path)
     assert_one_line_error(proc, "no checkpoint", f"--out {run}")
-    proc = charrnn_cmd("run", "--data", text_file, *TINY, "--iterations", 20, "--log-every", 10,
+    proc = charrnn_inproc("run", "--data", text_file, *TINY, "--iterations", 20, "--log-every", 10,
                        "--quiet", "--out", run, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "starting over in" in proc.stdout
@@ -296,7 +297,7 @@ def test_temporary_files_of_a_killed_save_are_removed_at_the_next_start(text_fil
     train(text_file, run, "--iterations", 20, "--checkpoint-every", 10, *LEAN)
     stale = run / ".latest.npz.999999.0badc0de.tmp"
     stale.write_bytes(b"half a checkpoint")
-    proc = charrnn_cmd("run", "--resume", run, "--iterations", 30, cwd=tmp_path)
+    proc = charrnn_inproc("run", "--resume", run, "--iterations", 30, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not stale.exists()
 
@@ -306,18 +307,18 @@ def test_a_run_killed_after_its_last_checkpoint_gets_its_report(text_file, tmp_p
     train(text_file, run, "--iterations", 30, "--checkpoint-every", 10, "--quiet")
     (run / "report.md").unlink()
     (run / "loss.png").unlink()
-    proc = charrnn_cmd("run", "--resume", run, cwd=tmp_path)
+    proc = charrnn_inproc("run", "--resume", run, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "writing its end-of-run files" in proc.stdout
     assert (run / "report.md").exists() and (run / "loss.png").exists()
     assert load_checkpoint(str(run / "latest.npz")).meta["update"] == 30
     # Once written, the run is finished: resuming it again asks for more updates.
-    proc = charrnn_cmd("run", "--resume", run, cwd=tmp_path)
+    proc = charrnn_inproc("run", "--resume", run, cwd=tmp_path)
     assert_one_line_error(proc, "already done 30 updates")
     # charrnn report writes both again, whenever asked, without training.
     (run / "report.md").unlink()
     before = (run / "latest.npz").read_bytes()
-    proc = charrnn_cmd("report", run, cwd=tmp_path)
+    proc = charrnn_inproc("report", run, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "report and plot written" in proc.stdout
     assert "update 30" in (run / "report.md").read_text(encoding="utf-8") or \

@@ -6,7 +6,7 @@ import re
 import sys
 
 import pytest
-from helpers import charrnn_cmd, read_samples
+from helpers import charrnn_inproc, read_samples
 
 PASSAGE = 321
 
@@ -31,7 +31,7 @@ def finished_run(tmp_path_factory):
     data = base / "words.txt"
     data.write_text(make_text(), encoding="utf-8")
     out = base / "run"
-    proc = charrnn_cmd("run", "--data", data, "--hidden", 16, "--iterations", 3000,
+    proc = charrnn_inproc("run", "--data", data, "--hidden", 16, "--iterations", 3000,
                        "--sample-every", 100, "--sample-length", 60,
                        "--report-passage-length", PASSAGE, "--out", out, cwd=base)
     assert proc.returncode == 0, proc.stderr

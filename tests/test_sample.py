@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy
 import pytest
 from charrnn.checkpoint import load_checkpoint
-from helpers import LEAN, TEXT, VOCAB, charrnn_cmd
+from helpers import LEAN, TEXT, VOCAB, charrnn_inproc
 from helpers import assert_one_line_error as _one_line_error
 
 
@@ -25,7 +25,7 @@ def runs(tmp_path_factory):
     data = root / "text.txt"
     data.write_text(TEXT, encoding="utf-8")
     for name, iterations in (("long", 300), ("short", 30)):
-        proc = charrnn_cmd("run", "--data", data, "--hidden", 16, "--iterations", iterations,
+        proc = charrnn_inproc("run", "--data", data, "--hidden", 16, "--iterations", iterations,
                            "--checkpoint-every", 100, "--out", root / name, *LEAN, cwd=root)
         assert proc.returncode == 0, proc.stderr
     mixed = root / "mixed"
@@ -36,7 +36,7 @@ def runs(tmp_path_factory):
 
 
 def sample(root, *args) -> subprocess.CompletedProcess:
-    return charrnn_cmd("sample", *args, cwd=root)
+    return charrnn_inproc("sample", *args, cwd=root)
 
 
 def generated(proc) -> str:

@@ -17,6 +17,9 @@ import pytest
 from charrnn.checkpoint import load_checkpoint
 from helpers import assert_one_line_error, charrnn_cmd, console_script
 
+#: End-to-end tier (real Dask clusters and trial processes): `python -m pytest -m e2e`.
+pytestmark = pytest.mark.e2e
+
 optuna = pytest.importorskip("optuna")
 psutil = pytest.importorskip("psutil")  # comes with distributed
 

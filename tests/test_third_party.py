@@ -35,6 +35,9 @@ import numpy
 import pytest
 from helpers import assert_one_line_error, console_script
 
+#: End-to-end tier (the examples installed with pip, run as real processes): `python -m pytest -m e2e`.
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 JSONL = "charrnn-jsonl-logger"

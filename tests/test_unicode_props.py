@@ -18,7 +18,7 @@ import pytest
 from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path
 from charrnn.data import Corpus, load_corpus
 from charrnn.errors import CharrnnError
-from helpers import call_in_process
+from helpers import call_in_process, examples
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -79,7 +79,7 @@ def write(path: Path, text: str) -> Path:
 # -- the corpus -----------------------------------------------------------------------------------
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=examples(300), **SETTINGS)
 @given(text=TEXTS)
 @example(text="")
 @example(text="a\r\nb\rc\n")
@@ -125,7 +125,7 @@ def chunk_bytes(size: int):
         charrnn.data.CHUNK_BYTES = saved
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=examples(150), **SETTINGS)
 @given(text=TEXTS, seq_length=st.integers(min_value=1, max_value=6),
        chunk=st.sampled_from([1, 2, 3, 5, 4096]))
 @example(text="ab\r\ncd\r\n", seq_length=4, chunk=3)
@@ -203,7 +203,7 @@ def foreign_chars(vocab):
     return ANY_CHAR.filter(lambda c: c not in vocab)
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=examples(25), suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                   HealthCheck.too_slow], **SETTINGS)
 @given(text=TRAINABLE, data=st.data())
 @example(text="aaaaaaaa", data=None)
@@ -250,7 +250,7 @@ def test_run_then_sample_on_any_text(capsys, text, data):
         assert out == ""
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture],
+@settings(max_examples=examples(40), suppress_health_check=[HealthCheck.function_scoped_fixture],
           **SETTINGS)
 @given(text=st.one_of(MIXED, st.text(ANY_CHAR, max_size=SEQ), REPEATED)
        .filter(lambda t: len(t) < SEQ + 1))
