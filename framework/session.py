@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -519,7 +520,7 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
                f"{trainer.smooth_loss_value():.3f}; run directory {run_dir}")
     if trainer.stop_reason == INTERRUPTED:
         click.echo(f"continue with: charrnn run --resume {run_dir}", err=True)
-        raise SystemExit(130)
+        raise SystemExit(128 + int(trainer.interrupt_signal or signal.SIGINT))
     if trainer.stop_reason and trainer.stop_reason.startswith(TIME_LIMIT):
         click.echo(f"continue with: charrnn run --resume {run_dir} --time-limit SECONDS "
                    "(a larger total)")

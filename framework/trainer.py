@@ -17,6 +17,7 @@ import numpy
 from .backend import Array
 from .callbacks import Callback
 from .errors import CallbackFailed, CharrnnError, os_error_message
+from .interrupts import UpdateBoundary
 from .model import Model, State
 from .optimizer import Optimizer
 from .stream import TextStream
@@ -88,6 +89,8 @@ class Trainer:
         self.diverged_at: Optional[int] = None
         #: Set by a Ctrl-C that arrived while the callbacks of an update were running.
         self.interrupted_mid_update = False
+        #: The signal that stopped training at an update's end (SIGINT or SIGTERM), if any.
+        self.interrupt_signal: Optional[int] = None
         #: The error that stopped training, raised again once every callback has ended.
         self.error: Optional[BaseException] = None
         self.started_at = time.perf_counter()
@@ -289,6 +292,11 @@ class Trainer:
         training or in a callback stops it too; every callback's ``on_train_end`` still runs (so
         the report and plot reflect what happened, and :attr:`can_save` keeps checkpoints from
         saving a bad state), then the first error is raised again.
+
+        Ctrl-C and SIGTERM stop the loop at the end of the update in progress, after its
+        callbacks (:class:`~charrnn.interrupts.UpdateBoundary`), so that what is saved then is
+        one whole update and a resume continues exactly; a second one stops at once and saves
+        nothing.
         """
         callbacks = self.callbacks
         self.start_update = self.update
@@ -296,20 +304,25 @@ class Trainer:
         for cb in callbacks:
             self._call(cb, "on_train_begin")
         self.started_at = time.perf_counter()  # the gradient check is not training time
+        boundary = UpdateBoundary()
         try:
-            while not self.finished():
-                loss = self.train_step()
-                value = self.backend.to_float(loss)
-                if not math.isfinite(value):
-                    self.diverged_at = self.update
-                    self.stop(f"{DIVERGED}: the loss is {value} at update {self.update}")
-                    break
-                settling = True
-                for cb in callbacks:
-                    self._call(cb, "on_update_end")
-                settling = False
+            with boundary:
+                while not self.finished():
+                    loss = self.train_step()
+                    value = self.backend.to_float(loss)
+                    if not math.isfinite(value):
+                        self.diverged_at = self.update
+                        self.stop(f"{DIVERGED}: the loss is {value} at update {self.update}")
+                        break
+                    settling = True
+                    for cb in callbacks:
+                        self._call(cb, "on_update_end")
+                    settling = False
+                    if boundary.pending is not None:  # Ctrl-C or SIGTERM during this update
+                        self.interrupt_signal = boundary.pending
+                        raise KeyboardInterrupt
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt) and settling:
+            if isinstance(exc, KeyboardInterrupt) and (settling or boundary.hurried):
                 self.interrupted_mid_update = True
             for cb in callbacks:
                 try:
