@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional
 import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
-from charrnn.checkpoint import save_checkpoint
+from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.interrupts import deferred_interrupt
 from charrnn.trainer import DIVERGED
 
@@ -53,6 +53,34 @@ class Checkpoints(Callback):
             save_checkpoint(os.path.join(trainer.run_dir, "latest.npz"), ckpt)
             if improved:
                 save_checkpoint(os.path.join(trainer.run_dir, "best.npz"), ckpt)
+
+    def on_train_begin(self, trainer) -> None:
+        self.repair_best(trainer)
+
+    def repair_best(self, trainer) -> None:
+        """Write best.npz again when it lags behind the best that latest.npz records.
+
+        latest.npz is written first, then best.npz; a kill between the two leaves best.npz one
+        checkpoint old while latest.npz (which every start resumes from) names itself as the
+        best. Every start that resumes such a state (a resume, ``charrnn report``) rewrites
+        best.npz from it, so ``charrnn sample`` never keeps using the older model.
+        """
+        if not trainer.run_dir or self.best_update is None or self.best_update != trainer.update \
+                or trainer.update == 0 or not trainer.can_save:
+            return
+        path = os.path.join(trainer.run_dir, "best.npz")
+        try:
+            found = load_checkpoint(path).meta.get("update")
+        except Exception:  # missing, or unreadable: either way it is not the recorded best
+            found = None
+        if found == self.best_update:
+            return
+        with deferred_interrupt():
+            save_checkpoint(path, trainer.checkpoint())
+        if not trainer.config.get("quiet"):
+            was = "missing" if found is None else f"at update {found:,}"
+            click.echo(f"best.npz repaired: it was {was}; latest.npz records the best at update "
+                       f"{self.best_update:,}")
 
     def on_update_end(self, trainer) -> None:
         if trainer.update % self.every == 0:

@@ -550,3 +550,30 @@ def test_resume_from_another_directory_uses_the_runs_own_text(run_charrnn, tmp_p
     ref = load_checkpoint(str(inner / "ref" / "latest.npz"))
     resumed = load_checkpoint(str(inner / "run" / "latest.npz"))
     assert numpy.array_equal(ref.params["W"], resumed.params["W"])
+
+
+def test_best_npz_left_behind_by_a_kill_is_repaired_at_the_next_start(data_file, tmp_path):
+    """latest.npz is written before best.npz; a kill between the two leaves best.npz one
+    checkpoint old. The next start that reads the run (here ``charrnn report``) writes it again
+    from latest.npz, which records itself as the best."""
+    common = ("--data", data_file, "--hidden", 16, "--checkpoint-every", 20, "--no-gradcheck",
+              "--no-plot", "--quiet")
+    run, early = tmp_path / "run", tmp_path / "early"
+    for out, iterations in ((run, 40), (early, 20)):
+        proc = charrnn_inproc("run", *common, "--iterations", iterations, "--out", out,
+                              cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    latest = load_checkpoint(str(run / "latest.npz"))
+    assert latest.meta["update"] == 40
+    assert load_checkpoint(str(run / "best.npz")).meta["update"] == 40  # the loss fell
+    shutil.copyfile(early / "best.npz", run / "best.npz")  # as a kill between the writes leaves it
+
+    proc = charrnn_inproc("report", run, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "best.npz repaired: it was at update 20" in proc.stdout
+    best = load_checkpoint(str(run / "best.npz"))
+    assert best.meta["update"] == 40
+    for name, value in latest.params.items():
+        assert numpy.array_equal(best.params[name], value), name
+    proc = charrnn_inproc("report", run, cwd=tmp_path)  # nothing left to repair
+    assert "repaired" not in proc.stdout
