@@ -28,12 +28,13 @@ def _spin() -> None:
 
 
 def main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     usage="%(prog)s HOGS [--repeat N] -- COMMAND [ARGS...]")
     parser.add_argument("hogs", type=int, help="busy processes to run beside the command")
     parser.add_argument("--repeat", type=int, default=1, help="run the command this many times")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    command = argv[split + 1:]
     if not command:
         parser.error("give the command to run after --")
     hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.hogs)]
