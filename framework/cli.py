@@ -79,7 +79,9 @@ class RunCommand(click.Command):
     shell completion like the built-in ones.
     """
 
-    _plugin_params_added = False
+    #: The registry the plugin options were taken from, and the command's own options.
+    _options_from: Any = None
+    _own_params: Optional[List[click.Parameter]] = None
 
     def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
         from .presets import preset_argv, preset_value
@@ -97,10 +99,14 @@ class RunCommand(click.Command):
             raise
 
     def get_params(self, ctx: click.Context) -> List[click.Parameter]:
-        if not self._plugin_params_added:
-            self._plugin_params_added = True
+        registry = get_registry()
+        if self._options_from is not registry:  # first use, or the plugins were loaded again
+            self._options_from = registry
+            if self._own_params is None:
+                self._own_params = list(self.params)
+            self.params = list(self._own_params)
             own = {p.name for p in self.params}
-            for option in get_registry().run_options:
+            for option in registry.run_options:
                 if option.name in own:
                     option.plugin.error = (  # type: ignore[attr-defined]
                         f"option --{option.name} clashes with a built-in option; ignored")

@@ -34,6 +34,31 @@ def run_charrnn(tmp_path):
     return run
 
 
+@pytest.fixture
+def with_examples(tmp_path):
+    """``with_examples(*names)`` puts the example plugins ``names`` (folders under
+    ``examples/``) on this process's path with their entry points (helpers.examples_on_path);
+    afterwards they are gone again, from the path, the imported modules and the registry."""
+    import importlib
+    import sys
+
+    from charrnn.registry import get_registry
+    from helpers import examples_on_path
+
+    patch = pytest.MonkeyPatch()
+    modules = []
+
+    def install(*names: str) -> None:
+        modules.extend(examples_on_path(patch, tmp_path / "site", *names))
+
+    yield install
+    patch.undo()
+    for module in modules:
+        sys.modules.pop(module, None)
+    importlib.invalidate_caches()
+    get_registry(refresh=True)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _charrnn_cache_dir(tmp_path_factory):
     """Encoded ``--data`` texts are cached in a temporary directory, never in the real

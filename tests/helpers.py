@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Dict, List, Tuple
 
 from charrnn.callbacks import Callback
 
@@ -181,3 +182,51 @@ def launch(*argv):
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return code, out.getvalue(), err.getvalue()
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _example_metadata(folder: Path) -> Tuple[str, str, Dict[str, str]]:
+    """An example's distribution name, version and ``charrnn`` entry points, from its
+    pyproject.toml (simple enough to read without a TOML parser on Python 3.10)."""
+    text = (folder / "pyproject.toml").read_text(encoding="utf-8")
+    name = re.search(r'^name = "([^"]+)"', text, re.M).group(1)
+    version = re.search(r'^version = "([^"]+)"', text, re.M).group(1)
+    section = text.split("[project.entry-points.charrnn]", 1)[1].split("\n[", 1)[0]
+    points = dict(re.findall(r'^(\w+) = "([^"]+)"', section, re.M))
+    return name, version, points
+
+
+def examples_on_path(monkeypatch, site: Path, *names: str) -> List[str]:
+    """Make the examples ``names`` (folders under ``examples/``) importable in this process and
+    discoverable through their ``charrnn`` entry points, as an editable install makes them:
+    each gets a ``*.dist-info`` folder with its metadata in ``site``, and its source folder goes
+    on ``sys.path``. The registry then loads them as it loads any installed plugin, through
+    ``importlib.metadata``; ``monkeypatch`` takes them away again. Returns the modules the
+    entry points name. Tests about installing (pip, the metadata pip writes) are in
+    ``test_third_party.py``."""
+    import importlib
+
+    from charrnn.registry import get_registry
+
+    site.mkdir(parents=True, exist_ok=True)
+    modules: List[str] = []
+    for example in names:
+        folder = EXAMPLES / example
+        name, version, points = _example_metadata(folder)
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\n"
+                                       f"Version: {version}\n", encoding="utf-8")
+        (info / "entry_points.txt").write_text(
+            "[charrnn]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()),
+            encoding="utf-8")
+        monkeypatch.syspath_prepend(str(folder))
+        for module in points.values():
+            modules.append(module.split(":")[0])
+            monkeypatch.delitem(sys.modules, modules[-1], raising=False)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    get_registry(refresh=True)
+    return modules

@@ -17,6 +17,10 @@ with ``bdist_wheel`` built in.
 
 Examples are copied to a temporary folder before building, so no ``build/`` or ``*.egg-info``
 is left in the source tree.
+
+These are the tests about installing: the metadata pip writes, ``charrnn plugins`` and the
+conformance suite in real processes, one real run beside a broken plugin. How each example
+behaves in training is ``tests/test_examples.py``'s, in this process, in the first tier.
 """
 from __future__ import annotations
 
@@ -27,30 +31,19 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from importlib import metadata
 from pathlib import Path
 from typing import Dict, List
 
-import numpy
 import pytest
-from helpers import assert_one_line_error, console_script
+from helpers import console_script
+from test_examples import (BIGRAM, BIGRAM_REFUSAL, BROKEN, BROKEN_MESSAGE, CHECKED, JSONL, MOMENTUM,
+                           TEXT, check_metrics, read_metrics)
 
 #: End-to-end tier (the examples installed with pip, run as real processes): `python -m pytest -m e2e`.
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-JSONL = "charrnn-jsonl-logger"
-BROKEN = "charrnn-broken-plugin"
-BIGRAM = "charrnn-bigram-model"
-MOMENTUM = "charrnn-momentum-optimizer"
-CHECKED = "charrnn-checked-backend"
-BROKEN_MESSAGE = "RuntimeError: this example plugin is broken on purpose"
-RECORD_KEYS = {"update", "epoch", "smooth_loss", "loss", "updates_per_second", "timestamp"}
-TEXT = ("First Citizen: Before we proceed any further, hear me speak.\n"
-        "All: Speak, speak.\n"
-        "First Citizen: You are all resolved rather to die than to famish?\n") * 8
-
 
 # -- installing ---------------------------------------------------------------------------------
 
@@ -135,26 +128,6 @@ def plugins_json(sites: List[Path], cwd: Path) -> dict:
     return json.loads(proc.stdout)
 
 
-def read_metrics(run_dir: Path) -> List[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines]
-
-
-def check_metrics(records: List[dict], updates: List[int], val: bool) -> None:
-    assert [r["update"] for r in records] == updates + [updates[-1]]
-    for r in records[:-1]:
-        assert "event" not in r
-    assert records[-1]["event"] == "end"
-    for r in records:
-        assert RECORD_KEYS <= set(r), r
-        assert isinstance(r["smooth_loss"], float) and r["smooth_loss"] > 0
-        assert isinstance(r["loss"], float) and r["loss"] > 0
-        assert r["updates_per_second"] > 0
-        assert r["epoch"] >= 0
-        assert ("val_loss" in r) == val, r
-    assert [r["timestamp"] for r in records] == sorted(r["timestamp"] for r in records)
-
-
 # -- the jsonl logger ---------------------------------------------------------------------------
 
 def test_pip_installed_real_metadata(jsonl_site):
@@ -174,41 +147,6 @@ def test_plugins_lists_the_jsonl_callback(jsonl_site, tmp_path):
     _check(proc, "charrnn plugins")
     assert re.search(r"^  jsonl +charrnn-jsonl-logger 0\.1\.0  \(entry point jsonl\)$",
                      proc.stdout, flags=re.M), proc.stdout
-
-
-def test_run_help_shows_the_option(jsonl_site, tmp_path):
-    proc = charrnn("run", "--help", sites=[jsonl_site], cwd=tmp_path)
-    _check(proc, "charrnn run --help")
-    assert "--jsonl-every" in proc.stdout
-    try:
-        metadata.version(JSONL)
-        return  # also installed in the test environment itself
-    except metadata.PackageNotFoundError:
-        pass
-    # without the plugin on the path the option is not there
-    proc = charrnn("run", "--help", sites=[], cwd=tmp_path)
-    _check(proc, "charrnn run --help")
-    assert "--jsonl-every" not in proc.stdout
-
-
-def test_run_writes_metrics_jsonl(jsonl_site, run_extra, data_file, tmp_path):
-    out = tmp_path / "run"
-    proc = charrnn("run", "--iterations", 300, "--jsonl-every", 100, "--hidden", 16,
-                   "--data", data_file, "--out", out, "--val-frac", 0.2, "--val-every", 100,
-                   "--quiet", *run_extra, sites=[jsonl_site], cwd=tmp_path)
-    _check(proc, "charrnn run")
-    check_metrics(read_metrics(out), [100, 200, 300], val=True)
-
-
-def test_jsonl_every_zero_is_one_error_line(jsonl_site, run_extra, data_file, tmp_path):
-    out = tmp_path / "run"
-    proc = charrnn("run", "--iterations", 10, "--jsonl-every", 0, "--data", data_file,
-                   "--out", out, *run_extra, sites=[jsonl_site], cwd=tmp_path)
-    assert proc.returncode != 0
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("Error: ") and "--jsonl-every" in lines[0]
-    assert not out.exists()
 
 
 # -- a broken plugin ----------------------------------------------------------------------------
@@ -243,23 +181,6 @@ def test_run_works_with_a_broken_plugin_installed(jsonl_site, broken_site, run_e
 
 # -- a third-party model: the bigram ------------------------------------------------------------
 
-#: The message the bigram model refuses ``--layers`` other than 1 with.
-BIGRAM_REFUSAL = "the bigram model has no layers"
-
-
-def model_choices(help_text: str) -> List[str]:
-    """The choices ``charrnn run --help`` shows for ``--model``."""
-    match = re.search(r"--model \[([^\]]*)\]", help_text)
-    assert match, help_text
-    return match.group(1).split("|")
-
-
-def read_smooth_losses(run_dir: Path) -> List[float]:
-    lines = (run_dir / "metrics.csv").read_text(encoding="utf-8").splitlines()
-    header = lines[0].split(",")
-    column = header.index("smooth_loss")
-    return [float(line.split(",")[column]) for line in lines[1:]]
-
 
 def test_bigram_installed_real_metadata(bigram_site):
     (dist_info,) = bigram_site.glob("charrnn_bigram_model-0.1.0.dist-info")
@@ -281,63 +202,6 @@ def test_plugins_lists_the_bigram_model(bigram_site, tmp_path):
     assert models, proc.stdout
     assert re.search(r"^  bigram +charrnn-bigram-model 0\.1\.0  \(entry point bigram\)$",
                      models.group(1), flags=re.M), proc.stdout
-
-
-def test_run_help_offers_the_bigram_model(bigram_site, tmp_path):
-    proc = charrnn("run", "--help", sites=[bigram_site], cwd=tmp_path)
-    _check(proc, "charrnn run --help")
-    assert {"bigram", "rnn"} <= set(model_choices(proc.stdout))
-    try:
-        metadata.version(BIGRAM)
-        return  # also installed in the test environment itself
-    except metadata.PackageNotFoundError:
-        pass
-    proc = charrnn("run", "--help", sites=[], cwd=tmp_path)
-    _check(proc, "charrnn run --help")
-    assert "bigram" not in model_choices(proc.stdout)
-
-
-@pytest.mark.parametrize("batch", [1, 4])
-def test_bigram_trains_reports_and_samples(bigram_site, data_file, tmp_path, batch):
-    """``--model bigram`` through the whole run: the gradient check (on), training, the report,
-    a checkpoint that ``charrnn sample`` loads."""
-    out = tmp_path / "run"
-    proc = charrnn("run", "--model", "bigram", "--batch-size", batch, "--iterations", 600,
-                   "--log-every", 100, "--seq-length", 10, "--data", data_file, "--out", out,
-                   "--quiet", sites=[bigram_site], cwd=tmp_path)
-    _check(proc, "charrnn run --model bigram")
-    assert json.loads((out / "config.json").read_text())["model"] == "bigram"
-
-    losses = read_smooth_losses(out)
-    assert len(losses) == 6, losses
-    assert all(b < a for a, b in zip(losses, losses[1:])), f"smooth loss does not fall: {losses}"
-    assert losses[-1] < 0.9 * losses[0], losses
-
-    report = (out / "report.md").read_text(encoding="utf-8")
-    assert re.search(r"^\| model \| bigram \(\d+x\d+ table; [\d,]+ parameters\) \|$", report,
-                     flags=re.M), report
-    gradcheck = report.split("## Gradient check", 1)[1].split("\n## ", 1)[0]
-    assert "**passed**" in gradcheck and "| table |" in gradcheck, gradcheck
-
-    # Greedy sampling follows the table's likeliest successor of each character: after training,
-    # each step is a pair of characters that occurs in the text.
-    proc = charrnn("sample", "--checkpoint", out, "--length", 120, "--top-k", 1, "--prime", "F",
-                   sites=[bigram_site], cwd=tmp_path)
-    _check(proc, "charrnn sample")
-    assert proc.stdout.endswith("\n")
-    sample = proc.stdout[:-1]
-    assert len(sample) == 1 + 120 and sample.startswith("F")
-    unseen = {sample[i:i + 2] for i in range(len(sample) - 1)} - \
-        {TEXT[i:i + 2] for i in range(len(TEXT) - 1)}
-    assert not unseen, f"pairs the text never has: {sorted(unseen)} in {sample!r}"
-
-
-def test_bigram_refuses_layers_with_one_error_line(bigram_site, data_file, tmp_path):
-    out = tmp_path / "run"
-    proc = charrnn("run", "--model", "bigram", "--layers", 2, "--iterations", 10,
-                   "--data", data_file, "--out", out, "--quiet", sites=[bigram_site], cwd=tmp_path)
-    assert_one_line_error(proc, BIGRAM_REFUSAL, "--layers")
-    assert not out.exists()
 
 
 def test_conformance_suite_checks_the_bigram_model(bigram_site, tmp_path):
@@ -374,20 +238,6 @@ def test_conformance_suite_checks_the_bigram_model(bigram_site, tmp_path):
 
 # -- a third-party optimizer and a third-party backend, each registering two ----------------------
 
-#: Options of the short runs below: a small model, nothing that only costs time.
-SHORT_RUN = ("--hidden", 16, "--seq-length", 10, "--no-gradcheck", "--no-plot", "--quiet")
-
-
-def read_losses(run_dir: Path) -> List[float]:
-    lines = (run_dir / "metrics.csv").read_text(encoding="utf-8").splitlines()
-    column = lines[0].split(",").index("loss")
-    return [float(line.split(",")[column]) for line in lines[1:]]
-
-
-def checkpoint_arrays(path: Path) -> Dict[str, numpy.ndarray]:
-    with numpy.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files if name != "meta"}
-
 
 def test_plugins_lists_two_optimizers_and_two_backends(extension_site, tmp_path):
     for dist, entry in ((MOMENTUM, "momentum"), (CHECKED, "checked")):
@@ -410,71 +260,6 @@ def test_plugins_lists_two_optimizers_and_two_backends(extension_site, tmp_path)
     assert optimizers, proc.stdout
     assert re.search(r"^  nesterov +charrnn-momentum-optimizer 0\.1\.0  \(entry point momentum\)$",
                      optimizers.group(1), flags=re.M), proc.stdout
-
-
-@pytest.mark.parametrize("optimizer", ["momentum", "nesterov"])
-def test_momentum_trains_and_resumes_exactly(extension_site, data_file, tmp_path, optimizer):
-    """The loss falls, and a run stopped halfway and resumed ends exactly where an
-    uninterrupted one does: the velocity goes through the checkpoint."""
-    common = ("--optimizer", optimizer, "--eta", 0.01, "--data", data_file, *SHORT_RUN)
-    straight = tmp_path / "straight"
-    proc = charrnn("run", *common, "--iterations", 60, "--log-every", 1, "--out", straight,
-                   sites=[extension_site], cwd=tmp_path)
-    _check(proc, f"charrnn run --optimizer {optimizer}")
-    assert f"optimizer {optimizer} (eta 0.01, clip 5, momentum 0.9)" in proc.stdout, proc.stdout
-    losses = read_losses(straight)
-    assert len(losses) == 60, losses
-    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
-    assert last < 0.93 * first, (first, last)
-
-    halves = tmp_path / "halves"
-    proc = charrnn("run", *common, "--iterations", 30, "--out", halves,
-                   sites=[extension_site], cwd=tmp_path)
-    _check(proc, f"charrnn run --optimizer {optimizer} --iterations 30")
-    proc = charrnn("run", "--resume", halves, "--iterations", 60, "--quiet", "--no-plot",
-                   sites=[extension_site], cwd=tmp_path)
-    _check(proc, "charrnn run --resume")
-
-    expected = checkpoint_arrays(straight / "latest.npz")
-    resumed = checkpoint_arrays(halves / "latest.npz")
-    velocity = sorted(k for k in expected if k.startswith("optim.velocity:"))
-    params = sorted(k for k in expected if k.startswith("param."))
-    assert params and [k.replace("optim.velocity:", "param.") for k in velocity] == params
-    assert sorted(resumed) == sorted(expected)
-    for name, array in expected.items():
-        assert (resumed[name] == array).all(), f"{name} differs after the resume"
-
-
-def test_checked_backend_trains_as_the_reference_does(extension_site, data_file, tmp_path):
-    """Both backends of the one entry point train; checking every operation changes nothing."""
-    runs = {}
-    for backend in ("reference", "checked"):
-        out = tmp_path / backend
-        proc = charrnn("run", "--backend", backend, "--data", data_file, *SHORT_RUN,
-                       "--iterations", 40, "--log-every", 1, "--out", out,
-                       sites=[extension_site], cwd=tmp_path)
-        _check(proc, f"charrnn run --backend {backend}")
-        assert f"backend {backend}: charrnn's reference operations on numpy" in proc.stdout
-        runs[backend] = checkpoint_arrays(out / "latest.npz")
-        losses = read_losses(out)
-        assert len(losses) == 40 and sum(losses[-10:]) < 0.95 * sum(losses[:10]), losses
-    assert sorted(runs["checked"]) == sorted(runs["reference"])
-    for name, array in runs["reference"].items():
-        assert (runs["checked"][name] == array).all(), name
-
-
-def test_checked_backend_stops_at_the_operation_that_overflows(extension_site, data_file,
-                                                               tmp_path):
-    """A step of eta * 5 beyond the largest float: the checked backend stops inside the first
-    update, in the optimizer's operation, where the core would only see the next loss."""
-    out = tmp_path / "run"
-    proc = charrnn("run", "--backend", "checked", "--optimizer", "sgd", "--eta", "1e308",
-                   "--data", data_file, *SHORT_RUN, "--iterations", 20, "--out", out,
-                   sites=[extension_site], cwd=tmp_path)
-    assert_one_line_error(proc, "backend 'checked': sgd_ wrote a non-finite value into param",
-                          "from finite inputs", "--eta")
-    assert proc.returncode == 2
-    assert not (out / "latest.npz").exists()
 
 
 def test_conformance_passes_on_both_backends_of_one_entry_point(extension_site, tmp_path):
