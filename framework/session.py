@@ -18,6 +18,7 @@ from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint, validate_against_model
 from .data import load_corpus
 from .errors import BackendUnavailable, CharrnnError
+from .dirlock import LOCK_NAME, DirectoryLock
 from .files import TEMPORARY_NAME, atomic_write_text
 from .interrupts import deferred_interrupt
 from .registry import get_registry
@@ -269,7 +270,7 @@ def restartable(path: str) -> bool:
     (and no checkpoint): nothing a new run in it would lose."""
     names = set(os.listdir(path))
     stale = {os.path.basename(t) for t in temporary_files(path)}
-    leftover = names - stale - set(RUN_FILES)
+    leftover = names - stale - set(RUN_FILES) - {LOCK_NAME}
     return not leftover and not names & {"latest.npz", "best.npz"}
 
 
@@ -298,7 +299,7 @@ def replaces_earlier_start(path: str) -> Optional[bool]:
     """For a new run in ``path``: False when it is new or empty, True when it holds only what
     an earlier start that never reached a checkpoint left, None when it holds a run or files
     charrnn did not write."""
-    if not os.path.isdir(path) or not os.listdir(path):
+    if not os.path.isdir(path) or not set(os.listdir(path)) - {LOCK_NAME}:
         return False
     return True if restartable(path) else None
 
@@ -442,13 +443,22 @@ def open_run(run_dir: str, options: Dict[str, Any], explicit: Iterable[str] = ()
 def write_end_files(run_dir: str, quiet: bool = False) -> Trainer:
     """``charrnn report``: the end-of-run files (report, plot, metrics) of the run in
     ``run_dir`` written again from its latest checkpoint, without training."""
-    trainer, _ = open_run(run_dir, {"resume": run_dir, "quiet": quiet}, finishing=True)
-    trainer.run_dir = run_dir
-    remove_temporary_files(run_dir)
-    if not trainer.finished():
-        trainer.stop("not finished; written by charrnn report from latest.npz without training")
-    with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        trainer.fit()
+    if not os.path.isdir(run_dir):
+        open_run(run_dir, {"resume": run_dir, "quiet": quiet}, finishing=True)  # its refusal
+    with DirectoryLock(run_dir) as lock:
+        try:
+            trainer, _ = open_run(run_dir, {"resume": run_dir, "quiet": quiet}, finishing=True)
+        except BaseException:
+            lock.release(remove=True)
+            raise
+        lock.claim()
+        trainer.run_dir = run_dir
+        remove_temporary_files(run_dir)
+        if not trainer.finished():
+            trainer.stop("not finished; written by charrnn report from latest.npz without "
+                         "training")
+        with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            trainer.fit()
     return trainer
 
 
@@ -462,8 +472,14 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
         if not os.path.isdir(resume):
             raise CharrnnError(f"--resume {resume} is not a run directory; pass the --out "
                                "directory of an earlier run")
-        trainer, ckpt = open_run(resume, options, explicit)
-        check_writable(resume)
+        # Locked before anything is read: nobody else changes the run while it is checked.
+        lock = DirectoryLock(resume).acquire()
+        try:
+            trainer, ckpt = open_run(resume, options, explicit)
+            check_writable(resume)
+        except BaseException:
+            lock.release(remove=True)
+            raise
         changes = applied_changes(ckpt.config, trainer.config, explicit)
         run_dir = trainer.run_dir = resume
         remove_temporary_files(run_dir)  # everything checked: now the directory may change
@@ -477,12 +493,29 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
         if isinstance(run_dir, str) and not run_dir.strip():
             prepare_run_dir(run_dir)  # refuses an empty --out before the corpus is read
         trainer = build_trainer(options)  # validate everything before touching the disk
-        replacing = bool(replaces_earlier_start(run_dir))
-        trainer.run_dir = prepare_run_dir(run_dir)
+        prepare_run_dir(run_dir)
+        lock = DirectoryLock(run_dir).acquire()
+        try:
+            # Checked again under the lock: another start may have written here meanwhile.
+            replacing = bool(replaces_earlier_start(run_dir))
+            trainer.run_dir = prepare_run_dir(run_dir)
+        except BaseException:
+            lock.release(remove=True)
+            raise
         if replacing:
             clear_run_files(run_dir)
             click.echo(f"starting over in {run_dir}: the run there stopped before its first "
                        "checkpoint")
+    try:
+        lock.claim()
+        return _train(trainer, run_dir, bool(resume), changes)
+    finally:
+        lock.release()
+
+
+def _train(trainer: Trainer, run_dir: str, resume: bool, changes: List[str]) -> Trainer:
+    """The run, once its directory is locked and its trainer built: the start-up lines,
+    training, the stop line."""
     with deferred_interrupt():
         write_config(run_dir, trainer)
     corpus, be, model, stream = trainer.corpus, trainer.backend, trainer.model, trainer.stream

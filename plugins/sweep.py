@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import click
 from charrnn import hookimpl
+from charrnn.dirlock import DirectoryLock
 from charrnn.errors import CharrnnError
 
 INSTALL = "pip install 'charrnn-kit[sweep]'"
@@ -424,7 +425,11 @@ def register_commands(cli):
             check_storage(url, optuna)
         client, cluster = _connect(scheduler, workers or os.cpu_count() or 1, distributed,
                                    connect_timeout)
+        lock = None
         try:
+            os.makedirs(sweep_dir, exist_ok=True)
+            lock = DirectoryLock(sweep_dir, "sweep directory").acquire()  # one sweep writes it
+            lock.claim()
             settings = _settings(sweep_dir, wanted)
             where = scheduler or f"a local cluster of {len(client.scheduler_info()['workers'])} " \
                                  "single-threaded workers"
@@ -438,4 +443,6 @@ def register_commands(cli):
             client.close()
             if cluster is not None:
                 cluster.close()
+            if lock is not None:
+                lock.release()
         show(sweep_dir, storage, quiet=False)

@@ -325,7 +325,7 @@ def test_run_on_a_backend_with_wrong_gradients_stops_before_training(run_charrnn
     assert len(lines) == 1 and lines[0].startswith("Error: gradient check failed"), proc.stderr
     assert "FAIL: max relative error" in proc.stdout and "sample at update" not in proc.stdout
     # the run directory keeps what was written before training (its configuration), no more
-    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".charrnn.lock", "config.json"]
     assert json.loads((out / "config.json").read_text())["gradcheck_threshold"] == 1e-4
 
 

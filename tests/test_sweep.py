@@ -330,3 +330,19 @@ def test_the_sweep_command_comes_from_an_entry_point():
 
     points = {ep.name: ep.value for ep in metadata.entry_points(group="charrnn")}
     assert points["sweep"] == "charrnn.plugins.sweep"
+
+
+def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path, text_file):
+    """One sweep writes a sweep directory: another one started on it meanwhile (here the lock is
+    held by this process, as a running sweep holds it) is refused in one line."""
+    from charrnn.dirlock import DirectoryLock
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    with DirectoryLock(str(out), "sweep directory") as held:
+        held.claim()
+        proc = charrnn_cmd(*sweep_argv(out, text_file, "--trials", 1, "--workers", 1,
+                                       "--iterations", 10), cwd=tmp_path)
+    assert_one_line_error(proc, f"sweep directory {out} is in use by another charrnn process "
+                                f"(process {os.getpid()}")
+    assert not (out / "sweep.json").exists() and not (out / "trials").exists()

@@ -24,6 +24,7 @@ from typing import List, Tuple
 
 import numpy
 import pytest
+from charrnn.dirlock import DirectoryLock
 from helpers import TEXT, launch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,9 +127,14 @@ def place(tmp_path_factory) -> Path:
 
         Path("runs/newer").mkdir()
         rezip(Path("runs/book/latest.npz"), Path("runs/newer/latest.npz"), newer)
+        # A run another process is training: its lock held, here by this one.
+        shutil.copytree("runs/book", "runs/live")
+        live = DirectoryLock(str(root / "runs" / "live")).acquire()
+        live.claim()
     finally:
         os.chdir(here)
-    return root
+    yield root
+    live.release()
 
 
 def test_the_table_is_representative():
