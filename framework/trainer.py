@@ -225,6 +225,22 @@ class Trainer:
             total += loss * batch  # the model averages over the batch
         return total / ((length - 1) * batch)
 
+    def validate(self) -> Optional[float]:
+        """The validation loss of the parameters as they are now, published in :attr:`logs`
+        (``val_loss``, ``val_bpc`` and ``val_update``, the update it was measured at) for every
+        callback; None without a validation split. Computed once per update, however many
+        callbacks ask: the validation plugin on its schedule, the checkpoints before they judge
+        which checkpoint is best (a loss measured at another update belongs to other weights).
+        """
+        if self.logs.get("val_update") == self.update and self.logs.get("val_loss") is not None:
+            return float(self.logs["val_loss"])
+        loss = self.validation_loss()
+        if loss is not None:
+            self.logs["val_loss"] = loss
+            self.logs["val_bpc"] = loss / math.log(2)
+            self.logs["val_update"] = self.update
+        return loss
+
     def stop(self, reason: str) -> None:
         self.should_stop = True
         self.stop_reason = reason

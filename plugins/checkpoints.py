@@ -1,7 +1,9 @@
 """Keeps ``latest.npz`` and ``best.npz`` in the run directory.
 
 ``best`` is the lowest validation loss when the run holds out a validation split, else the lowest
-smooth loss, judged at each checkpoint interval and at the end of the run.
+smooth loss, judged at each checkpoint interval and at the end of the run. The validation loss it
+is judged by is always that of the weights being saved: a checkpoint between two scheduled
+validations measures its own.
 """
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ class Checkpoints(Callback):
 
     @staticmethod
     def metric(trainer) -> float:
-        val = trainer.logs.get("val_loss")
+        """The validation loss of these very weights where the run holds out text (measured
+        now if the last one is from another update), else the smooth loss."""
+        val = trainer.validate()
         return float(val) if val is not None else trainer.smooth_loss_value()
 
     def save(self, trainer) -> None:

@@ -5,7 +5,6 @@ Publishes ``val_loss`` and ``val_bpc`` in ``trainer.logs`` for the checkpoints (
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Optional
 
 import click
@@ -27,11 +26,7 @@ class Validation(Callback):
         return cls(every=int(options.get("val_every") or 5000))
 
     def evaluate(self, trainer) -> None:
-        loss = trainer.validation_loss()
-        if loss is not None:
-            trainer.logs["val_loss"] = loss
-            trainer.logs["val_bpc"] = loss / math.log(2)
-            trainer.logs["val_update"] = trainer.update
+        trainer.validate()
 
     def on_train_begin(self, trainer) -> None:
         if "val_loss" not in trainer.logs:

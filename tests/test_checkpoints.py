@@ -577,3 +577,38 @@ def test_best_npz_left_behind_by_a_kill_is_repaired_at_the_next_start(data_file,
         assert numpy.array_equal(best.params[name], value), name
     proc = charrnn_inproc("report", run, cwd=tmp_path)  # nothing left to repair
     assert "repaired" not in proc.stdout
+
+
+def test_best_is_judged_by_the_validation_loss_of_its_own_weights(data_file, tmp_path):
+    """With --val-every 70 and --checkpoint-every 100, the checkpoint at 100 falls between
+    validations: it measures the loss of the weights it saves rather than taking the one
+    measured at 70, and best.npz records that loss."""
+    from charrnn.callbacks import Callback
+    from charrnn.session import build_trainer
+
+    seen = {}
+
+    class Probe(Callback):
+        name = "probe"
+        order = 1000  # after the checkpoints
+
+        def on_update_end(self, trainer) -> None:
+            if trainer.update == 100:
+                best = next(c for c in trainer.callbacks if c.name == "checkpoints")
+                seen.update(best=best.best, best_update=best.best_update,
+                            true=trainer.validation_loss(),
+                            val_update=trainer.logs.get("val_update"))
+
+    options = run_options("--data", data_file, "--hidden", 16, "--iterations", 150,
+                          "--val-frac", 0.2, "--val-every", 70, "--checkpoint-every", 100, *LEAN)
+    trainer = build_trainer(options)
+    trainer.run_dir = str(tmp_path)
+    trainer.callbacks.append(Probe())
+    trainer.fit()
+    assert seen["best_update"] == 100 and seen["val_update"] == 100
+    assert seen["best"] == pytest.approx(seen["true"], rel=1e-12)
+    best = load_checkpoint(str(tmp_path / "best.npz"))
+    rebuilt = build_trainer({**best.config, "quiet": True}, vocab=best.vocab)
+    rebuilt.restore(best)
+    assert rebuilt.validation_loss() == pytest.approx(best.meta["callbacks"]["checkpoints"]["best"],
+                                                      rel=1e-12)
