@@ -123,7 +123,10 @@ class Sweep:
         for t in stale:
             self.optuna.trial.Trial(self.study, t._trial_id).set_user_attr("interrupted", True)
             self.study.tell(t.number, state=self.optuna.trial.TrialState.FAIL)
-            self.study.enqueue_trial(t.params, user_attrs={"run_dir": t.user_attrs["run_dir"]})
+            # A trial interrupted between Optuna's ask and its submission has no run
+            # directory yet: it is queued with its parameters alone, and gets one when it runs.
+            run_dir = t.user_attrs.get("run_dir")
+            self.study.enqueue_trial(t.params, user_attrs={"run_dir": run_dir} if run_dir else {})
         return len(stale)
 
     def _submit(self) -> None:

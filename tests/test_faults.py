@@ -316,3 +316,40 @@ def test_sigint_and_sigterm_at_random_moments_resume_bit_for_bit(tmp_path, optio
     # The moments are drawn over the run's duration: most land in training (the rest at
     # start-up or in the end-of-run files), or the test would not test the resume.
     assert sum(landed) >= SIGNAL_TRIALS // 2, landed
+
+
+#: A run whose last update is neither a checkpoint's nor a sample's: its end-of-run sample and
+#: final checkpoint are written only by the end of the run.
+ODD_END = ("--hidden", 16, "--seq-length", 10, "--iterations", 230, "--checkpoint-every", 50,
+           "--log-every", 10, "--sample-every", 100, "--sample-length", 20, "--no-gradcheck",
+           "--quiet")
+
+
+@pytest.mark.parametrize("target", ["charrnn.plugins.sampler:Sampler.on_train_end",
+                                    "charrnn.plugins.lossplot:plot_loss",
+                                    "charrnn.plugins.checkpoints:Checkpoints.on_train_end",
+                                    "charrnn.plugins.report:Report.on_train_end"])
+def test_a_kill_among_the_end_of_run_files_is_finished_by_a_resume(tmp_path, target):
+    """Killed while the run writes its end-of-run sample, plot, checkpoint or report: the resume
+    that finishes it leaves the same samples, metrics and report sections as an uninterrupted
+    run, the last update's sample included."""
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT * 6, encoding="utf-8")
+    (tmp_path / "launcher.py").write_text(LAUNCHER, encoding="utf-8")
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    proc = charrnn_cmd(*_args(data, reference, ODD_END), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    module, attr = target.split(":")
+    proc = subprocess.run([sys.executable, str(tmp_path / "launcher.py"), module, attr, "1",
+                           "kill", *_args(data, out, ODD_END)], cwd=str(tmp_path), env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    proc = charrnn_cmd("run", "--resume", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert read_samples(out / "samples.md") == read_samples(reference / "samples.md")
+    assert 230 in read_samples(out / "samples.md")
+    assert _rows(out / "metrics.csv") == _rows(reference / "metrics.csv")
+    for section in ("## Samples", "## Gradient check"):
+        ours = (out / "report.md").read_text(encoding="utf-8").partition(section)[2]
+        theirs = (reference / "report.md").read_text(encoding="utf-8").partition(section)[2]
+        assert ours.split("\n## ")[0] == theirs.split("\n## ")[0], section

@@ -106,7 +106,9 @@ def test_the_same_command_finishes_the_sweep_and_keeps_finished_trials(resumed):
     if interrupted:  # run again, resuming their run directories
         assert "running again" in again.stdout
         rerun_dirs = {t.user_attrs["run_dir"] for t in trials if t.state.name == "COMPLETE"}
-        assert {t.user_attrs["run_dir"] for t in interrupted} <= rerun_dirs
+        # (a trial interrupted before it was submitted has no directory: it starts anew)
+        assert {t.user_attrs["run_dir"] for t in interrupted if "run_dir" in t.user_attrs} \
+            <= rerun_dirs
 
 
 def test_every_trial_is_a_run_directory_with_its_report(resumed):
@@ -194,8 +196,10 @@ def test_the_pruner_stops_a_trial_whose_learning_rate_blows_it_up(tmp_path, text
     stops it at its first report."""
     out = tmp_path / "sweep"
     proc = charrnn_cmd("sweep", "--out", out, "--set", f"data={text_file}", "--set", "hidden=12",
-                       "--set", "gradcheck=false", "--param", "eta=0.05,5", "--seed", 10,
-                       "--trials", 2, "--workers", 1, "--iterations", 1500, "--prune-after", 1,
+                       "--set", "gradcheck=false", "--set", "val-every=150", "--param",
+                       "eta=0.05,5", "--seed", 10, "--trials", 2, "--workers", 1,
+                       # long enough that the pruner's word reaches it before its end
+                       "--iterations", 6000, "--prune-after", 1,
                        cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     by_eta = {t.params["eta"]: t for t in trials_of(out)}
@@ -206,8 +210,12 @@ def test_the_pruner_stops_a_trial_whose_learning_rate_blows_it_up(tmp_path, text
     assert list(bad.intermediate_values) == [150]
     assert bad.intermediate_values[150] > 3 * by_eta[0.05].value
     assert re.search(r"^trial 1 pruned \(pruned at update 150\)", proc.stdout, re.M)
-    metrics = (Path(bad.user_attrs["run_dir"]) / "metrics.csv").read_text().splitlines()
-    assert len(metrics) < 11  # stopped long before its 1,500 updates
+    run_dir = Path(bad.user_attrs["run_dir"])
+    config = json.loads((run_dir / "config.json").read_text())
+    rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    # Stopped before its budget: how far it got depends on how soon its worker saw the pruner's
+    # word (a loaded machine delays that), not on anything this test may assume.
+    assert int(rows[-1].split(",")[0]) < config["iterations"], rows[-1]
 
 
 # -- a scheduler and a worker started on their own ----------------------------------------------
