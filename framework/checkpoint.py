@@ -12,8 +12,10 @@ names the model, stores the state as ``state.0``, ``state.1``, ... and the optim
 per-parameter arrays by parameter name (``optim.mem:W``), so a checkpoint does not depend on how
 a version lays the parameters out in memory; 3, by the versions after 0.3.0, adds ``checksums``
 to the header: for every array, ``"sha256:" + hex`` of its dtype, shape and bytes (see
-:func:`array_checksum`), verified on load. All three load; files of versions 1 and 2 have no
-checksums to verify.
+:func:`array_checksum`), verified on load; 4, from 0.6.0 on, adds ``header_checksum`` (the
+header's own, see :func:`header_checksum`), so no field of the header can be edited, a version
+number or a checksum included, without the file being refused, and ``run_id``, the run the file
+belongs to. All four load; files of versions 1 and 2 have no checksums to verify.
 
 Loading trusts nothing in the file. The ``meta`` member (the JSON header) is read first and every
 field the trainer writes is checked (type, range, finiteness); then every array's zip entry is
@@ -44,7 +46,7 @@ from .errors import CharrnnError
 from .files import atomic_write
 
 FORMAT = "charrnn-checkpoint"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 #: What to do about a damaged checkpoint, the end of every refusal.
 ADVICE = ("the file is damaged or was edited; use the run's other checkpoint (best.npz or "
@@ -101,6 +103,14 @@ def array_checksum(array: numpy.ndarray) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def header_checksum(meta: Dict[str, Any]) -> str:
+    """``"sha256:" + hex`` of the header without its ``header_checksum`` field, as canonical JSON
+    (keys sorted, no spaces, ASCII only): what the field holds from format version 4 on."""
+    body = {k: v for k, v in meta.items() if k != "header_checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
 def save_checkpoint(path: str, ckpt: Checkpoint) -> None:
     """Write ``ckpt`` to ``path`` atomically."""
     arrays: Dict[str, numpy.ndarray] = {f"param.{k}": numpy.asarray(v) for k, v in ckpt.params.items()}
@@ -119,6 +129,7 @@ def save_checkpoint(path: str, ckpt: Checkpoint) -> None:
     meta = {**ckpt.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
             "optimizer_state": optimizer_scalars, "state_arrays": len(ckpt.state),
             "checksums": checksums}
+    meta["header_checksum"] = header_checksum(meta)
     arrays["meta"] = numpy.array(json.dumps(meta))
     atomic_write(path, lambda fh: numpy.savez(fh, **arrays))
 
@@ -274,6 +285,10 @@ class _Header:
         for key in ("charrnn_version", "backend", "dtype", "optimizer"):
             if meta.get(key) is not None:
                 self.text(key, meta[key])
+        if meta.get("run_id") is not None and not (
+                isinstance(meta["run_id"], str) and len(meta["run_id"]) == 32
+                and all(c in "0123456789abcdef" for c in meta["run_id"])):
+            raise self.refuse.field("run_id", meta["run_id"], "32 lowercase hexadecimal digits")
         if "batch_size" in meta:
             self.count("batch_size", meta["batch_size"], lo=1)
         if meta.get("next_input_id") is not None:
@@ -522,6 +537,15 @@ def _read_meta(archive: _Archive, refuse: _Refusal) -> Dict[str, Any]:
     if not _is_int(version) or version < 1:
         raise refuse.field("format_version", version, f"a format version from 1 to "
                                                       f"{FORMAT_VERSION}")
+    # Present, it is checked whatever the version says (an edited version number cannot turn
+    # the check off); from version 4 on it must be present.
+    stored = meta.get("header_checksum")
+    if stored is None and version >= 4:
+        raise refuse.header(f"its header lacks header_checksum, which format version {version} "
+                            "requires")
+    if stored is not None and stored != header_checksum(meta):
+        raise refuse.header("its header does not match its header_checksum (a field was "
+                            "changed after charrnn wrote it)")
     return meta
 
 

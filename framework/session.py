@@ -403,7 +403,24 @@ def applied_changes(saved: Mapping[str, Any], used: Mapping[str, Any],
 def write_config(run_dir: str, trainer: Trainer) -> None:
     atomic_write_text(os.path.join(run_dir, "config.json"),
                       json.dumps({**trainer.config, "charrnn_version": __version__,
-                                  "vocab_size": trainer.model.K}, indent=2))
+                                  "vocab_size": trainer.model.K, "run_id": trainer.run_id},
+                                 indent=2))
+
+
+def check_same_run(run_dir: str, ckpt: Checkpoint) -> None:
+    """Refuse a checkpoint that belongs to another run than the one in ``run_dir`` (copied in
+    from elsewhere): resuming it would rewrite this run's config.json and drop its metrics.
+    Runs and checkpoints older than run ids pass."""
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as fh:
+            ours = json.load(fh).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return  # no readable config.json: nothing to compare with
+    theirs = ckpt.meta.get("run_id")
+    if ours and theirs and ours != theirs:
+        raise CharrnnError(f"{ckpt.path} belongs to another run (run id {theirs}) than the one "
+                           f"in {run_dir} (run id {ours}); put back this run's own checkpoint, "
+                           "or resume that run in its own directory")
 
 
 def open_run(run_dir: str, options: Dict[str, Any], explicit: Iterable[str] = (),
@@ -423,6 +440,7 @@ def open_run(run_dir: str, options: Dict[str, Any], explicit: Iterable[str] = ()
                            f"the first one, so there is nothing to continue; start it again "
                            f"with --out {run_dir}")
     ckpt = load_checkpoint(latest)
+    check_same_run(run_dir, ckpt)
     merged = resume_options(options, explicit, ckpt, run_dir, finishing)
     trainer = build_trainer(merged, vocab=ckpt.vocab)
     if trainer.model.name != ckpt.model_name:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
@@ -89,6 +90,9 @@ class Trainer:
         self.diverged_at: Optional[int] = None
         #: Set by a Ctrl-C that arrived while the callbacks of an update were running.
         self.interrupted_mid_update = False
+        #: Names the run across its processes: in config.json and every checkpoint, so that a
+        #: checkpoint copied in from another run is refused by a resume.
+        self.run_id = uuid.uuid4().hex
         #: The signal that stopped training at an update's end (SIGINT or SIGTERM), if any.
         self.interrupt_signal: Optional[int] = None
         #: The error that stopped training, raised again once every callback has ended.
@@ -142,6 +146,7 @@ class Trainer:
         be, model = self.backend, self.model
         meta = {
             "charrnn_version": __version__,
+            "run_id": self.run_id,
             "backend": be.name,
             "dtype": be.dtype.name,
             "model": {"name": model.name, "options": model.options(),
@@ -170,6 +175,7 @@ class Trainer:
     def restore(self, ckpt: "Checkpoint") -> None:
         """Continue from ``ckpt``: the inverse of :meth:`checkpoint`."""
         meta = ckpt.meta
+        self.run_id = meta.get("run_id") or self.run_id  # files before 0.6.0 name no run
         self.model.set_params(ckpt.params)
         self.optimizer.load_state_dict(
             {key: self.model.join_flat(value) if isinstance(value, dict) else value

@@ -29,6 +29,7 @@ from charrnn.checkpoint import (
     FORMAT_VERSION,
     Checkpoint,
     array_checksum,
+    header_checksum,
     load_checkpoint,
     save_checkpoint,
     validate_against_model,
@@ -67,11 +68,19 @@ def read_arrays(path) -> dict:
 
 def write_npz(path, meta, arrays: dict, resign: bool = False) -> None:
     """``arrays`` and the header ``meta`` as a .npz (object arrays pickled, as numpy writes
-    them); with ``resign`` the header's checksums are redone for the arrays as they are."""
+    them); with ``resign`` the header's checksums are redone for the arrays as they are. A
+    header that has a ``header_checksum`` gets it redone for the header as it is, as an editor
+    who knows the format would: what is fuzzed then is the checks of the fields themselves (a
+    header edited without it is refused by the checksum, see test_checkpoints.py)."""
     arrays = {k: v for k, v in arrays.items() if k != "meta"}
     if resign and isinstance(meta, dict):
         meta = {**meta, "checksums": {k: array_checksum(v) for k, v in arrays.items()
                                       if v.dtype != object}}
+    if isinstance(meta, dict) and "header_checksum" in meta:
+        try:
+            meta = {**meta, "header_checksum": header_checksum(meta)}
+        except (TypeError, ValueError, RecursionError):
+            pass  # a header JSON cannot even hash: it is refused before the checksum matters
     text = json.dumps(meta).replace(json.dumps(DEEP), "[" * 5000 + "]" * 5000)
     with open(path, "wb") as fh:
         numpy.savez(fh, meta=numpy.array(text), **arrays)
@@ -183,7 +192,7 @@ def test_the_runs_write_what_is_fuzzed(base):
     arrays by parameter, two state arrays for the LSTM, a dropout stream, logs, callbacks."""
     rnn, lstm = base["rnn"], base["lstm"]
     for run in (rnn, lstm):
-        assert run["meta"]["format_version"] == FORMAT_VERSION == 3
+        assert run["meta"]["format_version"] == FORMAT_VERSION == 4
         assert set(run["meta"]["checksums"]) == set(run["arrays"])
         check_loaded(run["ckpt"])
         validate_against_model(run["ckpt"], run["model"])
@@ -472,7 +481,8 @@ def test_format_2_files_without_checksums_still_load(base, tmp_path, name):
     meta, arrays = _copy(base, name)
     meta["format_version"] = 2
     meta["charrnn_version"] = "0.3.0"
-    del meta["checksums"]
+    for key in ("checksums", "header_checksum", "run_id"):
+        del meta[key]
     write_npz(tmp_path / "v2.npz", meta, arrays)
     ckpt = load_checkpoint(str(tmp_path / "v2.npz"))
     check_loaded(ckpt)
@@ -481,10 +491,11 @@ def test_format_2_files_without_checksums_still_load(base, tmp_path, name):
     for a, b in zip(ckpt.state, base[name]["ckpt"].state):
         assert numpy.array_equal(a, b)
     validate_against_model(ckpt, base[name]["model"])
-    # and what is saved from it is format 3 again, with checksums
-    save_checkpoint(str(tmp_path / "v3.npz"), ckpt)
-    again = load_checkpoint(str(tmp_path / "v3.npz"))
-    assert again.meta["format_version"] == 3 and "param.W" in json.dumps(again.meta["checksums"])
+    # and what is saved from it is the current format, with checksums
+    save_checkpoint(str(tmp_path / "v4.npz"), ckpt)
+    again = load_checkpoint(str(tmp_path / "v4.npz"))
+    assert again.meta["format_version"] == 4 and "param.W" in json.dumps(again.meta["checksums"])
+    assert again.meta["header_checksum"].startswith("sha256:")
 
 
 def test_a_newer_format_is_refused_with_what_to_do(base, tmp_path):
@@ -645,3 +656,17 @@ def test_validate_against_model_fills_what_the_model_can_and_refuses_the_rest(ba
     with pytest.raises(CharrnnError, match="state arrays"):
         validate_against_model(Checkpoint(**{**base["lstm"]["ckpt"].__dict__, "state": []}),
                                model)
+
+
+def test_format_3_files_still_load(base, tmp_path):
+    """What charrnn 0.4.0 to 0.5.0 wrote: format 3, array checksums, no header checksum."""
+    meta, arrays = _copy(base, "lstm")
+    meta["format_version"] = 3
+    meta["charrnn_version"] = "0.5.0"
+    for key in ("header_checksum", "run_id"):
+        del meta[key]
+    write_npz(tmp_path / "v3.npz", meta, arrays)
+    ckpt = load_checkpoint(str(tmp_path / "v3.npz"))
+    check_loaded(ckpt)
+    for key, value in base["lstm"]["ckpt"].params.items():
+        assert numpy.array_equal(ckpt.params[key], value), key

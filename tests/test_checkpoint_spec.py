@@ -282,7 +282,7 @@ def test_every_header_field_is_documented(spec, runs, third_party_callbacks, run
         assert missing == [], f"fields the page lists that charrnn did not write: {missing}"
     header = read.header
     assert header["format"] == "charrnn-checkpoint"
-    assert header["format_version"] == 3
+    assert header["format_version"] == 4
     assert header["update"] == UPDATES
     assert header["state_arrays"] == sum(1 for m in read.members if m.startswith("state."))
 
@@ -290,7 +290,7 @@ def test_every_header_field_is_documented(spec, runs, third_party_callbacks, run
 def test_the_field_table_is_well_formed(spec):
     assert len(spec.fields) >= 60
     for field, (type_cell, since, _, _) in spec.fields.items():
-        assert since in (1, 2, 3), field
+        assert since in (1, 2, 3, 4), field
         for alt in re.split(r",\s*|\s+or\s+", type_cell):
             assert alt == "any" or alt.split(" ")[0] in TYPES, (field, type_cell)
         parent = field.rpartition(".")[0]

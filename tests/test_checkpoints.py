@@ -16,7 +16,7 @@ import charrnn
 import numpy
 import pytest
 from charrnn.errors import CallbackFailed
-from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from charrnn.checkpoint import Checkpoint, header_checksum, load_checkpoint, save_checkpoint
 from charrnn.files import atomic_write
 from helpers import (
     LEAN,
@@ -123,7 +123,7 @@ def test_load_checkpoint_returns_everything_a_resume_needs(trained):
     assert meta["backend"] == "numpy" and meta["dtype"] == "float64"
     assert meta["optimizer"] == "adagrad"
     assert meta["charrnn_version"] == charrnn.__version__
-    assert meta["format_version"] == 3 and meta["batch_size"] == 1
+    assert meta["format_version"] == 4 and meta["batch_size"] == 1
     assert meta["model"] == {"name": "rnn", "options": {"hidden": 16, "layers": 1},
                              "shapes": {k: list(v) for k, v in shapes.items()}}
     # the smooth loss is the one logged for the same update
@@ -349,21 +349,74 @@ def test_resume_unreadable_latest(run_charrnn, trained, tmp_path, damage):
     assert digest(trained["out"]) == original
 
 
-def test_resume_with_an_edited_header(run_charrnn, trained, tmp_path):
-    """A checkpoint whose JSON header lost a field is refused in one line, not a KeyError."""
-    run = _copy_run(trained, tmp_path / "edited")
-    latest = run / "latest.npz"
+def _edit_header(latest: Path, edit, recompute: bool) -> None:
+    """Rewrite ``latest``'s JSON header through ``edit(meta)``; with ``recompute`` its
+    header_checksum is redone, as an editor who knows the format would."""
     with numpy.load(latest, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
     meta = json.loads(str(arrays["meta"]))
-    del meta["update"]
+    edit(meta)
+    if recompute:
+        meta["header_checksum"] = header_checksum(meta)
     arrays["meta"] = numpy.array(json.dumps(meta))
     with open(latest, "wb") as fh:
         numpy.savez(fh, **arrays)
+
+
+def test_resume_with_an_edited_header(run_charrnn, trained, tmp_path):
+    """A checkpoint whose JSON header lost a field is refused in one line, not a KeyError (its
+    header checksum redone, so that the field check is what refuses it)."""
+    run = _copy_run(trained, tmp_path / "edited")
+    latest = run / "latest.npz"
+    _edit_header(latest, lambda meta: meta.pop("update"), recompute=True)
     before = digest(run)
     proc = run_charrnn("run", "--resume", run, "--iterations", 300)
     assert_one_line_error(proc, str(latest), "lacks update")
     assert digest(run) == before
+
+
+def _set(key, value):
+    return lambda meta: meta.__setitem__(key, value)
+
+
+@pytest.mark.parametrize("edit", [
+    _set("update", 1), _set("smooth_loss", 1.0), _set("dtype", "float16"),
+    _set("format_version", 2), _set("format_version", 3),
+    lambda meta: meta.__setitem__("vocab", meta["vocab"][1:2] + meta["vocab"][:1]
+                                  + meta["vocab"][2:]),
+    lambda meta: meta.pop("checksums"), lambda meta: meta.pop("header_checksum"),
+], ids=["update", "smooth-loss", "dtype", "version-2", "version-3", "vocabulary-swapped",
+        "checksums-removed", "header-checksum-removed"])
+def test_every_byte_of_the_header_is_checked(run_charrnn, trained, tmp_path, edit):
+    """An edit of any header field, version number and checksums included, is refused: the
+    header's own checksum covers them all and no field switches it off."""
+    run = _copy_run(trained, tmp_path / "edited")
+    latest = run / "latest.npz"
+    _edit_header(latest, edit, recompute=False)
+    before = digest(run)
+    for argv in (["run", "--resume", run, "--iterations", 300],
+                 ["sample", "--checkpoint", latest, "--length", 10]):
+        proc = run_charrnn(*argv)
+        assert_one_line_error(proc, str(latest), "header")
+    assert digest(run) == before
+
+
+def test_a_checkpoint_of_another_run_is_refused(run_charrnn, trained, data_file, tmp_path):
+    """A latest.npz copied in from another run (here: the same options, another run) would
+    have the resume rewrite this run's config.json and drop its metrics rows."""
+    run = _copy_run(trained, tmp_path / "mine")
+    other = tmp_path / "other"
+    proc = run_charrnn("run", "--data", data_file, "--hidden", 16, "--iterations", 150,
+                       "--checkpoint-every", 50, "--sample-every", 50, "--log-every", 50,
+                       "--no-plot", "--quiet", "--out", other)
+    assert proc.returncode == 0, proc.stderr
+    shutil.copyfile(other / "latest.npz", run / "latest.npz")
+    before = digest(run)
+    proc = run_charrnn("run", "--resume", run, "--iterations", 300)
+    assert_one_line_error(proc, "belongs to another run (run id", "put back this run's own")
+    assert digest(run) == before
+    ours = json.loads((run / "config.json").read_text(encoding="utf-8"))["run_id"]
+    assert load_checkpoint(str(trained["out"] / "latest.npz")).meta["run_id"] == ours
 
 
 def test_resume_with_other_hidden_size(run_charrnn, trained):
