@@ -145,7 +145,7 @@ def test_second_load_reuses_the_cache_without_reading_the_text_again(tmp_path, c
     assert meta["key"]["version"] == data.FORMAT_VERSION
 
 
-@pytest.mark.parametrize("change", ["content", "mtime", "encoding"])
+@pytest.mark.parametrize("change", ["content", "content-mtime-kept", "encoding"])
 def test_the_cache_is_invalidated_when_the_file_changes(tmp_path, cache, change):
     path = write(tmp_path, "abcabcabc" * 20)
     first = load_corpus(path, seq_length=5)
@@ -155,9 +155,12 @@ def test_the_cache_is_invalidated_when_the_file_changes(tmp_path, cache, change)
         write(tmp_path, text)
         info = os.stat(path)
         os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
-    elif change == "mtime":
+    elif change == "content-mtime-kept":  # as cp -p, rsync -t and tar leave a file
         info = os.stat(path)
-        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+        text = "xyzxyzxyz" * 20
+        write(tmp_path, text)
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+        assert os.stat(path).st_mtime_ns == info.st_mtime_ns
     else:
         encoding = "latin-1"
     second = load_corpus(path, encoding=encoding, seq_length=5)
@@ -219,7 +222,17 @@ def test_an_interrupted_encode_leaves_no_cache_entry(tmp_path, cache, monkeypatc
     numpy.testing.assert_array_equal(corpus.ids, Corpus.from_text(text, "x").ids)
 
 
-@pytest.mark.parametrize("damage", ["truncated-ids", "broken-json", "no-json"])
+def test_a_touched_file_with_the_same_bytes_reuses_the_cache(tmp_path, cache):
+    path = write(tmp_path, "abcabcabc" * 20)
+    first = load_corpus(path, seq_length=5)
+    info = os.stat(path)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+    again = load_corpus(path, seq_length=5)
+    assert again.cache_reused and again.cache_path == first.cache_path
+
+
+@pytest.mark.parametrize("damage", ["truncated-ids", "broken-json", "no-json", "byte-out-of-range",
+                                    "byte-still-an-id"])
 def test_a_damaged_cache_entry_is_encoded_again(tmp_path, cache, damage):
     text = "damage control\n" * 30
     path = write(tmp_path, text)
@@ -228,6 +241,12 @@ def test_a_damaged_cache_entry_is_encoded_again(tmp_path, cache, damage):
     if damage == "truncated-ids":
         with open(ids_path, "r+b") as fh:
             fh.truncate(10)
+    elif damage.startswith("byte"):  # one id changed: past the vocabulary, or another valid id
+        with open(ids_path, "r+b") as fh:
+            fh.seek(7)
+            old = fh.read(1)[0]
+            fh.seek(7)
+            fh.write(bytes([250 if damage == "byte-out-of-range" else (old + 1) % 5]))
     elif damage == "broken-json":
         with open(json_path, "w") as fh:
             fh.write('{"key": ')
