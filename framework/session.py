@@ -555,20 +555,25 @@ def _train(trainer: Trainer, run_dir: str, resume: bool, changes: List[str]) -> 
             click.echo("the run has done its training; writing its end-of-run files (report, "
                        "plot) from the latest checkpoint")
     click.echo(f"run directory: {run_dir}")
-    t0 = time.perf_counter()
     # Overflow in a diverging run is reported once, as a divergence, not as NumPy warnings.
     with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
         trainer.fit()
-    elapsed = time.perf_counter() - t0
     done = trainer.update - trainer.start_update
     if resume and done == 0 and trainer.stop_reason != INTERRUPTED:
-        click.echo(f"no updates to do; run directory {run_dir}")
+        why = f": {trainer.stop_reason}" if trainer.stop_reason else ""
+        click.echo(f"no updates to do{why}; run directory {run_dir}")
         return trainer
     status = f"stopped ({trainer.stop_reason})" if trainer.stop_reason else "done"
+    # Speeds in training time (validation excluded); a resumed process counts its own updates
+    # and says where the run stands in all.
+    seconds = trainer.training_seconds()
     chars = done * stream.batch * stream.seq_length
-    click.echo(f"{status}: {done:,} updates in {elapsed:.1f} s ({done / max(elapsed, 1e-9):,.0f} "
-               f"updates/s, {chars / max(elapsed, 1e-9):,.0f} chars/s), smooth loss "
-               f"{trainer.smooth_loss_value():.3f}; run directory {run_dir}")
+    session = "this session: " if resume else ""
+    total = f"; update {trainer.update:,} in all" if resume else ""
+    click.echo(f"{status}: {session}{done:,} updates in {seconds:.1f} s of training "
+               f"({done / max(seconds, 1e-9):,.0f} updates/s, {chars / max(seconds, 1e-9):,.0f} "
+               f"chars/s){total}, smooth loss {trainer.smooth_loss_value():.3f}; run directory "
+               f"{run_dir}")
     if trainer.stop_reason == INTERRUPTED:
         click.echo(f"continue with: charrnn run --resume {run_dir}", err=True)
         raise SystemExit(128 + int(trainer.interrupt_signal or signal.SIGINT))

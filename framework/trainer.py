@@ -83,6 +83,8 @@ class Trainer:
         self.rng = numpy.random.default_rng([DROPOUT_STREAM, int(seed) & 0xFFFFFFFFFFFFFFFF])
         #: Seconds spent training before this process (from checkpoints).
         self.seconds_before = 0.0
+        #: Seconds this process spent computing validation losses (not counted as training).
+        self.validation_seconds = 0.0
         #: Set by a callback to end training; checked after each update's callbacks.
         self.should_stop = False
         self.stop_reason: Optional[str] = None
@@ -98,6 +100,9 @@ class Trainer:
         #: The error that stopped training, raised again once every callback has ended.
         self.error: Optional[BaseException] = None
         self.started_at = time.perf_counter()
+        #: When the training loop ended (None while it runs): the end-of-run files that follow
+        #: are not training time.
+        self.ended_at: Optional[float] = None
         self.start_update = 0
 
     # -- state -------------------------------------------------------------------------------
@@ -115,17 +120,24 @@ class Trainer:
 
     def elapsed(self) -> float:
         """Seconds this process has been training."""
-        return time.perf_counter() - self.started_at
+        end = self.ended_at if self.ended_at is not None else time.perf_counter()
+        return end - self.started_at
 
     def train_seconds(self) -> float:
         """Seconds of training over the run's life, resumed processes included."""
         return self.seconds_before + self.elapsed()
 
+    def training_seconds(self) -> float:
+        """Seconds this process has spent training: since :meth:`fit` began, less the time
+        validation took (which is evaluation, not training)."""
+        return max(0.0, self.elapsed() - self.validation_seconds)
+
     def updates_per_second(self) -> float:
+        """Updates of this process per second of its :meth:`training_seconds`."""
         self.backend.synchronize()
-        elapsed = self.elapsed()
+        seconds = self.training_seconds()
         done = self.update - self.start_update
-        return done / elapsed if elapsed > 0 else 0.0
+        return done / seconds if seconds > 0 else 0.0
 
     def sampling_start(self) -> Tuple[State, int]:
         """Where text sampled now starts: stream 0's state and the next character it reads.
@@ -240,7 +252,9 @@ class Trainer:
         """
         if self.logs.get("val_update") == self.update and self.logs.get("val_loss") is not None:
             return float(self.logs["val_loss"])
+        began = time.perf_counter()
         loss = self.validation_loss()
+        self.validation_seconds += time.perf_counter() - began
         if loss is not None:
             self.logs["val_loss"] = loss
             self.logs["val_bpc"] = loss / math.log(2)
@@ -326,6 +340,8 @@ class Trainer:
         for cb in callbacks:
             self._call(cb, "on_train_begin")
         self.started_at = time.perf_counter()  # the gradient check is not training time
+        self.ended_at = None
+        self.validation_seconds = 0.0  # nor the validation before the first update
         boundary = UpdateBoundary()
         try:
             with boundary:
@@ -361,6 +377,7 @@ class Trainer:
                     self.stop(f"error: {type(exc).__name__}")
             else:
                 self.stop(INTERRUPTED)
+        self.ended_at = time.perf_counter()
         for cb in callbacks:
             try:
                 self._call(cb, "on_train_end")

@@ -25,6 +25,15 @@ class EarlyStop(Callback):
         target = options.get("target_loss")
         return None if target is None else cls(float(target))
 
+    def on_train_begin(self, trainer) -> None:
+        # A resumed run that already reached its target has nothing to train: it stops before
+        # its first update instead of doing one more and stopping again on every resume.
+        if trainer.update > 0:
+            value = trainer.smooth_loss_value()
+            if value < self.target:
+                trainer.stop(f"the smooth loss {value:.3f} is already below --target-loss "
+                             f"{self.target}; pass a lower --target-loss to train further")
+
     def on_update_end(self, trainer) -> None:
         value = trainer.smooth_loss_value()
         if value < self.target:

@@ -79,7 +79,9 @@ class Progress(Callback):
             self.emit(trainer)
 
     def on_train_end(self, trainer) -> None:
-        if self._last != trainer.update:
+        # The last update's line, unless it is out already or this process did no update (a
+        # finished run resumed, charrnn report): it would show a speed of nothing.
+        if self._last != trainer.update and trainer.update > trainer.start_update:
             self.emit(trainer)
         self.close_line()
 

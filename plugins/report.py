@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import click
 import numpy
@@ -189,6 +189,10 @@ class Report(Callback):
         self.seed = seed
         self.quiet = quiet
         self.path: Optional[str] = None
+        #: [first update, last update, updates per second of training] of every process that
+        #: trained this run, so that ``charrnn report`` later writes what the run itself wrote.
+        self.sessions: List[List[float]] = []
+        self._trainer: Any = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Optional["Report"]:
@@ -199,6 +203,28 @@ class Report(Callback):
         return cls(passage_length=1000 if length is None else int(length),
                    seed=0 if seed is None else int(seed),
                    quiet=bool(options.get("quiet")))
+
+    def on_train_begin(self, trainer) -> None:
+        self._trainer = trainer
+
+    def sessions_now(self) -> List[List[float]]:
+        """The recorded sessions, and this process's if it has trained."""
+        t = self._trainer
+        if t is None or t.update <= t.start_update:
+            return [list(s) for s in self.sessions]
+        return [list(s) for s in self.sessions] + \
+            [[t.start_update, t.update, round(t.updates_per_second(), 3)]]
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"sessions": self.sessions_now()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        sessions = state.get("sessions") or []
+        if not isinstance(sessions, list) or not all(
+                isinstance(s, list) and len(s) == 3 and all(isinstance(v, (int, float))
+                                                            for v in s) for s in sessions):
+            raise ValueError("its sessions are not [first, last, speed] triples")
+        self.sessions = [list(s) for s in sessions]
 
     def on_train_end(self, trainer) -> None:
         if not trainer.run_dir:
@@ -289,9 +315,10 @@ class Report(Callback):
             rows.append(("initial weights", f"normal, sigma {cfg['sigma']}, seed {cfg.get('seed')}"))
         requested = (f"{trainer.iterations:,}" if trainer.iterations is not None
                      else "no fixed number of")
+        trained = [sess for sess in self.sessions_now() if sess[1] > sess[0]]
+        last = trained[-1] if trained else None
         rows.append(("updates done", f"{trainer.update:,} of {requested} requested"
-                     + (f" (resumed at update {trainer.start_update:,})"
-                        if trainer.start_update else "")))
+                     + (f" (resumed at update {int(last[0]):,})" if last and last[0] else "")))
         rows.append(("ended", f"stopped: {trainer.stop_reason}" if trainer.stop_reason
                      else "finished"))
         if trainer.time_limit:
@@ -316,11 +343,11 @@ class Report(Callback):
             at = logs.get("val_update")
             rows.append(("validation loss", f"{val:.4f} nats/char, {bpc:.4f} bits/char"
                          + (f" (at update {int(at):,})" if at is not None else "")))
-        done = trainer.update - trainer.start_update
-        if done > 0:
-            ups = trainer.updates_per_second()
+        if last is not None:  # the speed of the process that trained last, in training time
+            done, ups = int(last[1] - last[0]), float(last[2])
             rows.append(("speed", f"{ups:,.0f} updates/s, {ups * stream.batch * N:,.0f} "
-                                  f"characters/s (this process, {done:,} updates)"))
+                                  f"characters/s (the last process that trained, {done:,} "
+                                  "updates; validation not counted)"))
         return rows
 
     def options_table(self, trainer) -> str:

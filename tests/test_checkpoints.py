@@ -168,7 +168,7 @@ def test_resume_continues_bit_for_bit(run_charrnn, data_file, tmp_path, sample_e
     proc = run_charrnn("run", "--resume", part, "--iterations", 400, "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "resuming at update 200" in proc.stdout
-    assert "done: 200 updates" in proc.stdout
+    assert "done: this session: 200 updates" in proc.stdout and "update 400 in all" in proc.stdout
 
     rows_full, rows_part = read_csv(full / "metrics.csv"), read_csv(part / "metrics.csv")
     assert [int(r["update"]) for r in rows_full] == list(range(1, 401))
