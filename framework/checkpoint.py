@@ -35,6 +35,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -490,6 +491,14 @@ def load_checkpoint(path: str) -> Checkpoint:
     if not os.path.exists(path):
         raise CharrnnError(f"checkpoint {_shown_path(path)} does not exist; pass a .npz file "
                            "written by charrnn run (RUN_DIR/latest.npz or RUN_DIR/best.npz)")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise CharrnnError(f"cannot read checkpoint {_shown_path(path)}: {exc.strerror}; check "
+                           "its permissions") from None
+    if not stat.S_ISREG(mode):  # a pipe would block, a device would be read without end
+        raise CharrnnError(f"checkpoint {_shown_path(path)} is not a regular file (a device, "
+                           "pipe or socket); pass a .npz file written by charrnn run")
     refuse = _Refusal(path)
     try:
         return _load(path, refuse)

@@ -146,10 +146,14 @@ def check_data_path(path: str, encoding: str = "utf-8", option: str = "--data") 
     """The file's status, once ``encoding`` is known and ``path`` is a regular file; else a
     one-line :class:`CharrnnError` that says what to pass to ``option``."""
     try:
-        codecs.lookup(encoding)
+        codec = codecs.lookup(encoding)
     except LookupError:
         raise CharrnnError(f"unknown encoding {encoding!r}; pass a Python codec name such as "
                            "utf-8 or latin-1") from None
+    if not getattr(codec, "_is_text_encoding", True):  # rot13, base64, zlib, hex, ...
+        raise CharrnnError(f"--encoding {encoding} is not a text encoding (it turns text into "
+                           "text or bytes into bytes); pass the encoding the file was written "
+                           "in, such as utf-8 or latin-1")
     what = "data " if option == "--data" else ""
     if not os.path.exists(path):
         raise CharrnnError(f"{what}file {path} does not exist; pass an existing text file to "
@@ -201,6 +205,9 @@ def iter_chunks(path: str, encoding: str) -> Iterator[str]:
                     chunk = decoder.decode(raw, final=final)
                 except UnicodeDecodeError as exc:
                     raise _undecodable(path, encoding, fed - held + exc.start) from None
+                except UnicodeError as exc:  # a codec's own complaint (UTF-16 without a BOM)
+                    raise CharrnnError(f"{path} cannot be decoded as {encoding} ({exc}); pass "
+                                       "the encoding it was written in with --encoding") from None
                 fed += len(raw)
                 lone = _SURROGATE.search(chunk)
                 if lone:  # only codecs such as unicode_escape make them; no file can hold them

@@ -16,12 +16,19 @@ MAX_SAMPLE = 1_000_000
 def next_char_probs(logits: numpy.ndarray, temperature: float = 1.0,
                     top_k: Optional[int] = None) -> numpy.ndarray:
     """Softmax of ``logits / temperature``, keeping only the ``top_k`` largest when given."""
-    z = numpy.asarray(logits, dtype=numpy.float64).reshape(-1) / temperature
+    logits = numpy.asarray(logits, dtype=numpy.float64).reshape(-1)
+    with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        z = logits / temperature
+        if not numpy.isfinite(z).all():
+            # A temperature so small the division overflows: shift first, so that the largest
+            # logit is 0 and the others fall to -inf at worst (greedy sampling, in effect).
+            z = (logits - logits.max()) / temperature
     if top_k is not None and 0 < top_k < z.shape[0]:
         cut = numpy.partition(z, -top_k)[-top_k]
         z = numpy.where(z >= cut, z, -numpy.inf)
     z = z - z.max()
-    p = numpy.exp(z)
+    with numpy.errstate(under="ignore"):
+        p = numpy.exp(z)
     return p / p.sum()
 
 

@@ -347,7 +347,7 @@ def resume_options(options: Dict[str, Any], explicit: Iterable[str], ckpt: Check
     saved = ckpt.config
     done = int(ckpt.meta["update"])
     if options.get("data") is not None:
-        options = {**options, "data": os.path.abspath(options["data"])}
+        options = {**options, "data": os.path.realpath(options["data"])}
     for key in fixed_on_resume():
         if key in explicit and key in saved and options.get(key) != saved[key]:
             raise CharrnnError(f"the run in {run_dir} was trained with {_flag(key)} {saved[key]}, "
@@ -447,6 +447,13 @@ def open_run(run_dir: str, options: Dict[str, Any], explicit: Iterable[str] = ()
         raise CharrnnError(f"{ckpt.path} holds a {ckpt.model_name} model, not "
                            f"{trainer.model.name}; drop --model to resume it")
     validate_against_model(ckpt, trainer.model, batch=trainer.stream.batch)
+    position = ckpt.meta.get("position")
+    if isinstance(position, int) and position > trainer.stream.length:
+        source = merged.get("data") or "the embedded corpus"
+        raise CharrnnError(f"the text {source} is shorter than when the run in {run_dir} was "
+                           f"trained: its checkpoint reads at character {position:,} of a stripe "
+                           f"that now has {trainer.stream.length:,}; put back the text the run "
+                           "was trained on, or start a new run")
     try:
         trainer.restore(ckpt)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
@@ -480,7 +487,28 @@ def write_end_files(run_dir: str, quiet: bool = False) -> Trainer:
     return trainer
 
 
+def check_names(options: Mapping[str, Any]) -> None:
+    """Refuse, before anything is read or written, a path or name given empty (it would
+    otherwise mean the default: an empty --resume started a new run) or, for the directories a
+    run writes, one that is not valid UTF-8 (its report, written in UTF-8, names it)."""
+    for key, what in (("resume", "the directory of the run to continue"),
+                      ("data", "a text file"), ("encoding", "a codec name such as utf-8"),
+                      ("out", "a directory path, or leave --out out for runs/<date>-<time>")):
+        value = options.get(key)
+        if value is None:
+            continue
+        if not str(value).strip():
+            raise CharrnnError(f"{_flag(key)} is empty; pass {what}")
+        if key in ("resume", "out"):
+            try:
+                str(value).encode("utf-8")
+            except UnicodeEncodeError:
+                raise CharrnnError(f"{_flag(key)} {value!r} is not valid UTF-8; pass a directory "
+                                   "name that is") from None
+
+
 def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
+    check_names(options)
     resume = options.get("resume")
     explicit = list(explicit)
     changes: List[str] = []
@@ -506,8 +534,9 @@ def start_run(options: Dict[str, Any], explicit: Iterable[str] = ()) -> Trainer:
         if run_dir is None:
             run_dir = default_run_dir()
         if options.get("data") is not None:
-            # Saved as an absolute path, so that --resume reads the same file from anywhere.
-            options = {**options, "data": os.path.abspath(options["data"])}
+            # Saved resolved as the OS resolves it (symbolic links, then ..), so that --resume
+            # reads the same file from anywhere.
+            options = {**options, "data": os.path.realpath(options["data"])}
         if isinstance(run_dir, str) and not run_dir.strip():
             prepare_run_dir(run_dir)  # refuses an empty --out before the corpus is read
         trainer = build_trainer(options)  # validate everything before touching the disk

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -199,6 +200,10 @@ def register_commands(cli):
         from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path
         from charrnn.session import make_backend, model_from_checkpoint
 
+        if sys.stdout is None:  # started with its standard output closed (`>&-`)
+            raise CharrnnError("standard output is closed, so the text would be lost; run "
+                               "charrnn sample with its output going somewhere (a terminal, a "
+                               "file, a pipe)")
         ckpt = load_checkpoint(resolve_checkpoint_path(checkpoint))
         prime_text = read_prime(prime, prime_file)
         vocab = ckpt.vocab

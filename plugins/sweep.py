@@ -34,6 +34,7 @@ import click
 from charrnn import hookimpl
 from charrnn.dirlock import DirectoryLock
 from charrnn.errors import CharrnnError
+from charrnn.options import FiniteFloat
 
 INSTALL = "pip install 'charrnn-kit[sweep]'"
 STUDY = "charrnn-sweep"
@@ -361,20 +362,20 @@ def register_commands(cli):
     @click.option("--iterations", type=click.IntRange(min=1), default=None,
                   help="Updates per trial (the per-trial budget, with or instead of "
                        "--time-limit).")
-    @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
+    @click.option("--time-limit", type=FiniteFloat(min=0, min_open=True), default=None,
                   metavar="SECONDS", help="Seconds of training per trial.")
     @click.option("--workers", type=click.IntRange(min=1), default=None,
                   help="Worker processes of the local cluster [default: one per core].")
     @click.option("--scheduler", default=None, metavar="ADDRESS",
                   help="Run the trials on the Dask cluster at ADDRESS (tcp://HOST:8786) "
                        "instead of a local one.")
-    @click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True),
+    @click.option("--connect-timeout", type=FiniteFloat(min=0, min_open=True),
                   default=CONNECT_TIMEOUT, show_default=True, metavar="SECONDS",
                   help="How long to wait for --scheduler to answer.")
     @click.option("--storage", default=None, metavar="URL",
                   help="Optuna storage URL of the study [default: sqlite:///DIR/study.db].")
-    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-                  help="Seed of Optuna's sampler.")
+    @click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0,
+                  show_default=True, help="Seed of Optuna's sampler.")
     @click.option("--prune-after", type=click.IntRange(min=0), default=4, show_default=True,
                   help="Trials that must complete before the pruner stops any.")
     @click.option("--show", "show_dir", default=None, metavar="DIR",
@@ -410,7 +411,7 @@ def register_commands(cli):
         if every is not None and "log_every" not in space.fixed:
             space.fixed["log_every"] = every  # a validation row per report to the pruner
         if "data" in space.fixed:
-            space.fixed["data"] = os.path.abspath(space.fixed["data"])  # workers' cwd differs
+            space.fixed["data"] = os.path.realpath(space.fixed["data"])  # workers' cwd differs
         optuna, distributed, _ = _imports()
         sweep_dir = out or default_sweep_dir()
         url = storage or _default_storage(sweep_dir)

@@ -14,7 +14,9 @@ a whole sweep of identical runs.
 from __future__ import annotations
 
 import math
+import os
 import shlex
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -149,17 +151,36 @@ def parse_param(entry: str, options: Mapping[str, click.Option]) -> Param:
         raise CharrnnError(f"{where}: the range needs LOW < HIGH")
     if log and low <= 0:
         raise CharrnnError(f"{where}: a log range needs LOW > 0")
+    if _is_int(option) and max(abs(low), abs(high)) > MAX_INT:
+        raise CharrnnError(f"{where}: a whole-number range stays within -{MAX_INT} to "
+                           f"{MAX_INT} (2**63 - 1, what Optuna's storage keeps)")
     return Param(key, "int" if _is_int(option) else "float", low=low, high=high, log=log)
+
+
+#: The largest whole number a trial's value may be.
+MAX_INT = 2**63 - 1
+#: A space file is a few lines; anything larger is not one.
+MAX_SPACE_BYTES = 2**20
 
 
 def read_space_file(path: str) -> List[Tuple[str, str]]:
     """``(flag, entry)`` pairs from a file of ``--set``/``--param`` lines (``#`` comments)."""
+    what = "pass a text file of --set and --param lines"
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # a pipe would block, a device would be read without end
+            raise CharrnnError(f"the space file {path} is not a regular file (a directory, "
+                               f"device or pipe); {what}")
+        if os.path.getsize(path) > MAX_SPACE_BYTES:
+            raise CharrnnError(f"the space file {path} is larger than "
+                               f"{MAX_SPACE_BYTES // 2**20} MiB; {what}")
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as exc:
-        raise CharrnnError(f"cannot read the space file {path} ({exc.strerror}); pass a text "
-                           "file of --set and --param lines") from None
+        raise CharrnnError(f"cannot read the space file {path} ({exc.strerror}); {what}") \
+            from None
+    except UnicodeDecodeError:
+        raise CharrnnError(f"the space file {path} is not UTF-8 text; {what}") from None
     pairs: List[Tuple[str, str]] = []
     for number, line in enumerate(text.splitlines(), 1):
         try:
@@ -193,6 +214,11 @@ def build_space(sets: Sequence[str], params: Sequence[str], space_file: Optional
     if not space.params:
         raise CharrnnError("the sweep has nothing to search; give at least one --param, e.g. "
                            "--param eta=log:1e-4:1e-2")
+    if space.fixed.get("data") is not None:  # every trial would fail on it: refused now
+        from charrnn.data import check_data_path
+
+        check_data_path(str(space.fixed["data"]), str(space.fixed.get("encoding") or "utf-8"),
+                        option="--set data")
     return space
 
 

@@ -58,6 +58,23 @@ def saved(tmp_path_factory):
     nockpt = root / "nockpt"
     nockpt.mkdir()
     (nockpt / "config.json").write_text("{}", encoding="utf-8")
+    piped = root / "piped"  # a run whose latest.npz is a pipe: reading it would block
+    shutil.copytree(run, piped)
+    (piped / "latest.npz").unlink()
+    os.mkfifo(piped / "latest.npz")
+    # a run whose text was shortened after training
+    shortened = root / "shortened"
+    (root / "shortened.txt").write_text(TEXT, encoding="utf-8")
+    proc = charrnn_inproc("run", "--data", root / "shortened.txt", *TINY, "--iterations", 30,
+                          *LEAN, "--out", shortened, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    (root / "shortened.txt").write_text(TEXT[: len(TEXT) // 4], encoding="utf-8")
+    # a directory reached through a symbolic link, and a text beside the link's target
+    (root / "elsewhere").mkdir()
+    (root / "elsewhere" / "inside").mkdir()
+    (root / "elsewhere" / "beside.txt").write_text("", encoding="utf-8")  # empty: refused
+    os.symlink(root / "elsewhere" / "inside", root / "link")
+    (root / "beside.txt").write_text(TEXT, encoding="utf-8")  # what `..` would wrongly reach
     return root
 
 
@@ -117,7 +134,22 @@ ROWS = [
     ("out-holds-other-files", ["run", "--data", D, "--out", "{root}/foreign"],
      ["foreign", "already holds other files"]),
     ("out-holds-a-run", ["run", "--data", D, "--out", RUN], ["already holds a run", "--resume"]),
+    ("data-empty-name", ["run", "--data", ""], ["--data is empty"]),
+    ("data-through-a-link-and-dotdot", ["run", "--data", "{root}/link/../beside.txt"],
+     ["elsewhere/beside.txt", "is empty"]),
+    ("encoding-empty", ["run", "--data", D, "--encoding", ""], ["--encoding is empty"]),
+    ("encoding-rot13", ["run", "--data", D, "--encoding", "rot13"],
+     ["rot13 is not a text encoding"]),
+    ("encoding-base64", ["run", "--data", D, "--encoding", "base64"],
+     ["base64 is not a text encoding"]),
+    ("encoding-utf-16-of-utf-8", ["run", "--data", D, "--encoding", "utf-16"],
+     ["cannot be decoded as utf-16", "--encoding"]),
+    ("out-not-utf-8", ["run", "--data", D, "--out", "{root}/bad\udcff"], ["is not valid UTF-8"]),
     # -- run: resume
+    ("resume-empty", ["run", "--resume", ""], ["--resume is empty"]),
+    ("resume-latest-is-a-pipe", ["run", "--resume", "{root}/piped"], ["not a regular file"]),
+    ("resume-text-shortened", ["run", "--resume", "{root}/shortened", "--iterations", "60"],
+     ["shortened.txt is shorter than when the run", "put back the text"]),
     ("resume-missing", ["run", "--resume", "{root}/nowhere"], ["--resume", "not a run directory"]),
     ("resume-changes-hidden", ["run", "--resume", RUN, "--hidden", "16"],
      ["--hidden 8, not 16", "drop --hidden"]),
@@ -136,6 +168,9 @@ ROWS = [
      ["no checkpoint", "--out"]),
     # -- sample
     ("sample-missing", ["sample", "--checkpoint", "{root}/nowhere.npz"], ["does not exist"]),
+    ("sample-device", ["sample", "--checkpoint", "/dev/zero"], ["/dev/zero", "not a regular file"]),
+    ("sample-pipe", ["sample", "--checkpoint", "{root}/fifo"], ["fifo", "not a regular file"]),
+    ("report-latest-is-a-pipe", ["report", "{root}/piped"], ["not a regular file"]),
     ("sample-garbage", ["sample", "--checkpoint", "{root}/garbage.npz"],
      ["not a readable charrnn checkpoint"]),
     ("sample-prime-outside-vocabulary", ["sample", "--checkpoint", RUN, "--prime", "\u2603"],

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy
 import pytest
 from charrnn.checkpoint import load_checkpoint
-from helpers import LEAN, TEXT, VOCAB, charrnn_inproc
+from helpers import LEAN, TEXT, VOCAB, charrnn_inproc, console_script
 from helpers import assert_one_line_error as _one_line_error
 
 
@@ -124,6 +124,15 @@ def test_top_k_1_is_greedy_and_ignores_the_seed(runs):
     b = generated(sample(runs, "--checkpoint", ckpt, "--top-k", 1, "--length", 80, "--seed", 99))
     assert a == b
     assert a == _greedy(ckpt, 80)
+
+
+def test_a_vanishing_temperature_samples_greedily(runs):
+    """A temperature so small that dividing the logits by it overflows: the likeliest character
+    every time, as with --top-k 1, and no warning or error."""
+    ckpt = runs / "long" / "latest.npz"
+    text = generated(sample(runs, "--checkpoint", ckpt, "--temperature", "1e-310",
+                            "--length", 80, "--seed", 5))
+    assert text == _greedy(ckpt, 80)
 
 
 def test_temperature_half(runs):
@@ -242,3 +251,15 @@ def test_the_prime_is_read_from_the_state_training_reached(runs):
                                "--length", 40, "--seed", 7))
     assert printed == expected(checkpoint_state(ckpt, model))
     assert printed != expected(model.zero_state(1))
+
+
+def test_a_closed_standard_output_is_one_line_not_lost_text(runs):
+    """``charrnn sample ... >&-``: the text has nowhere to go, so it is refused, not dropped
+    with exit status 0 (a real process: its standard output is what this is about)."""
+    ckpt = runs / "long" / "latest.npz"
+    proc = subprocess.run(["bash", "-c", '"$0" sample --checkpoint "$1" --length 20 >&-',
+                           console_script(), str(ckpt)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("Error: standard output is closed") and \
+        proc.stderr.count("\n") == 1, proc.stderr

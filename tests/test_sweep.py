@@ -306,6 +306,12 @@ BAD = [
     (["--param", "eta=1:2", "--storage", "nosuchdb://x"], "cannot open the study's storage"),
     (["--param", "eta=1:2", "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "1"],
      "cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 1 s"),
+    (["--param", "eta=1:2", "--iterations", "10", "--time-limit", "inf"], "not a finite number"),
+    (["--param", "eta=1:2", "--connect-timeout", "nan"], "not a finite number"),
+    (["--param", "eta=1:2", "--seed", "100000000000000000000000"], "--seed"),
+    (["--param", "seed=0:100000000000000000000000"], "a whole-number range stays within"),
+    (["--param", "eta=1:2", "--set", "data=nowhere.txt"], "nowhere.txt does not exist"),
+    (["--space", "/dev/zero"], "is not a regular file"),
 ]
 
 
@@ -316,6 +322,15 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, expected):
     proc = charrnn_cmd("sweep", "--out", out, *budget, *args, cwd=tmp_path)
     assert_one_line_error(proc, expected)
     assert not out.exists()
+
+
+def test_a_space_file_that_is_not_text_is_refused(tmp_path):
+    space = tmp_path / "space.bin"
+    space.write_bytes(b"\x00\x01\xff\xfe binary")
+    proc = charrnn_cmd("sweep", "--out", tmp_path / "s", "--space", space, "--iterations", 10,
+                       cwd=tmp_path)
+    assert_one_line_error(proc, "is not UTF-8 text")
+    assert not (tmp_path / "s").exists()
 
 
 def test_a_sweep_without_a_budget_is_refused(tmp_path):
