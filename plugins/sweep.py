@@ -306,8 +306,16 @@ def show(sweep_dir: str, storage_url: Optional[str], quiet: bool = False) -> Non
     if not os.path.exists(path):
         raise CharrnnError(f"{sweep_dir} is not a sweep directory (it has no {SETTINGS}); pass "
                            "the --out of a charrnn sweep")
-    with open(path, encoding="utf-8") as f:
-        info = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise CharrnnError(f"{path} cannot be read ({exc}); it is damaged or was edited") \
+            from None
+    if not isinstance(info, dict) or not isinstance(info.get("space", {}), dict) or \
+            not isinstance(info.get("storage"), (str, type(None))):
+        raise CharrnnError(f"{path} is not what charrnn sweep writes (an object with its "
+                           "search space and storage); it is damaged or was edited")
     url = storage_url or info.get("storage") or _default_storage(sweep_dir)
     try:
         study = optuna.load_study(study_name=STUDY, storage=url)

@@ -369,3 +369,12 @@ def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path, text_file):
     assert_one_line_error(proc, f"sweep directory {out} is in use by another charrnn process "
                                 f"(process {os.getpid()}")
     assert not (out / "sweep.json").exists() and not (out / "trials").exists()
+
+
+@pytest.mark.parametrize("content, expected", [('{"fixed": 3', "cannot be read"),
+                                               ("[1, 2]", "is not what charrnn sweep writes")])
+def test_show_refuses_a_damaged_sweep_json(tmp_path, content, expected):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "sweep.json").write_text(content, encoding="utf-8")
+    proc = charrnn_cmd("sweep", "--show", tmp_path / "s", cwd=tmp_path)
+    assert_one_line_error(proc, expected, "damaged or was edited")
