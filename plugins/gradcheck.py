@@ -57,6 +57,10 @@ from charrnn.callbacks import Callback
 from charrnn.errors import CharrnnError
 from charrnn.options import POSITIVE_FLOAT
 
+#: Steps (sequence x batch x layers) from which charrnn gradcheck says up front that it takes
+#: a while: each checked entry costs two forward passes over all of them.
+LONG_CHECK_STEPS = 5_000
+
 
 class GradCheckFailed(CharrnnError):
     """The gradients disagree with the loss. Exit status 1 (2 is for bad input)."""
@@ -507,6 +511,11 @@ def register_commands(cli):
         known = backend in registry.names("backend")  # else make_backend says what is available
         dtype = check_dtype(registry.get("backend", backend), "float32") if known else "float64"
         be = make_backend(backend, dtype)
+        steps = seq_length * batch_size * layers
+        if steps >= LONG_CHECK_STEPS:  # legal, but minutes of silence would look like a hang
+            click.echo(f"gradient check of {model} over {seq_length:,} steps x {batch_size} "
+                       f"stream(s) x {layers} layer(s): two forward passes for each checked "
+                       "entry; this takes a while", err=True)
         result = gradient_check(be, corpus.ids, corpus.vocab_size, model=model, hidden=hidden,
                                 layers=layers, batch=batch_size, seq_length=seq_length,
                                 step=step, entries=entries, seed=seed, sigma=sigma,

@@ -449,3 +449,20 @@ def test_a_small_wrong_gradient_above_the_noise_still_fails(corpus):
     assert not result["passed"], result["params"]["U"]
     assert gc.verdict(result).startswith("FAIL: max relative error")
     assert result["params"]["U"]["abs"] > 100 * result["noise"]
+
+
+def test_a_long_check_says_so_before_it_starts(monkeypatch, tmp_path):
+    """Legal but slow work is announced, not minutes of silence."""
+    from charrnn.plugins import gradcheck
+    from helpers import run_in_process
+
+    monkeypatch.setattr(gradcheck, "LONG_CHECK_STEPS", 50)
+    proc = run_in_process("gradcheck", "--hidden", 4, "--seq-length", 60, "--entries", 2,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("gradient check of rnn over 60 steps") and \
+        "this takes a while" in proc.stderr
+    monkeypatch.setattr(gradcheck, "LONG_CHECK_STEPS", 5_000)
+    proc = run_in_process("gradcheck", "--hidden", 4, "--seq-length", 60, "--entries", 2,
+                          cwd=tmp_path)
+    assert proc.stderr == ""
