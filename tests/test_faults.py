@@ -353,3 +353,41 @@ def test_a_kill_among_the_end_of_run_files_is_finished_by_a_resume(tmp_path, tar
         ours = (out / "report.md").read_text(encoding="utf-8").partition(section)[2]
         theirs = (reference / "report.md").read_text(encoding="utf-8").partition(section)[2]
         assert ours.split("\n## ")[0] == theirs.split("\n## ")[0], section
+
+
+@pytest.mark.parametrize("call", [2, 4])
+def test_a_kill_between_latest_and_best_is_repaired_by_the_next_start(tmp_path, call):
+    """Killed right after a checkpoint's latest.npz and before its best.npz (the second write
+    of a save that improved the best): best.npz lags one checkpoint behind or is missing, and
+    the next start (here the resume that finishes the run) writes it again, so that every
+    file agrees with an uninterrupted run's."""
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT * 6, encoding="utf-8")
+    (tmp_path / "launcher.py").write_text(LAUNCHER, encoding="utf-8")
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    proc = charrnn_cmd(*_args(data, reference), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, str(tmp_path / "launcher.py"),
+                           "charrnn.plugins.checkpoints", "save_checkpoint", str(call), "kill",
+                           *_args(data, out)], cwd=str(tmp_path), env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    latest = load_checkpoint(str(out / "latest.npz"))
+    recorded = latest.meta["callbacks"]["checkpoints"]["best_update"]
+    assert recorded == latest.meta["update"]  # latest names itself the best...
+    best = out / "best.npz"
+    assert not best.exists() or load_checkpoint(str(best)).meta["update"] < recorded  # ...best lags
+    proc = charrnn_cmd("report", out, cwd=tmp_path)  # a start that trains nothing repairs it
+    assert proc.returncode == 0, proc.stderr
+    assert "best.npz repaired" in proc.stdout
+    repaired = load_checkpoint(str(best))
+    assert repaired.meta["update"] == recorded
+    for name in latest.params:
+        assert numpy.array_equal(repaired.params[name], latest.params[name]), name
+    recover(data, out)
+    assert_matches_reference(out, reference, f"killed at save_checkpoint call {call}")
+    a = load_checkpoint(str(reference / "best.npz"))
+    b = load_checkpoint(str(out / "best.npz"))
+    assert a.meta["update"] == b.meta["update"]
+    for name in a.params:
+        assert numpy.array_equal(a.params[name], b.params[name]), name
