@@ -362,6 +362,8 @@ class Trainer:
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt) and (settling or boundary.hurried):
                 self.interrupted_mid_update = True
+            if isinstance(exc, KeyboardInterrupt) and self.interrupt_signal is None:
+                self.interrupt_signal = boundary.pending  # a second signal hurried the first
             for cb in callbacks:
                 try:
                     cb.on_exception(self, exc)
