@@ -90,9 +90,14 @@ def test_a_refused_command_leaves_no_lock_file_where_it_found_none(tmp_path):
 
 # -- real processes --------------------------------------------------------------------------
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background test run has it ignored
+
+
 def _start(argv, cwd):
     return subprocess.Popen([console_script(), *map(str, argv)], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
 
 
 @pytest.mark.e2e
