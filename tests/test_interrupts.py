@@ -66,6 +66,15 @@ def _outcome(run_dir: Path) -> Dict[str, object]:
     }
 
 
+@pytest.fixture(autouse=True)
+def _python_handles_ctrl_c():
+    """Python's own SIGINT handler, as a program started from a terminal has it: a test run
+    started in the background inherits SIGINT ignored, and an ignored signal stays ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted runs, one per model."""
