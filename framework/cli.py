@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -14,7 +15,7 @@ import click
 
 from . import DISTRIBUTION, __version__
 from .errors import CharrnnError, os_error_message
-from .options import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, FiniteFloat
+from .config import Option, RunConfig, run_schema
 from .registry import get_registry
 
 
@@ -72,16 +73,72 @@ def cli() -> None:
     """Train character-level recurrent networks that write text."""
 
 
+class CheckedType:
+    """Conversion by the run schema (:meth:`charrnn.Option.check`), so that the command line
+    and ``charrnn.train`` accept and refuse the same values with the same words; the Click
+    type it is mixed into only renders help and completes choices."""
+
+    option: Option
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        try:
+            return self.option.check(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)  # type: ignore[attr-defined]
+
+
+class CheckedInt(CheckedType, click.IntRange):
+    pass
+
+
+class CheckedFloat(CheckedType, click.FloatRange):
+    name = "float"
+
+
+class CheckedChoice(CheckedType, RegistryChoice):
+    def __init__(self, option: Option) -> None:
+        self.option = option
+        super().__init__(option.registry or "")
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        return tuple(self.option.choice_list() or ())
+
+    @choices.setter
+    def choices(self, _value: Any) -> None:
+        pass
+
+
+class CheckedText(CheckedType, click.ParamType):
+    name = "text"
+
+
+def click_option(option: Option) -> click.Option:
+    """The ``charrnn run`` option for one schema entry."""
+    attrs: Dict[str, Any] = dict(help=option.help, show_default=option.show_default,
+                                 default=option.default, metavar=option.metavar)
+    if option.is_flag:
+        decls = [f"{option.flag}/--no-{option.flag[2:]}" if option.default else option.flag]
+        return click.Option(decls, is_flag=True, **{**attrs, "default": bool(option.default)})
+    if option.type is int or option.type is float:
+        kind = CheckedInt if option.type is int else CheckedFloat
+        ptype: click.ParamType = kind(min=option.min, max=option.max, min_open=option.min_open,
+                                      max_open=option.max_open)
+    elif option.choices is not None or option.registry is not None:
+        ptype = CheckedChoice(option)
+    else:
+        ptype = CheckedText()
+    ptype.option = option  # type: ignore[attr-defined]
+    return click.Option([option.flag, option.name], type=ptype, **attrs)
+
+
 class RunCommand(click.Command):
-    """``charrnn run``: its own options plus those callback plugins add through ``add_run_options``.
+    """``charrnn run``: its options generated from the run schema, the core's and those plugins
+    add through ``add_run_options`` (read from the registry on first use, so that they appear in
+    ``--help`` and shell completion like the core's)."""
 
-    Plugin options are read from the registry on first use, so they appear in ``--help`` and
-    shell completion like the built-in ones.
-    """
-
-    #: The registry the plugin options were taken from, and the command's own options.
+    #: The registry the options were generated from.
     _options_from: Any = None
-    _own_params: Optional[List[click.Parameter]] = None
 
     def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
         from .presets import preset_argv, preset_value
@@ -102,86 +159,29 @@ class RunCommand(click.Command):
         registry = get_registry()
         if self._options_from is not registry:  # first use, or the plugins were loaded again
             self._options_from = registry
-            if self._own_params is None:
-                self._own_params = list(self.params)
-            self.params = list(self._own_params)
-            own = {p.name for p in self.params}
-            for option in registry.run_options:
-                if option.name in own:
-                    option.plugin.error = (  # type: ignore[attr-defined]
-                        f"option --{option.name} clashes with a built-in option; ignored")
-                    continue
-                self.params.append(option)
+            self.params = [click_option(option) for option in run_schema()]
         return super().get_params(ctx)
 
 
 @cli.command(cls=RunCommand)
-@click.option("--preset", type=str, default=None, metavar="NAME|FILE",
-              help="Start from a recipe: a registered preset (charrnn plugins lists them; "
-                   "quick gives the best text in two minutes on a CPU) or a file of "
-                   "options. Options typed after it win.")
-@click.option("--backend", type=RegistryChoice("backend"), default="numpy", show_default=True,
-              help="Array backend to compute with.")
-@click.option("--model", type=RegistryChoice("model"), default="rnn", show_default=True,
-              help="Model to train: rnn is the course's vanilla RNN; lstm and gru are char-rnn's "
-                   "gated cells.")
-@click.option("--optimizer", type=RegistryChoice("optimizer"), default="adagrad",
-              show_default=True, help="Optimizer for the updates.")
-@click.option("--data", type=str, default=None,
-              help="Text file to train on [default: the Python language reference shipped with CPython].")
-@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --data.")
-@click.option("--hidden", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Hidden state size m (per layer).")
-@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Recurrent layers stacked on each other.")
-@click.option("--dropout", type=FiniteFloat(min=0, max=1, max_open=True), default=0.0,
-              show_default=True,
-              help="Probability of dropping each unit of a layer's output on its way up, during "
-                   "training only (as in char-rnn).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Streams read in parallel: the text is cut into this many contiguous stripes, "
-                   "each with its own hidden state.")
-@click.option("--seq-length", type=click.IntRange(min=1), default=25, show_default=True,
-              help="Characters per update and stream (back-propagation length).")
-@click.option("--eta", type=POSITIVE_FLOAT, default=None,
-              help="Learning rate [default: the optimizer's own: 0.1 for adagrad and sgd, 0.002 "
-                   "for adam and rmsprop].")
-@click.option("--clip", type=NON_NEGATIVE_FLOAT, default=5.0, show_default=True,
-              help="Clip every gradient entry to [-clip, clip] before the update (0: no clip).")
-@click.option("--clip-norm", type=POSITIVE_FLOAT, default=None, metavar="NORM",
-              help="Scale the gradient down when its L2 norm exceeds NORM, measured per "
-                   "predicted character (PyTorch's clip_grad_norm_ on a mean loss); applied "
-                   "before --clip, so pair it with --clip 0 for the norm limit alone.")
-@click.option("--sigma", type=POSITIVE_FLOAT, default=None,
-              help="Standard deviation of the initial weights [default: the model's own: 0.01 "
-                   "for rnn, 0.05 for lstm and gru].")
-@click.option("--iterations", type=click.IntRange(min=1), default=None,
-              help="Number of updates [default: 100000, or no limit with --time-limit].")
-@click.option("--time-limit", type=POSITIVE_FLOAT, default=None, metavar="SECONDS",
-              help="Stop after this many seconds of training (over the run's whole life, resumes "
-                   "included), saving a checkpoint and the report.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed for the initial weights and the dropout masks.")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
-              show_default=True, help="Floating-point precision.")
-@click.option("--out", type=str, default=None,
-              help="Run directory [default: runs/<date>-<time>].")
-@click.option("--log-every", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Updates between progress lines.")
-@click.option("--resume", type=str, default=None, metavar="RUN_DIR",
-              help="Continue the run in RUN_DIR exactly where its latest checkpoint left off.")
-@click.option("--val-frac", type=FiniteFloat(min=0, max=1, max_open=True), default=0.0,
-              show_default=True, help="Fraction of the text, from its end, held out for validation.")
-@click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
 def run(ctx: click.Context, **options: Any) -> None:
     """Train a character-level model on a text, printing progress and samples."""
-    from .session import start_run
+    from .api import train
+    from .trainer import INTERRUPTED, TIME_LIMIT
 
     explicit = [name for name in options
                 if ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
                                                       click.core.ParameterSource.ENVIRONMENT)]
-    start_run(options, explicit)
+    # Checked already, and the preset's options are in the arguments: only assembled here.
+    config = RunConfig(options, explicit=explicit, _expand_preset=False)
+    done = train(config)
+    if done.stop_reason == INTERRUPTED:
+        click.echo(f"continue with: charrnn run --resume {done.directory}", err=True)
+        raise SystemExit(128 + int(done.interrupt_signal or signal.SIGINT))
+    if done.stop_reason and done.stop_reason.startswith(TIME_LIMIT):
+        click.echo(f"continue with: charrnn run --resume {done.directory} --time-limit SECONDS "
+                   "(a larger total)")
 
 
 @cli.command("plugins")

@@ -43,3 +43,19 @@ def os_error_message(exc: OSError, doing: Optional[str] = None) -> str:
     head = f"{doing or 'cannot write'} {target}" if target else (doing or "a file operation failed")
     fix = _WRITE_FIXES.get(exc.errno or -1, "check the path and try again")
     return f"{head}: {what}; {fix}"
+
+
+class InvalidOption(CharrnnError):
+    """An option of a run that does not exist or whose value its schema refuses.
+
+    Raised before anything is read or written, with the message the command line prints.
+    """
+
+
+class TrainingDiverged(CharrnnError):
+    """The loss stopped being a finite number. ``run`` is the :class:`charrnn.Run` it ended, so
+    that its directory (which keeps the last finite checkpoint) can still be inspected."""
+
+    def __init__(self, message: str, run: object = None) -> None:
+        super().__init__(message)
+        self.run = run

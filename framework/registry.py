@@ -15,6 +15,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import pluggy
 
 from . import DISTRIBUTION, hookspecs
+from .config import Option, with_origin
+from .legacy_options import legacy_option
+from .run_options import CORE_OPTIONS
+
+CORE_NAMES = frozenset(o.name for o in CORE_OPTIONS)
 
 ENTRY_POINT_GROUP = "charrnn"
 
@@ -50,7 +55,10 @@ class Registry:
         self.pm = pm
         self.plugins = plugins
         self.items: Dict[str, Dict[str, Registered]] = {k: {} for k in self.KINDS}
-        self.run_options: List[Any] = []  # click.Option objects added by plugins
+        #: The options plugins add to a run (:class:`charrnn.Option`), in registration order.
+        self.run_options: List[Option] = []
+        #: One line per plugin still using an interface that is going away, naming the new one.
+        self.deprecations: List[str] = []
         self._by_name = {p.name: p for p in plugins}
         for kind in self.KINDS:
             self._call_each(f"register_{kind}s",
@@ -92,16 +100,22 @@ class Registry:
         return (0 if own else 1, index)
 
     def _add_option_fn(self, info: PluginInfo) -> Callable[..., None]:
-        import click
-
-        def add_option(*param_decls: str, fixed_on_resume: bool = False, **attrs: Any) -> None:
-            option = click.Option(list(param_decls), **attrs)
-            option.fixed_on_resume = fixed_on_resume  # type: ignore[attr-defined]
-            taken = {o.name for o in self.run_options}
-            if option.name in taken:
-                info.error = f"option {option.name!r} is already defined; this one was ignored"
+        def add_option(*args: Any, **attrs: Any) -> None:
+            if len(args) == 1 and isinstance(args[0], Option) and not attrs:
+                option = with_origin(args[0], info.name)
+            else:  # the 0.5 form: click.Option's arguments
+                option = legacy_option(args, attrs, info.name)
+                note = (f"plugin {info.name!r} of {info.distribution} declares --"
+                        f"{option.name.replace('_', '-')} with click.Option's arguments, which "
+                        "is deprecated; pass add_option(charrnn.Option(...)) instead")
+                if note not in self.deprecations:
+                    self.deprecations.append(note)
+            if option.name in CORE_NAMES:
+                info.error = f"option {option.flag} clashes with a built-in option; ignored"
                 return
-            option.plugin = info  # type: ignore[attr-defined]
+            if option.name in {o.name for o in self.run_options}:
+                info.error = f"option {option.flag} is already defined; this one was ignored"
+                return
             self.run_options.append(option)
 
         return add_option

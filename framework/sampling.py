@@ -1,7 +1,7 @@
 """Generating text from a model, one character at a time."""
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import numpy
 
@@ -36,22 +36,29 @@ def _ids(model: Model, i: int) -> Any:
     return model.backend.asarray(numpy.array([i], dtype=numpy.int64))
 
 
-def sample_ids(model: Model, state: State, x0: int, length: int, *, temperature: float = 1.0,
-               top_k: Optional[int] = None, rng: numpy.random.Generator) -> List[int]:
-    """``length`` ids sampled after feeding ``x0`` from ``state`` (a batch of one).
+def iter_sample_ids(model: Model, state: State, x0: int, length: int, *,
+                    temperature: float = 1.0, top_k: Optional[int] = None,
+                    rng: numpy.random.Generator) -> Iterator[int]:
+    """``length`` ids sampled after feeding ``x0`` from ``state`` (a batch of one), each as soon
+    as it is drawn.
 
     ``state`` lives on the model's backend and is not modified. Draws come from ``rng`` alone, so
     a sampler with its own seeded stream does not disturb training's random state.
     """
     be = model.backend
     x = int(x0)
-    out: List[int] = []
     for _ in range(length):
         state, logits = model.step(state, _ids(model, x))
         probs = next_char_probs(be.to_numpy(logits), temperature, top_k)
         x = int(rng.choice(probs.shape[0], p=probs))
-        out.append(x)
-    return out
+        yield x
+
+
+def sample_ids(model: Model, state: State, x0: int, length: int, *, temperature: float = 1.0,
+               top_k: Optional[int] = None, rng: numpy.random.Generator) -> List[int]:
+    """The ids of :func:`iter_sample_ids`, as a list."""
+    return list(iter_sample_ids(model, state, x0, length, temperature=temperature, top_k=top_k,
+                                rng=rng))
 
 
 def warm_up(model: Model, state: State, ids: List[int]) -> State:

@@ -17,6 +17,7 @@ import numpy
 
 from .backend import Array
 from .callbacks import Callback
+from .evaluation import stream_loss
 from .errors import CallbackFailed, CharrnnError, os_error_message
 from .interrupts import UpdateBoundary
 from .model import Model, State
@@ -219,29 +220,9 @@ class Trainer:
         size, as char-rnn evaluates), each from a zero state carried across the whole stripe;
         with ``batch`` 1 the text is read as one sequence. The chunking only bounds memory.
         """
-        if self.val_ids is None or self.val_ids.shape[0] < 2:
+        if self.val_ids is None:
             return None
-        ids = self.val_ids
-        n = int(ids.shape[0])
-        batch = max(1, min(batch or self.stream.batch, n // 2))
-        length = n // batch
-        # Stripe b is column b of a (length, B) view of the ids (a memmap stays one): each chunk
-        # copies only its own rows, so a large held-out text is never copied whole.
-        stripes = numpy.lib.stride_tricks.as_strided(
-            ids, shape=(length, batch), strides=(ids.itemsize, ids.itemsize * length),
-            writeable=False) if isinstance(ids, numpy.ndarray) else \
-            self.backend.xp.ascontiguousarray(ids[: batch * length].reshape(batch, length).T)
-        chunk = max(1, chunk // batch) if batch > 1 else chunk  # about ``chunk`` rows a call
-        state = self.model.zero_state(batch)
-        total = 0.0
-        for start in range(0, length - 1, chunk):
-            stop = min(start + chunk, length - 1)
-            block = self.backend.asarray(numpy.ascontiguousarray(stripes[start : stop + 1])) \
-                if isinstance(stripes, numpy.ndarray) else stripes[start : stop + 1]
-            x, y = block[:-1], block[1:]
-            loss, state = self.model.loss(x, y, state)
-            total += loss * batch  # the model averages over the batch
-        return total / ((length - 1) * batch)
+        return stream_loss(self.model, self.val_ids, batch or self.stream.batch, chunk)
 
     def validate(self) -> Optional[float]:
         """The validation loss of the parameters as they are now, published in :attr:`logs`

@@ -11,9 +11,10 @@ import math
 import os
 from typing import Any, Dict, Mapping, Optional
 
-import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
+from charrnn.console import echo
+from charrnn.config import Option
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.interrupts import deferred_interrupt
 from charrnn.trainer import DIVERGED
@@ -83,7 +84,7 @@ class Checkpoints(Callback):
             save_checkpoint(path, trainer.checkpoint())
         if not trainer.config.get("quiet"):
             was = "missing" if found is None else f"at update {found:,}"
-            click.echo(f"best.npz repaired: it was {was}; latest.npz records the best at update "
+            echo(f"best.npz repaired: it was {was}; latest.npz records the best at update "
                        f"{self.best_update:,}")
 
     def on_update_end(self, trainer) -> None:
@@ -110,5 +111,5 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True,
-               help="Updates between checkpoints (latest.npz, best.npz) in the run directory.")
+    add_option(Option('checkpoint_every', int, 1000, min=1,
+                      help="Updates between checkpoints (latest.npz, best.npz) in the run directory."))

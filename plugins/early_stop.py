@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional
 
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
-from charrnn.options import POSITIVE_FLOAT
+from charrnn.config import Option
 
 
 class EarlyStop(Callback):
@@ -47,5 +47,5 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--target-loss", type=POSITIVE_FLOAT, default=None,
-               help="Stop when the smooth loss falls below this value (e.g. 40).")
+    add_option(Option('target_loss', float, None, min=0, min_open=True, show_default=False,
+                      help="Stop when the smooth loss falls below this value (e.g. 40)."))

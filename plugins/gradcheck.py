@@ -54,6 +54,8 @@ import click
 import numpy
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
+from charrnn.console import echo
+from charrnn.config import Option
 from charrnn.errors import CharrnnError
 from charrnn.options import POSITIVE_FLOAT
 
@@ -125,9 +127,9 @@ def check_dtype(backend_cls: type, fallback: Any) -> str:
 def _model_class(model: Any) -> type:
     if isinstance(model, type):
         return model
-    from charrnn.session import _lookup
+    from charrnn.assembly import lookup
 
-    return _lookup("model", model)
+    return lookup("model", model)
 
 
 def check_sequences(ids: numpy.ndarray, seq_length: int, batch: int):
@@ -412,11 +414,11 @@ class GradCheck(Callback):
         trainer.logs["gradcheck"] = result
         judged = result["dtype"] == "float64"
         if self.echo:
-            click.echo(describe(result))
-            click.echo(format_table(result))
-            click.echo(verdict(result, "--gradcheck-threshold"))
+            echo(describe(result))
+            echo(format_table(result))
+            echo(verdict(result, "--gradcheck-threshold"))
             if not judged:
-                click.echo(f"note: {result['backend']} has no float64, so the check ran in "
+                echo(f"note: {result['backend']} has no float64, so the check ran in "
                            f"{result['dtype']}, where rounding alone exceeds the threshold; "
                            "the run goes on whatever the result")
         if judged and not result["passed"]:
@@ -437,24 +439,22 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--gradcheck/--no-gradcheck", default=True, show_default=True,
-               help="Check the backend's gradients against finite differences before the first "
-                    "update (not on --resume); stop the run if they disagree.")
+    add_option(Option('gradcheck', bool, True,
+                      help="Check the backend's gradients against finite differences before the first "
+                           "update (not on --resume); stop the run if they disagree."))
     # The check runs when a run starts: its settings cannot change on --resume.
-    add_option("--gradcheck-hidden", fixed_on_resume=True, type=click.IntRange(min=1),
-               default=DEFAULT_HIDDEN, show_default=True, help="Hidden size of the gradient check's own small model.")
-    add_option("--gradcheck-step", fixed_on_resume=True, type=POSITIVE_FLOAT,
-               default=DEFAULT_STEP, show_default=True,
-               help="Finite-difference step h of the gradient check.")
-    add_option("--gradcheck-entries", fixed_on_resume=True, type=click.IntRange(min=0),
-               default=DEFAULT_RUN_ENTRIES, show_default=True, help="Entries checked per parameter (0: all).")
-    add_option("--gradcheck-threshold", fixed_on_resume=True, type=POSITIVE_FLOAT,
-               default=DEFAULT_THRESHOLD, show_default=True,
-               help="Largest relative error the gradient check accepts (in float64).")
-    add_option("--gradcheck-sigma", fixed_on_resume=True, type=POSITIVE_FLOAT, default=None,
-               help="Standard deviation of the gradient check model's weights [default: the "
-                    "model's own: 0.1 for rnn, 0.3 for lstm and gru] (see `charrnn gradcheck "
-                    "--help`).")
+    add_option(Option('gradcheck_hidden', int, DEFAULT_HIDDEN, min=1, fixed_on_resume=True,
+                      help="Hidden size of the gradient check's own small model."))
+    add_option(Option('gradcheck_step', float, DEFAULT_STEP, min=0, min_open=True, fixed_on_resume=True,
+                      help="Finite-difference step h of the gradient check."))
+    add_option(Option('gradcheck_entries', int, DEFAULT_RUN_ENTRIES, min=0, fixed_on_resume=True,
+                      help="Entries checked per parameter (0: all)."))
+    add_option(Option('gradcheck_threshold', float, DEFAULT_THRESHOLD, min=0, min_open=True, fixed_on_resume=True,
+                      help="Largest relative error the gradient check accepts (in float64)."))
+    add_option(Option('gradcheck_sigma', float, None, min=0, min_open=True, fixed_on_resume=True, show_default=False,
+                      help="Standard deviation of the gradient check model's weights [default: the "
+                           "model's own: 0.1 for rnn, 0.3 for lstm and gru] (see `charrnn gradcheck "
+                           "--help`)."))
 
 
 @hookimpl
@@ -504,7 +504,7 @@ def register_commands(cli):
 
         from charrnn.data import load_corpus
         from charrnn.registry import get_registry
-        from charrnn.session import make_backend
+        from charrnn.assembly import make_backend
 
         corpus = load_corpus(data, encoding, seq_length)
         registry = get_registry()

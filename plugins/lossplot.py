@@ -24,9 +24,10 @@ import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
+from charrnn.console import echo
+from charrnn.config import Option
 from charrnn.files import append_text, atomic_write, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
 from charrnn.trainer import INTERRUPTED
@@ -290,7 +291,7 @@ class LossPlot(Callback):
                 for cb in trainer.callbacks:  # end a progress line being rewritten in place
                     if hasattr(cb, "close_line"):
                         cb.close_line()
-                click.echo(f"loss plot: {self.plot_path}")
+                echo(f"loss plot: {self.plot_path}")
 
     # -- work --------------------------------------------------------------------------------
 
@@ -383,9 +384,9 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--plot-every", type=click.IntRange(min=1), default=10_000, show_default=True,
-               help="Updates between redraws of loss.png in the run directory (also drawn at "
-                    "the end). metrics.csv gets a row every --log-every updates.")
-    add_option("--plot/--no-plot", default=True, show_default=True,
-               help="Draw loss.png (the smooth-loss curve, with the update at which each epoch "
-                    "began marked). metrics.csv is written either way.")
+    add_option(Option('plot_every', int, 10_000, min=1,
+                      help="Updates between redraws of loss.png in the run directory (also drawn at "
+                           "the end). metrics.csv gets a row every --log-every updates."))
+    add_option(Option('plot', bool, True,
+                      help="Draw loss.png (the smooth-loss curve, with the update at which each epoch "
+                           "began marked). metrics.csv is written either way."))

@@ -9,9 +9,9 @@ import math
 import sys
 from typing import Any, Mapping, Optional
 
-import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
+from charrnn.console import echo
 
 
 class Progress(Callback):
@@ -63,15 +63,15 @@ class Progress(Callback):
     def emit(self, trainer) -> None:
         self._last = trainer.update
         if self.tty:
-            click.echo("\r" + self.line(trainer), nl=False, file=self.stream)
+            echo("\r" + self.line(trainer), end="", file=self.stream)
             self._open_line = True
         else:
-            click.echo(self.line(trainer), file=self.stream)
+            echo(self.line(trainer), file=self.stream)
 
     def close_line(self) -> None:
         """End an in-place line before someone else prints (samples, the final summary)."""
         if self._open_line:
-            click.echo("", file=self.stream)
+            echo("", file=self.stream)
             self._open_line = False
 
     def on_update_end(self, trainer) -> None:

@@ -19,6 +19,8 @@ import click
 import numpy
 from charrnn import __version__, hookimpl
 from charrnn.callbacks import Callback
+from charrnn.console import echo
+from charrnn.config import Option
 from charrnn.files import atomic_write_text
 from charrnn.plugins.lossplot import round_step
 from charrnn.sampling import MAX_SAMPLE
@@ -235,7 +237,7 @@ class Report(Callback):
             for cb in trainer.callbacks:  # end a progress line being rewritten in place
                 if hasattr(cb, "close_line"):
                     cb.close_line()
-            click.echo(f"report: {self.path}")
+            echo(f"report: {self.path}")
 
     # -- the pieces --------------------------------------------------------------------------
 
@@ -253,9 +255,9 @@ class Report(Callback):
 
     def passage(self, trainer, ckpt) -> Tuple[str, str]:
         """The passage and a sentence on where it came from."""
-        from charrnn.plugins.sampler import checkpoint_state
+        from charrnn.generate import checkpoint_state
         from charrnn.sampling import sample_ids
-        from charrnn.session import model_from_checkpoint
+        from charrnn.assembly import model_from_checkpoint
 
         cfg = trainer.config
         temperature = float(cfg.get("temperature") or 1.0)
@@ -428,15 +430,15 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--report/--no-report", default=True, show_default=True,
-               help="Write report.md in the run directory at the end: configuration, gradient "
-                    "check, loss plot, the samples every 10,000 updates up to 100,000 and the "
-                    "last, and a passage from the best checkpoint.")
-    add_option("--report-passage-length", type=click.IntRange(min=1, max=MAX_SAMPLE), default=1000,
-               show_default=True, help="Characters of the report's passage from the best model.")
-    add_option("--report-seed", type=int, default=0, show_default=True,
-               help="Seed for sampling the report's passage (a stream of its own, not the "
-                    "samples').")
+    add_option(Option('report', bool, True,
+                      help="Write report.md in the run directory at the end: configuration, gradient "
+                           "check, loss plot, the samples every 10,000 updates up to 100,000 and the "
+                           "last, and a passage from the best checkpoint."))
+    add_option(Option('report_passage_length', int, 1000, min=1, max=MAX_SAMPLE,
+                      help="Characters of the report's passage from the best model."))
+    add_option(Option('report_seed', int, 0,
+                      help="Seed for sampling the report's passage (a stream of its own, not the "
+                           "samples')."))
 
 
 @hookimpl
@@ -449,7 +451,7 @@ def register_commands(cli):
         """Write RUN_DIR's report.md and loss.png again from its latest checkpoint, without
         training: for a run stopped before it wrote them (killed, out of disk), or to render
         an old run with this version."""
-        from charrnn.session import write_end_files
+        from charrnn.resume import write_end_files
 
         trainer = write_end_files(run_dir, quiet=quiet)
         if quiet:

@@ -17,12 +17,14 @@ import click
 import numpy
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
+from charrnn.console import echo
+from charrnn.config import Option
 from charrnn.errors import CharrnnError
 from charrnn.files import append_text, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
 from charrnn.trainer import INTERRUPTED
 from charrnn.options import POSITIVE_FLOAT
-from charrnn.sampling import MAX_SAMPLE, sample_ids, warm_up
+from charrnn.sampling import MAX_SAMPLE, sample_ids
 
 
 SAMPLES_FILE = "samples.md"
@@ -84,10 +86,10 @@ class Sampler(Callback):
         for cb in trainer.callbacks:  # end a progress line that is being rewritten in place
             if hasattr(cb, "close_line"):
                 cb.close_line()
-        click.echo(f"--- sample at update {trainer.update} "
+        echo(f"--- sample at update {trainer.update} "
                    f"(smooth loss {trainer.smooth_loss_value():.3f}) ---")
-        click.echo(text, color=True)  # the text verbatim, escape sequences included
-        click.echo("---")
+        echo(text)  # verbatim, escape sequences included
+        echo("---")
 
     def on_train_begin(self, trainer) -> None:
         if trainer.run_dir:
@@ -129,22 +131,21 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--sample-every", type=click.IntRange(min=1), default=10_000, show_default=True,
-               help="Updates between samples (one is also taken before the first update and at "
-                    "the end). samples.md holds them all; report.md shows those every 10,000 "
-                    "updates up to 100,000, and the last.")
-    add_option("--sample-length", type=click.IntRange(min=1, max=MAX_SAMPLE), default=200,
-               show_default=True,
-               help="Characters per sample.")
-    add_option("--temperature", type=POSITIVE_FLOAT, default=1.0, show_default=True,
-               help="Sampling temperature of the samples and the report's passage (below 1: "
-                    "more conservative, above 1: more varied).")
-    add_option("--top-k", type=click.IntRange(min=1), default=None,
-               help="Sample only among the k likeliest characters (the samples and the "
-                    "report's passage).")
-    add_option("--sample-seed", fixed_on_resume=True, type=click.IntRange(min=0), default=0, show_default=True,
-               help="Seed of the samples' own random stream, apart from training's, so that "
-                    "taking samples never changes what training computes.")
+    add_option(Option('sample_every', int, 10_000, min=1,
+                      help="Updates between samples (one is also taken before the first update and at "
+                           "the end). samples.md holds them all; report.md shows those every 10,000 "
+                           "updates up to 100,000, and the last."))
+    add_option(Option('sample_length', int, 200, min=1, max=MAX_SAMPLE,
+                      help="Characters per sample."))
+    add_option(Option('temperature', float, 1.0, min=0, min_open=True,
+                      help="Sampling temperature of the samples and the report's passage (below 1: "
+                           "more conservative, above 1: more varied)."))
+    add_option(Option('top_k', int, None, min=1, show_default=False,
+                      help="Sample only among the k likeliest characters (the samples and the "
+                           "report's passage)."))
+    add_option(Option('sample_seed', int, 0, min=0, fixed_on_resume=True,
+                      help="Seed of the samples' own random stream, apart from training's, so that "
+                           "taking samples never changes what training computes."))
 
 
 def read_prime(prime: Optional[str], prime_file: Optional[str]) -> str:
@@ -155,16 +156,6 @@ def read_prime(prime: Optional[str], prime_file: Optional[str]) -> str:
 
         return read_text(prime_file, option="--prime-file")
     return prime or ""
-
-
-def checkpoint_state(ckpt, model):
-    """The first stream's state saved in ``ckpt``, as a batch of one on ``model``'s backend."""
-    try:
-        state = model.state_from_host(ckpt.state, int(ckpt.meta.get("batch_size") or 1))
-    except (ValueError, TypeError) as exc:
-        raise CharrnnError(f"{ckpt.path}: its saved state does not fit its model ({exc}); the "
-                           "file is damaged or was edited") from None
-    return model.select_state(state, 0)
 
 
 @hookimpl
@@ -197,36 +188,19 @@ def register_commands(cli):
                    prime: Optional[str], prime_file: Optional[str], seed: int,
                    backend: str) -> None:
         """Generate text from a saved checkpoint."""
-        from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path
-        from charrnn.session import make_backend, model_from_checkpoint
+        from charrnn.generate import load
 
         if sys.stdout is None:  # started with its standard output closed (`>&-`)
             raise CharrnnError("standard output is closed, so the text would be lost; run "
                                "charrnn sample with its output going somewhere (a terminal, a "
                                "file, a pipe)")
-        ckpt = load_checkpoint(resolve_checkpoint_path(checkpoint))
+        generator = load(checkpoint, backend=backend)
         prime_text = read_prime(prime, prime_file)
-        vocab = ckpt.vocab
-        lookup = {c: i for i, c in enumerate(vocab)}
-        for c in prime_text:
-            if c not in lookup:
-                raise CharrnnError(f"prime character {c!r} (U+{ord(c):04X}) is not in the "
-                                   "checkpoint's vocabulary; remove it from the prime")
-        be = make_backend(backend, ckpt.meta.get("dtype", "float64"))
-        model = model_from_checkpoint(ckpt, be)
-        rng = numpy.random.default_rng(seed)
-        # Start from where training stood, in the first stream. A prime is read from there
-        # too: a model trained with its state carried across sequences has rarely seen a zero
-        # state, and reads text from one badly (a trained course model: 9.1 nats per character
-        # on an ordinary sentence from zero, 1.3 from its saved state), so a prime fed from zero
-        # gives garbage that never recovers.
-        state = checkpoint_state(ckpt, model)
-        if prime_text:
-            ids = [lookup[c] for c in prime_text]
-            state = warm_up(model, state, ids)
-            x0 = ids[-1]
-        else:
-            x0 = int(ckpt.meta.get("next_input_id", 0))
-        out = sample_ids(model, state, x0, length, temperature=temperature, top_k=top_k, rng=rng)
-        # color=True: Click would otherwise strip ANSI escape sequences the text may hold.
-        click.echo(prime_text + "".join(vocab[i] for i in out), color=True)
+        chars = generator.stream(length, temperature=temperature, top_k=top_k, prime=prime_text,
+                                 seed=seed)
+        # Printed as it is made: a long sample shows at once, and a pipe's reader gets it early.
+        echo(prime_text, end="")
+        for char in chars:
+            echo(char, end="")
+        echo()
+

@@ -14,10 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional
 
-import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
-from charrnn.options import FiniteFloat
+from charrnn.config import Option
 
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -77,12 +76,10 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--lr-schedule", type=click.Choice(SCHEDULES), default="constant",
-               show_default=True,
-               help="Decay the learning rate over the run (--iterations or --time-limit) from "
-                    "--eta to --lr-final times --eta.")
-    add_option("--lr-final", type=FiniteFloat(min=0, max=1), default=0.1, show_default=True,
-               help="Final learning rate of --lr-schedule, as a fraction of --eta.")
-    add_option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
-               metavar="UPDATES",
-               help="Updates over which the learning rate rises linearly from a tenth of its value.")
+    add_option(Option('lr_schedule', str, "constant", choices=SCHEDULES,
+                      help="Decay the learning rate over the run (--iterations or --time-limit) from "
+                           "--eta to --lr-final times --eta."))
+    add_option(Option('lr_final', float, 0.1, min=0, max=1,
+                      help="Final learning rate of --lr-schedule, as a fraction of --eta."))
+    add_option(Option('warmup', int, 0, min=0, metavar="UPDATES",
+                      help="Updates over which the learning rate rises linearly from a tenth of its value."))

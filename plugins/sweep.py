@@ -402,7 +402,7 @@ def register_commands(cli):
             return
         from charrnn.plugins.sweep_space import build_space, run_options
 
-        options = run_options(cli.commands["run"])
+        options = run_options()
         space = build_space(sets, params, space_file, options)  # checked before any import
         if iterations is None and time_limit is None:
             raise CharrnnError("each trial needs a budget; pass --iterations N or "

@@ -20,7 +20,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import click
+from charrnn.config import Option, Schema
 from charrnn.errors import CharrnnError
 
 #: Options a sweep sets itself, or that would change what the trials are compared on.
@@ -69,14 +69,14 @@ class Space:
         return list(self.fixed) + [p.name for p in self.params]
 
 
-def run_options(run_command: click.Command) -> Dict[str, click.Option]:
-    """``charrnn run``'s options by parameter name, those its plugins add included."""
-    ctx = click.Context(run_command, info_name="run")
-    return {p.name: p for p in run_command.get_params(ctx)
-            if isinstance(p, click.Option) and p.name and p.name != "help"}
+def run_options() -> Schema:
+    """``charrnn run``'s options, those its plugins add included."""
+    from charrnn.config import run_schema
+
+    return run_schema()
 
 
-def _option(name: str, options: Mapping[str, click.Option], how: str) -> Tuple[str, click.Option]:
+def _option(name: str, options: Schema, how: str) -> Tuple[str, Option]:
     key = name.strip().lstrip("-").replace("-", "_")
     if not key:
         raise CharrnnError(f"{how} names no option; write {how} NAME=VALUE")
@@ -88,7 +88,7 @@ def _option(name: str, options: Mapping[str, click.Option], how: str) -> Tuple[s
     return key, options[key]
 
 
-def _convert(option: click.Option, text: str, where: str) -> Any:
+def _convert(option: Option, text: str, where: str) -> Any:
     """``text`` through the option's own type, as ``charrnn run`` would read it."""
     if option.is_flag:
         lowered = text.strip().lower()
@@ -98,16 +98,16 @@ def _convert(option: click.Option, text: str, where: str) -> Any:
             return False
         raise CharrnnError(f"{where}: {text!r} is not true or false")
     try:
-        return option.type.convert(text, None, None)
-    except click.BadParameter as exc:
-        raise CharrnnError(f"{where}: {exc.format_message()}") from None
+        return option.check(text)
+    except ValueError as exc:
+        raise CharrnnError(f"{where}: {exc}") from None
 
 
-def _is_int(option: click.Option) -> bool:
-    return isinstance(option.type, (click.types.IntParamType, click.IntRange))
+def _is_int(option: Option) -> bool:
+    return option.type is int
 
 
-def parse_set(entry: str, options: Mapping[str, click.Option]) -> Tuple[str, Any]:
+def parse_set(entry: str, options: Schema) -> Tuple[str, Any]:
     name, sep, value = entry.partition("=")
     if not sep:
         raise CharrnnError(f"--set {entry}: write --set NAME=VALUE, e.g. --set model=lstm")
@@ -115,7 +115,7 @@ def parse_set(entry: str, options: Mapping[str, click.Option]) -> Tuple[str, Any
     return key, _convert(option, value, f"--set {entry}")
 
 
-def parse_param(entry: str, options: Mapping[str, click.Option]) -> Param:
+def parse_param(entry: str, options: Schema) -> Param:
     name, sep, spec = entry.partition("=")
     where = f"--param {entry}"
     if not sep or not spec:
@@ -197,7 +197,7 @@ def read_space_file(path: str) -> List[Tuple[str, str]]:
 
 
 def build_space(sets: Sequence[str], params: Sequence[str], space_file: Optional[str],
-                options: Mapping[str, click.Option]) -> Space:
+                options: Schema) -> Space:
     entries = read_space_file(space_file) if space_file else []
     entries += [("--set", s) for s in sets] + [("--param", p) for p in params]
     space = Space()
@@ -222,26 +222,9 @@ def build_space(sets: Sequence[str], params: Sequence[str], space_file: Optional
     return space
 
 
-def run_argv(values: Mapping[str, Any], options: Mapping[str, click.Option]) -> List[str]:
+def run_argv(values: Mapping[str, Any], options: Schema) -> List[str]:
     """``charrnn run`` arguments that set ``values`` (option name to value)."""
-    argv: List[str] = []
-    for key, value in values.items():
-        option = options[key]
-        flag = next(o for o in option.opts if o.startswith("--"))
-        if option.is_flag:
-            if value:
-                argv.append(flag)
-            elif option.secondary_opts:
-                argv.append(option.secondary_opts[0])
-            continue
-        argv += [flag, _text(value)]
-    return argv
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    return options.to_argv(values)
 
 
 def command_line(argv: Sequence[str]) -> str:

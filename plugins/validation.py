@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-import click
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
+from charrnn.config import Option
 
 
 class Validation(Callback):
@@ -49,5 +49,5 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--val-every", type=click.IntRange(min=1), default=5000, show_default=True,
-               help="Updates between validation losses (with --val-frac).")
+    add_option(Option('val_every', int, 5000, min=1,
+                      help="Updates between validation losses (with --val-frac)."))

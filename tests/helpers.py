@@ -100,7 +100,7 @@ def make_trainer(backend, corpus, *, model: str = "rnn", hidden: int = 8, layers
                  clip: float = 5.0, dropout: float = 0.0, iterations=1000, callbacks=(),
                  seed: int = 0, params=None, **trainer_args):
     """A trainer assembled from registered plugins, as ``charrnn run`` assembles one."""
-    from charrnn.session import make_model, make_optimizer
+    from charrnn.assembly import make_model, make_optimizer
     from charrnn.stream import TextStream
     from charrnn.trainer import Trainer
 

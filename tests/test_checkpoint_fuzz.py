@@ -135,7 +135,7 @@ def check_loaded(ckpt: Checkpoint) -> None:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """Each run's directory, its latest.npz's header and arrays, and the model it holds."""
-    from charrnn.session import model_from_checkpoint
+    from charrnn.assembly import model_from_checkpoint
     from charrnn.registry import get_registry
 
     root = tmp_path_factory.mktemp("fuzz")

@@ -1,7 +1,7 @@
 """Checkpoints: what ``latest.npz`` and ``best.npz`` hold, exact resume, and refusing bad input.
 
 The command-line runs go through the installed ``charrnn`` script in a subprocess; the
-trainer-level checks use :func:`charrnn.session.build_trainer` with the real callbacks.
+trainer-level checks use :func:`charrnn.assembly.build_trainer` with the real callbacks.
 """
 from __future__ import annotations
 
@@ -202,7 +202,8 @@ def test_resume_continues_bit_for_bit(run_charrnn, data_file, tmp_path, sample_e
 def crashed_and_resumed(tmp_path_factory):
     """An uninterrupted run of 400 updates, and one that crashed at 250 (its latest.npz is
     from update 200, where a sample was also taken) and was resumed to 400."""
-    from charrnn.session import build_trainer, prepare_run_dir
+    from charrnn.assembly import build_trainer
+    from charrnn.rundir import prepare_run_dir
 
     root = tmp_path_factory.mktemp("crash")
     data = root / "text.txt"
@@ -254,7 +255,7 @@ def test_trainer_checkpoint_restore_is_exact_across_epochs(tmp_path, resume_at):
     101-character text and sequences of 10, so an epoch is 10 updates and 35 updates wrap three
     times. Resuming at 10 resumes right before a wrap (the next update resets the hidden
     state); at 13, in the middle of an epoch with a carried hidden state."""
-    from charrnn.session import build_trainer
+    from charrnn.assembly import build_trainer
 
     text = ("the cat sat on the mat. " * 5)[:101]
     path = tmp_path / "short.txt"
@@ -541,7 +542,7 @@ def test_resume_keeps_the_saved_dtype_by_default(run_charrnn, data_file, tmp_pat
 # -- atomic saves ------------------------------------------------------------------------------
 
 def test_save_checkpoint_twice_leaves_only_the_file(tmp_path, data_file):
-    from charrnn.session import build_trainer
+    from charrnn.assembly import build_trainer
 
     target = tmp_path / "ckpts"
     target.mkdir()
@@ -637,7 +638,7 @@ def test_best_is_judged_by_the_validation_loss_of_its_own_weights(data_file, tmp
     validations: it measures the loss of the weights it saves rather than taking the one
     measured at 70, and best.npz records that loss."""
     from charrnn.callbacks import Callback
-    from charrnn.session import build_trainer
+    from charrnn.assembly import build_trainer
 
     seen = {}
 

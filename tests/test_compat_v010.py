@@ -158,7 +158,7 @@ def test_resuming_a_0_1_0_run_continues_its_update(v010_run, corpus):
     """The first update after the resume is the update 0.1.0 would have made: the same loss and
     the same parameters after it (so AdaGrad's memory, saved in 0.1.0's flat layout, went back
     to the right parameters)."""
-    from charrnn.session import build_trainer
+    from charrnn.assembly import build_trainer
 
     ckpt = load_checkpoint(str(v010_run / "latest.npz"))
     options = {**ckpt.config, "iterations": 61, "quiet": True, "gradcheck": False,

@@ -54,7 +54,7 @@ CHOSEN: List[Tuple[str, str, str, int, str]] = [
     ("kill-in-the-first-plot", "charrnn.plugins.lossplot", "plot_loss", 1, "kill"),
     ("kill-after-the-last-checkpoint", "charrnn.plugins.report", "Report.on_train_end", 1, "kill"),
     ("interrupt-in-the-first-plot", "charrnn.plugins.lossplot", "plot_loss", 1, "interrupt"),
-    ("interrupt-during-start-up", "charrnn.session", "load_corpus", 1, "interrupt"),
+    ("interrupt-during-start-up", "charrnn.assembly", "load_corpus", 1, "interrupt"),
     ("interrupt-in-a-checkpoint", "charrnn.files", "atomic_write", 3, "interrupt"),
 ]
 

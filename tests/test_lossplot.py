@@ -126,7 +126,8 @@ def test_plot_loss_draws_with_and_without_points(tmp_path):
 
 
 def test_resume_after_crash_drops_rows_past_the_checkpoint(run_charrnn, data_file, tmp_path):
-    from charrnn.session import build_trainer, prepare_run_dir
+    from charrnn.assembly import build_trainer
+    from charrnn.rundir import prepare_run_dir
 
     out = tmp_path / "run"
     options = run_options("--data", data_file, "--hidden", 16, "--iterations", 1000,
@@ -173,7 +174,7 @@ def test_resume_continues_without_duplicates(run_charrnn, data_file, tmp_path):
 
 
 def test_no_run_dir_keeps_rows_in_memory(data_file):
-    from charrnn.session import build_trainer
+    from charrnn.assembly import build_trainer
 
     trainer = build_trainer(run_options("--data", data_file, "--hidden", 8, "--iterations", 30,
                                         "--log-every", 10, "--quiet", "--no-report"))
@@ -235,7 +236,7 @@ def marks_of(trainer):
 
 
 def trained(path, *args, run_dir=None, extra=()):
-    from charrnn.session import build_trainer
+    from charrnn.assembly import build_trainer
 
     trainer = build_trainer(run_options("--data", path, "--hidden", 8, *LEAN, *args),
                             run_dir=run_dir)
@@ -290,7 +291,9 @@ def test_marks_come_at_round_intervals_at_most_ten(count, step):
 
 
 def test_marks_survive_a_resume_and_the_report_command(tmp_path, capsys):
-    from charrnn.session import start_run, write_end_files
+    from charrnn import RunConfig
+    from charrnn.resume import write_end_files
+    from charrnn.session import run_session
 
     path = tmp_path / "text.txt"
     path.write_text(TEXT, encoding="utf-8")
@@ -303,7 +306,7 @@ def test_marks_survive_a_resume_and_the_report_command(tmp_path, capsys):
     out.mkdir()
     with pytest.raises(CallbackFailed, match="simulated crash"):
         trained(path, *args, run_dir=str(out), extra=[Crash(at=150)])
-    resumed = start_run(run_options("--resume", out), explicit=["resume"])
+    resumed = run_session(RunConfig(resume=str(out)))
     assert resumed.start_update == 100 and resumed.update == 300
     assert marks_of(resumed) == expected  # marks from before the resume included
     again = write_end_files(str(out), quiet=True)

@@ -115,7 +115,8 @@ def test_schedule_drives_the_optimizer_over_the_run(corpus):
 
 def test_schedule_resumes_on_the_same_curve(run_charrnn, data_file, tmp_path):
     """A scheduled run that crashed and was resumed ends where the uninterrupted run ends."""
-    from charrnn.session import build_trainer, prepare_run_dir
+    from charrnn.assembly import build_trainer
+    from charrnn.rundir import prepare_run_dir
 
     common = ("--data", data_file, "--optimizer", "adam", "--lr-schedule", "cosine",
               "--warmup", "3", "--hidden", "8", "--checkpoint-every", "5", "--iterations", "12",

@@ -117,7 +117,7 @@ def test_a_read_only_run_directory_is_refused_untouched(text_file, small_tmpfs, 
 # -- divergence -------------------------------------------------------------------------------
 
 def test_divergence_is_caught_by_the_core_without_any_callback_or_run_directory(text_file):
-    from charrnn.session import build_trainer
+    from charrnn.assembly import build_trainer
     from charrnn.trainer import DIVERGED
 
     trainer = build_trainer(run_options("--data", text_file, "--hidden", 8, "--eta", "1e308",

@@ -166,7 +166,7 @@ def test_validation_resume_and_quiet(run_charrnn, tmp_path):
 
 
 def test_without_best_checkpoint_uses_current_model(tmp_path):
-    from charrnn.session import build_trainer
+    from charrnn.assembly import build_trainer
 
     data = tmp_path / "words.txt"
     data.write_text(make_text(), encoding="utf-8")
@@ -205,7 +205,7 @@ def test_gradcheck_table_fallback(monkeypatch):
 
 
 def test_gradcheck_result_in_report(tmp_path):
-    from charrnn.session import build_trainer
+    from charrnn.assembly import build_trainer
 
     data = tmp_path / "words.txt"
     data.write_text(make_text(), encoding="utf-8")

@@ -104,7 +104,7 @@ def test_prime_file_is_the_same_as_prime(runs, tmp_path):
 
 def _greedy(checkpoint: Path, length: int) -> str:
     """Argmax decoding from the checkpoint's hidden state and next input, in-process."""
-    from charrnn.session import make_backend, model_from_checkpoint
+    from charrnn.assembly import make_backend, model_from_checkpoint
 
     ckpt = load_checkpoint(str(checkpoint))
     be = make_backend("numpy", ckpt.meta["dtype"])
@@ -234,9 +234,9 @@ def test_the_prime_is_read_from_the_state_training_reached(runs):
     a zero state."""
     import numpy
     from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path
-    from charrnn.plugins.sampler import checkpoint_state
+    from charrnn.generate import checkpoint_state
     from charrnn.sampling import sample_ids, warm_up
-    from charrnn.session import make_backend, model_from_checkpoint
+    from charrnn.assembly import make_backend, model_from_checkpoint
 
     ckpt = load_checkpoint(resolve_checkpoint_path(str(runs / "long")))
     model = model_from_checkpoint(ckpt, make_backend("numpy", ckpt.meta.get("dtype", "float64")))

@@ -135,7 +135,8 @@ class StopAt(Recorder):
 
 
 def test_stop_ends_fit_after_that_updates_callbacks(tmp_path, data_file, capsys):
-    from charrnn.session import build_trainer, prepare_run_dir
+    from charrnn.assembly import build_trainer
+    from charrnn.rundir import prepare_run_dir
 
     out = tmp_path / "run"
     trainer = build_trainer(run_options("--data", data_file, "--hidden", 8, "--iterations", 50,
@@ -169,7 +170,7 @@ def test_stop_ends_fit_after_that_updates_callbacks(tmp_path, data_file, capsys)
 def _trainer(callbacks, iterations=3):
     """A small trainer built from real parts, with only the given callbacks."""
     from charrnn.data import Corpus
-    from charrnn.session import make_backend
+    from charrnn.assembly import make_backend
     from helpers import make_trainer
 
     backend = make_backend("numpy", "float64")
@@ -226,7 +227,8 @@ def test_exception_in_a_callback_stops_the_run_and_is_reported_under_its_name():
 
 
 def test_keyboard_interrupt_stops_and_still_ends_the_run(tmp_path, data_file):
-    from charrnn.session import build_trainer, prepare_run_dir
+    from charrnn.assembly import build_trainer
+    from charrnn.rundir import prepare_run_dir
     from charrnn.trainer import INTERRUPTED
 
     out = tmp_path / "run"
@@ -247,7 +249,8 @@ def test_keyboard_interrupt_stops_and_still_ends_the_run(tmp_path, data_file):
 def test_keyboard_interrupt_between_updates_saves_where_it_stopped(tmp_path, data_file):
     """Ctrl-C inside an update's computation (where it nearly always lands) leaves the last
     whole update, which is saved."""
-    from charrnn.session import build_trainer, prepare_run_dir
+    from charrnn.assembly import build_trainer
+    from charrnn.rundir import prepare_run_dir
     from charrnn.trainer import INTERRUPTED
 
     out = tmp_path / "run"

@@ -1,0 +1,120 @@
+"""charrnn from Python: :func:`train` a model as ``charrnn run`` does, :func:`load` one to write
+text. The command line is a thin layer over these two."""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from .callbacks import Callback
+from .config import RunConfig
+from .errors import InvalidOption, TrainingDiverged
+from .generate import Generator, load
+from .session import run_session
+from .trainer import DIVERGED, Trainer
+
+
+@dataclass
+class Run:
+    """What :func:`train` did: where, how far, and why it stopped.
+
+    ``stop_reason`` is None when the run did all its updates; otherwise it says why it ended
+    (``"interrupted"`` after Ctrl-C or SIGTERM, ``"time limit of 120 s reached"``, an early
+    stop's reason). ``updates`` counts the run's updates in all, ``session_updates`` those of
+    this call (they differ after a resume). ``logs`` holds the latest values callbacks
+    published (``val_loss``, ``val_bpc``, ...).
+    """
+
+    directory: str
+    config: RunConfig
+    stop_reason: Optional[str]
+    updates: int
+    session_updates: int
+    smooth_loss: float
+    logs: Dict[str, Any] = field(default_factory=dict)
+    #: The signal that interrupted training (2 for SIGINT, 15 for SIGTERM), if one did.
+    interrupt_signal: Optional[int] = None
+
+    @property
+    def best_checkpoint(self) -> Optional[str]:
+        """``best.npz`` (lowest validation loss, else the latest), or None if none was written."""
+        return self._file("best.npz")
+
+    @property
+    def latest_checkpoint(self) -> Optional[str]:
+        """``latest.npz``, the state :func:`train` with ``resume=`` continues from."""
+        return self._file("latest.npz")
+
+    def _file(self, name: str) -> Optional[str]:
+        path = os.path.join(self.directory, name)
+        return path if os.path.isfile(path) else None
+
+    @property
+    def metrics(self) -> List[Dict[str, Optional[float]]]:
+        """The run's metrics, one row per logged update (``update``, ``smooth_loss``,
+        ``val_loss`` where measured, ...), read from its ``metrics.csv``; empty without one."""
+        path = os.path.join(self.directory, "metrics.csv")
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+        except OSError:
+            return []
+        return [{key: _number(value) for key, value in row.items()} for row in rows]
+
+    def load(self, *, backend: str = "numpy", which: str = "best") -> Generator:
+        """The run's best (or ``which="latest"``) model, ready to write text."""
+        path = self.best_checkpoint if which == "best" else self.latest_checkpoint
+        return load(path or self.directory, backend=backend)
+
+
+def _number(value: Optional[str]) -> Optional[float]:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value  # type: ignore[return-value]
+    return int(number) if number.is_integer() and "." not in value and "e" not in value \
+        else number
+
+
+def train(config: Optional[Mapping[str, Any]] = None, *, callbacks: Sequence[Callback] = (),
+          **options: Any) -> Run:
+    """Train a model exactly as ``charrnn run`` does: the same defaults, checks, run directory,
+    checkpoints, samples, report and console lines.
+
+    ``options`` are ``charrnn run``'s options with underscores for dashes (``data=``,
+    ``hidden=``, ``iterations=``, ``out=``, ``val_frac=``, ``resume=``, ``preset=``, and those
+    plugins add); they apply on top of ``config`` (a :class:`RunConfig` or a mapping).
+    ``callbacks`` are :class:`Callback` objects that run beside the registered ones.
+
+    Returns the :class:`Run`; Ctrl-C stops training at the end of the update in progress, saves
+    it, and returns too (``stop_reason == "interrupted"``). A bad option raises
+    :class:`InvalidOption` before anything is written; every other problem a
+    :class:`CharrnnError` with the message the command line prints; a diverged run
+    :class:`TrainingDiverged`, which carries its :class:`Run`.
+    """
+    if isinstance(config, RunConfig):
+        cfg = config.replace(**options) if options else config
+    else:
+        cfg = RunConfig({**dict(config or {}), **options})
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise InvalidOption(f"callbacks holds {cb!r}, which is not a charrnn.Callback; "
+                                "subclass charrnn.Callback and pass an instance")
+    trainer = run_session(cfg, callbacks)
+    run = run_of(trainer, cfg)
+    reason = trainer.stop_reason or ""
+    if reason.startswith(DIVERGED):
+        kept = (f" (latest.npz in {run.directory} keeps the last finite state)"
+                if run.latest_checkpoint else "")
+        raise TrainingDiverged(f"{reason}; lower --eta or --sigma and start again{kept}", run)
+    return run
+
+
+def run_of(trainer: Trainer, config: RunConfig) -> Run:
+    return Run(directory=str(trainer.run_dir), config=config, stop_reason=trainer.stop_reason,
+               updates=trainer.update, session_updates=trainer.update - trainer.start_update,
+               smooth_loss=trainer.smooth_loss_value(), logs=dict(trainer.logs),
+               interrupt_signal=trainer.interrupt_signal)
