@@ -19,7 +19,8 @@ from .hookspecs import hookimpl
 if TYPE_CHECKING:  # for readers and type checkers; at run time they load on first use
     from .api import Run, train
     from .callbacks import Callback
-    from .config import Option, RunConfig
+    from .config import Option
+    from .run_config import RunConfig
     from .errors import CharrnnError, InvalidOption, TrainingDiverged
     from .generate import Generator, load
 
@@ -35,7 +36,7 @@ __all__ = ["train", "load", "Run", "Generator", "RunConfig", "Option", "Callback
            "DISTRIBUTION"]
 
 _LAZY = {"train": "api", "Run": "api", "load": "generate", "Generator": "generate",
-         "RunConfig": "config", "Option": "config", "Callback": "callbacks",
+         "RunConfig": "run_config", "Option": "config", "Callback": "callbacks",
          "CharrnnError": "errors", "InvalidOption": "errors", "TrainingDiverged": "errors"}
 
 

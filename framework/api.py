@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .callbacks import Callback
-from .config import RunConfig
+from .run_config import RunConfig
 from .errors import InvalidOption, TrainingDiverged
 from .generate import Generator, load
 from .session import run_session

@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy
 
 from .checkpoint import Checkpoint
-from .config import RunConfig
+from .run_config import RunConfig
 from .data import load_corpus
 from .errors import BackendUnavailable, CharrnnError
 from .memory import check_memory

@@ -15,8 +15,9 @@ import click
 
 from . import DISTRIBUTION, __version__
 from .errors import CharrnnError, os_error_message
-from .config import Option, RunConfig, run_schema
-from .registry import get_registry
+from .config import Option, Schema
+from .registry import get_registry, run_schema
+from .run_config import RunConfig
 
 
 class RegistryChoice(click.Choice):
@@ -79,10 +80,11 @@ class CheckedType:
     type it is mixed into only renders help and completes choices."""
 
     option: Option
+    schema: Schema
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
         try:
-            return self.option.check(value)
+            return self.schema.check_value(self.option, value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)  # type: ignore[attr-defined]
 
@@ -96,13 +98,13 @@ class CheckedFloat(CheckedType, click.FloatRange):
 
 
 class CheckedChoice(CheckedType, RegistryChoice):
-    def __init__(self, option: Option) -> None:
-        self.option = option
+    def __init__(self, option: Option, schema: Schema) -> None:
+        self.option, self.schema = option, schema
         super().__init__(option.registry or "")
 
     @property  # type: ignore[override]
     def choices(self) -> Sequence[str]:
-        return tuple(self.option.choice_list() or ())
+        return tuple(self.schema.choices(self.option) or ())
 
     @choices.setter
     def choices(self, _value: Any) -> None:
@@ -113,7 +115,7 @@ class CheckedText(CheckedType, click.ParamType):
     name = "text"
 
 
-def click_option(option: Option) -> click.Option:
+def click_option(option: Option, schema: Schema) -> click.Option:
     """The ``charrnn run`` option for one schema entry."""
     attrs: Dict[str, Any] = dict(help=option.help, show_default=option.show_default,
                                  default=option.default, metavar=option.metavar)
@@ -125,10 +127,10 @@ def click_option(option: Option) -> click.Option:
         ptype: click.ParamType = kind(min=option.min, max=option.max, min_open=option.min_open,
                                       max_open=option.max_open)
     elif option.choices is not None or option.registry is not None:
-        ptype = CheckedChoice(option)
+        ptype = CheckedChoice(option, schema)
     else:
         ptype = CheckedText()
-    ptype.option = option  # type: ignore[attr-defined]
+    ptype.option, ptype.schema = option, schema  # type: ignore[attr-defined]
     return click.Option([option.flag, option.name], type=ptype, **attrs)
 
 
@@ -159,7 +161,8 @@ class RunCommand(click.Command):
         registry = get_registry()
         if self._options_from is not registry:  # first use, or the plugins were loaded again
             self._options_from = registry
-            self.params = [click_option(option) for option in run_schema()]
+            schema = run_schema()
+            self.params = [click_option(option, schema) for option in schema]
         return super().get_params(ctx)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import shlex
 from dataclasses import dataclass, field, replace
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
                     Tuple)
@@ -89,13 +88,6 @@ class Option:
     def is_flag(self) -> bool:
         return self.type is bool
 
-    def choice_list(self) -> Optional[Tuple[str, ...]]:
-        """The allowed values of a choice, read from the registry for a plugin kind."""
-        if self.registry is not None:
-            from .registry import get_registry
-
-            return tuple(get_registry().names(self.registry))
-        return self.choices
 
     def describe_range(self) -> str:
         """The range as Click writes it: ``x>=1``, ``0<=x<1``."""
@@ -106,9 +98,10 @@ class Option:
         return (f"{_number(self.min)}{'<' if self.min_open else '<='}x"
                 f"{'<' if self.max_open else '<='}{_number(self.max)}")
 
-    def check(self, value: Any) -> Any:
+    def check(self, value: Any, choices: Optional[Sequence[str]] = None) -> Any:
         """``value`` (a Python value, or text as typed) as this option's type, or
-        :class:`ValueError` with the reason, worded as the command line words it."""
+        :class:`ValueError` with the reason, worded as the command line words it. ``choices``
+        are the names of a ``registry`` kind (the schema passes those installed)."""
         if value is None:
             return None
         if self.convert_with is not None:
@@ -126,7 +119,7 @@ class Option:
         else:
             if not isinstance(value, str):
                 raise ValueError(f"{value!r} is not text.")
-            choices = self.choice_list()
+            choices = self.choices if choices is None else choices
             if choices is not None and value not in choices:
                 listed = ", ".join(repr(c) for c in choices)
                 raise ValueError(f"{value!r} is not one of {listed}.")
@@ -170,9 +163,15 @@ class Option:
 
 
 class Schema:
-    """The options of a run by name: the core's, then each plugin's in registration order."""
+    """The options of a run by name: the core's, then each plugin's in registration order.
 
-    def __init__(self, options: Iterable[Option]) -> None:
+    ``names_of(kind)`` lists the plugins of a kind (``"backend"``, ...) that an option with
+    ``registry=kind`` may name.
+    """
+
+    def __init__(self, options: Iterable[Option],
+                 names_of: Optional[Callable[[str], Sequence[str]]] = None) -> None:
+        self.names_of = names_of
         self.options: Dict[str, Option] = {}
         for option in options:
             self.options.setdefault(option.name, option)
@@ -208,9 +207,19 @@ class Schema:
         if name not in self.options:
             raise self.unknown(name)
         try:
-            return self.options[name].check(value)
+            return self.check_value(self.options[name], value)
         except ValueError as exc:
             raise InvalidOption(f"Invalid value for '{flag_name(name)}': {exc}") from None
+
+    def choices(self, option: Option) -> Optional[Tuple[str, ...]]:
+        """The values a choice may take: its own list, or the installed plugins of its kind."""
+        if option.registry is not None and self.names_of is not None:
+            return tuple(self.names_of(option.registry))
+        return option.choices
+
+    def check_value(self, option: Option, value: Any) -> Any:
+        """``value`` checked by ``option`` (:class:`ValueError` otherwise)."""
+        return option.check(value, self.choices(option))
 
     def parse_argv(self, argv: Sequence[str], where: str = "") -> Dict[str, Any]:
         """Values from ``charrnn run`` arguments (a preset's), checked: ``--hidden 256``,
@@ -258,111 +267,6 @@ class Schema:
             elif value is not None:
                 argv += [option.flag, option.to_text(value)]
         return argv
-
-
-def run_schema() -> Schema:
-    """The options of ``charrnn run`` with the plugins installed now."""
-    from .registry import get_registry
-    from .run_options import CORE_OPTIONS
-
-    return Schema([*CORE_OPTIONS, *get_registry().run_options])
-
-
-class RunConfig(Mapping[str, Any]):
-    """Every option of one run, checked against the schema, defaults filled in.
-
-    Read it as a mapping (``config["hidden"]``, what callbacks' ``from_options`` receive) or by
-    attribute (``config.hidden``). ``explicit`` names the options that were given rather than
-    defaulted: a resume applies those and keeps the run's own values for the rest.
-
-    >>> RunConfig(hidden=256, model="lstm").hidden
-    256
-    """
-
-    # Core options, for readers and type checkers; plugin options are read the same way.
-    backend: str
-    model: str
-    optimizer: str
-    data: Optional[str]
-    hidden: int
-    layers: int
-    seq_length: int
-    batch_size: int
-    eta: Optional[float]
-    iterations: Optional[int]
-    time_limit: Optional[float]
-    seed: int
-    dtype: str
-    out: Optional[str]
-    resume: Optional[str]
-    val_frac: float
-
-    def __init__(self, values: Optional[Mapping[str, Any]] = None, /, *,
-                 schema: Optional[Schema] = None, explicit: Optional[Iterable[str]] = None,
-                 _expand_preset: bool = True, _keep_unknown: bool = False,
-                 **options: Any) -> None:
-        schema = schema if schema is not None else run_schema()
-        given = {**dict(values or {}), **options}
-        preset: Dict[str, Any] = {}
-        if _expand_preset and given.get("preset") is not None:
-            from .presets import preset_argv
-
-            name = schema.check("preset", given["preset"])
-            preset = schema.parse_argv(preset_argv(name), where=f"--preset {name}")
-        checked = {name: value if _keep_unknown and name not in schema else
-                   schema.check(name, value) for name, value in given.items()}
-        merged = {**schema.defaults(), **preset, **checked}
-        self._schema = schema
-        self._values: Dict[str, Any] = merged
-        named = set(given) | set(preset) if explicit is None else set(explicit) | set(preset)
-        self.explicit: frozenset = frozenset(named)
-
-    def __getitem__(self, name: str) -> Any:
-        return self._values[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"RunConfig has no option {name!r}") from None
-
-    def __repr__(self) -> str:
-        given = ", ".join(f"{k}={self._values[k]!r}" for k in sorted(self.explicit))
-        return f"RunConfig({given})"
-
-    @property
-    def schema(self) -> Schema:
-        return self._schema
-
-    def replace(self, **changes: Any) -> "RunConfig":
-        """A copy with ``changes`` applied (and counted as given)."""
-        base = {k: v for k, v in self._values.items() if k in self.explicit}
-        return RunConfig({**base, **changes}, schema=self._schema,
-                         explicit=self.explicit | set(changes), _expand_preset=False,
-                         _keep_unknown=True)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dict(self._values)
-
-    def saved(self) -> Dict[str, Any]:
-        """What a run records of itself (``config.json``, checkpoints): all but the settings of
-        the process (``out``, ``resume``, ``quiet``)."""
-        skip = set(self._schema.not_saved())
-        return {k: v for k, v in self._values.items() if k not in skip}
-
-    def command_line(self) -> str:
-        """The ``charrnn run`` command that gives this configuration (its given options)."""
-        values = {k: self._values[k] for k in self._schema.names()
-                  if k in self.explicit and k != "preset"}
-        return " ".join(shlex.quote(a) for a in ["charrnn", "run", *self._schema.to_argv(values)])
 
 
 def checked_saved(schema: Schema, saved: Mapping[str, Any]) -> Dict[str, Any]:

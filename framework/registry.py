@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import pluggy
 
 from . import DISTRIBUTION, hookspecs
-from .config import Option, with_origin
+from .config import Option, Schema, with_origin
 from .legacy_options import legacy_option
 from .run_options import CORE_OPTIONS
 
@@ -161,6 +161,10 @@ class Registry:
         info = self.items[kind][name].plugin
         return f"plugin {info.name!r} of {info.distribution} {info.version}"
 
+    def run_schema(self) -> Schema:
+        """The options of ``charrnn run``: the core's, then those plugins added."""
+        return Schema([*CORE_OPTIONS, *self.run_options], names_of=self.names)
+
     def callbacks(self) -> List[Any]:
         """Callback classes in run order (their ``order`` attribute, then name)."""
         regs = self.items["callback"].values()
@@ -225,3 +229,8 @@ def get_registry(refresh: bool = False) -> Registry:
         infos = _load_entry_points(pm)
         _REGISTRY = Registry(pm, infos)
     return _REGISTRY
+
+
+def run_schema() -> Schema:
+    """The options of ``charrnn run`` with the plugins installed now."""
+    return get_registry().run_schema()

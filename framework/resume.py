@@ -9,7 +9,9 @@ import numpy
 
 from .assembly import build_trainer
 from .checkpoint import Checkpoint, load_checkpoint, validate_against_model
-from .config import RunConfig, Schema, flag_name, run_schema
+from .config import Schema, flag_name
+from .registry import run_schema
+from .run_config import RunConfig
 from .dirlock import DirectoryLock
 from .errors import CharrnnError
 from .registry import get_registry
@@ -27,7 +29,7 @@ def check_saved_options(saved: Mapping[str, Any], origin: str,
         if key not in schema or value is None or not schema[key].saved:
             continue
         try:
-            schema[key].check(value)
+            schema.check_value(schema[key], value)
         except ValueError as exc:
             raise CharrnnError(f"{origin}: its saved option {flag_name(key)} is {value!r} "
                                f"({' '.join(str(exc).split())}); the file is damaged or was "

@@ -13,7 +13,8 @@ from typing import Any, List, Mapping, Sequence
 import numpy
 
 from .assembly import build_trainer
-from .config import RunConfig, flag_name
+from .config import flag_name
+from .run_config import RunConfig
 from .console import announce_start, announce_stop, echo
 from .dirlock import DirectoryLock
 from .errors import CharrnnError

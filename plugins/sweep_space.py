@@ -71,7 +71,7 @@ class Space:
 
 def run_options() -> Schema:
     """``charrnn run``'s options, those its plugins add included."""
-    from charrnn.config import run_schema
+    from charrnn.registry import run_schema
 
     return run_schema()
 
@@ -88,7 +88,7 @@ def _option(name: str, options: Schema, how: str) -> Tuple[str, Option]:
     return key, options[key]
 
 
-def _convert(option: Option, text: str, where: str) -> Any:
+def _convert(options: Schema, option: Option, text: str, where: str) -> Any:
     """``text`` through the option's own type, as ``charrnn run`` would read it."""
     if option.is_flag:
         lowered = text.strip().lower()
@@ -98,7 +98,7 @@ def _convert(option: Option, text: str, where: str) -> Any:
             return False
         raise CharrnnError(f"{where}: {text!r} is not true or false")
     try:
-        return option.check(text)
+        return options.check_value(option, text)
     except ValueError as exc:
         raise CharrnnError(f"{where}: {exc}") from None
 
@@ -112,7 +112,7 @@ def parse_set(entry: str, options: Schema) -> Tuple[str, Any]:
     if not sep:
         raise CharrnnError(f"--set {entry}: write --set NAME=VALUE, e.g. --set model=lstm")
     key, option = _option(name, options, "--set")
-    return key, _convert(option, value, f"--set {entry}")
+    return key, _convert(options, option, value, f"--set {entry}")
 
 
 def parse_param(entry: str, options: Schema) -> Param:
@@ -127,7 +127,7 @@ def parse_param(entry: str, options: Schema) -> Param:
                            "compared on; fix it with --set")
     if option.is_flag:
         values = [v for v in spec.split(",")]
-        return Param(key, "choice", tuple(_convert(option, v, where) for v in values))
+        return Param(key, "choice", tuple(_convert(options, option, v, where) for v in values))
     parts = spec.split(":")
     log = parts[0].strip().lower() == "log"
     if log:
@@ -137,13 +137,13 @@ def parse_param(entry: str, options: Schema) -> Param:
         if len(values) < 2:
             raise CharrnnError(f"{where}: one value is not a choice; fix it with --set "
                                f"{key.replace('_', '-')}={values[0]}, or give LOW:HIGH")
-        choices = tuple(_convert(option, v, where) for v in values)
+        choices = tuple(_convert(options, option, v, where) for v in values)
         if len(set(choices)) < len(choices):
             raise CharrnnError(f"{where}: a value appears twice")
         return Param(key, "choice", choices)
     if len(parts) != 2:
         raise CharrnnError(f"{where}: a range is LOW:HIGH or log:LOW:HIGH")
-    low, high = (_convert(option, p, where) for p in parts)
+    low, high = (_convert(options, option, p, where) for p in parts)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
         raise CharrnnError(f"{where}: --{key.replace('_', '-')} is not a number; give a choice "
                            "A,B,C instead")

@@ -231,7 +231,7 @@ def test_run_config_is_the_schema_of_charrnn_run():
     quick = charrnn.RunConfig(preset="quick", hidden=128)
     assert (quick.model, quick.hidden, quick.batch_size) == ("gru", 128, 32)
     assert "--hidden 128" in quick.command_line() and "--model gru" in quick.command_line()
-    from charrnn.config import run_schema
+    from charrnn.registry import run_schema
 
     schema = run_schema()
     assert {"hidden", "sample_every", "val_every", "gradcheck"} <= set(schema.names())
@@ -272,7 +272,7 @@ def test_a_plugin_option_declared_the_0_5_way_still_works():
 
 def test_lean_options_are_options_of_the_schema():
     """The tests' LEAN flags parse through the schema as the command line parses them."""
-    from charrnn.config import run_schema
+    from charrnn.registry import run_schema
 
     values = run_schema().parse_argv(list(LEAN))
     assert values == {"gradcheck": False, "plot": False, "report": False, "quiet": True}
