@@ -16,7 +16,7 @@ Why it is built this way:
   the cross-entropy summed over the T steps and averaged over the B streams. The text is cut into
   B stripes as :class:`charrnn.stream.TextStream` cuts it, each stream's hidden state is carried
   from one update to the next (detached in torch) and reset at the epoch wrap.
-* charrnn is driven through its public objects, as ``charrnn.session.build_trainer`` assembles
+* charrnn is driven through its public objects, as ``charrnn.assembly.build_trainer`` assembles
   them (``make_backend``, ``make_model``, ``make_optimizer``, ``TextStream``, a ``Trainer`` with
   no callbacks), and timed through ``Trainer.train_step``.
 * The PyTorch peer is the idiomatic one: ``nn.LSTM``/``nn.GRU``/``nn.RNN(tanh)`` (sequence
@@ -83,7 +83,8 @@ import numpy as np  # noqa: E402
 from charrnn.data import Corpus, load_corpus  # noqa: E402
 from charrnn.errors import CharrnnError  # noqa: E402
 from charrnn.model import layer_names  # noqa: E402
-from charrnn.session import make_backend, make_model, make_optimizer  # noqa: E402
+from charrnn import RunConfig  # noqa: E402
+from charrnn.assembly import build_trainer, make_backend  # noqa: E402
 from charrnn.stream import TextStream  # noqa: E402
 from charrnn.trainer import Trainer  # noqa: E402
 
@@ -137,17 +138,15 @@ TORCH_NOTE = {
 
 
 def make_trainer(spec: Spec, corpus: Corpus, backend_name: str, dtype: str) -> Trainer:
-    """charrnn for ``spec``, built as ``build_trainer`` builds it, minus callbacks."""
-    backend = make_backend(backend_name, dtype)
-    model = make_model(spec.model, backend, corpus.vocab_size,
-                       {"hidden": spec.hidden, "layers": spec.layers, "dropout": 0.0,
-                        "sigma": None, "seed": SEED})
-    optimizer = make_optimizer("adam", backend, model.size, ETA, 0.0)
-    stream = TextStream(backend, corpus.ids, BATCH, SEQ_LENGTH)
+    """charrnn for ``spec``, built by ``build_trainer`` as ``charrnn.train`` builds it,
+    without the callbacks (the loop alone is timed)."""
     # torch clips the norm of its loss's gradient (summed over T, as charrnn's) at CLIP;
     # charrnn's --clip-norm is stated per character, so the same limit is CLIP / T.
-    return Trainer(model, optimizer, stream, None, (), corpus=corpus,
-                   clip_norm=CLIP / SEQ_LENGTH)
+    config = RunConfig(backend=backend_name, model=spec.model, hidden=spec.hidden,
+                       layers=spec.layers, batch_size=BATCH, seq_length=SEQ_LENGTH,
+                       optimizer="adam", eta=ETA, clip=0.0, clip_norm=CLIP / SEQ_LENGTH,
+                       seed=SEED, dtype=dtype, iterations=10**9)
+    return build_trainer(config, corpus=corpus, plugins=False)
 
 
 # -- the PyTorch side -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ formulations and not of the machine, the corpus or the start.
 
 Why it is built this way:
 
-* charrnn is driven through its public objects, assembled as ``charrnn.session.build_trainer``
+* charrnn is driven through its public objects, assembled by ``charrnn.assembly.build_trainer``
   assembles them (registry lookups for the backend, the ``rnn`` model and the optimizer, one
   ``TextStream`` of batch 1, ``Trainer``) but with no callbacks, and timed through
   ``Trainer.train_step``: the number is what a user of
@@ -59,8 +59,8 @@ import charrnn
 import numpy as np
 from charrnn.data import Corpus, load_corpus
 from charrnn.errors import CharrnnError
-from charrnn.session import make_backend, make_model, make_optimizer
-from charrnn.stream import TextStream
+from charrnn import RunConfig
+from charrnn.assembly import build_trainer
 from charrnn.trainer import Trainer
 
 #: The seed configuration of the course assignment.
@@ -183,14 +183,12 @@ class ClassicRNN:
 
 
 def make_trainer(corpus: Corpus) -> Trainer:
-    """charrnn at the seed configuration, built as ``build_trainer`` builds it, minus callbacks."""
-    backend = make_backend("numpy", DTYPE)
-    model = make_model("rnn", backend, corpus.vocab_size,
-                       {"hidden": HIDDEN, "layers": 1, "dropout": 0.0, "sigma": SIGMA,
-                        "seed": SEED})
-    optimizer = make_optimizer("adagrad", backend, model.size, ETA, CLIP)
-    stream = TextStream(backend, corpus.ids, 1, SEQ_LENGTH)
-    return Trainer(model, optimizer, stream, 10**9, (), corpus=corpus)
+    """charrnn at the seed configuration, built by ``build_trainer`` as ``charrnn.train``
+    builds it, without the callbacks (the loop alone is timed)."""
+    config = RunConfig(model="rnn", hidden=HIDDEN, seq_length=SEQ_LENGTH, batch_size=1,
+                       optimizer="adagrad", eta=ETA, sigma=SIGMA, clip=CLIP, seed=SEED,
+                       dtype=DTYPE, iterations=10**9)
+    return build_trainer(config, corpus=corpus, plugins=False)
 
 
 def hidden_state(trainer: Trainer) -> np.ndarray:

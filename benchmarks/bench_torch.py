@@ -60,8 +60,8 @@ import numpy as np
 from charrnn.backends.cupy_backend import CupyBackend
 from charrnn.data import Corpus, load_corpus
 from charrnn.errors import BackendUnavailable, CharrnnError
-from charrnn.session import make_backend, make_model, make_optimizer
-from charrnn.stream import TextStream
+from charrnn import RunConfig
+from charrnn.assembly import build_trainer, make_backend
 from charrnn.trainer import Trainer
 
 #: The seed configuration of the course assignment.
@@ -82,14 +82,12 @@ TOLERANCE = {"float64": 1e-9, "float32": 1e-3}
 
 
 def make_trainer(corpus: Corpus, backend_name: str, dtype: str) -> Trainer:
-    """charrnn at the seed configuration, built as ``build_trainer`` builds it, minus callbacks."""
-    backend = make_backend(backend_name, dtype)
-    model = make_model("rnn", backend, corpus.vocab_size,
-                       {"hidden": HIDDEN, "layers": 1, "dropout": 0.0, "sigma": SIGMA,
-                        "seed": SEED})
-    optimizer = make_optimizer("adagrad", backend, model.size, ETA, CLIP)
-    stream = TextStream(backend, corpus.ids, 1, SEQ_LENGTH)
-    return Trainer(model, optimizer, stream, 10**9, (), corpus=corpus)
+    """charrnn at the seed configuration, built by ``build_trainer`` as ``charrnn.train``
+    builds it, without the callbacks (the loop alone is timed)."""
+    config = RunConfig(backend=backend_name, model="rnn", hidden=HIDDEN, seq_length=SEQ_LENGTH,
+                       batch_size=1, optimizer="adagrad", eta=ETA, sigma=SIGMA, clip=CLIP,
+                       seed=SEED, dtype=dtype, iterations=10**9)
+    return build_trainer(config, corpus=corpus, plugins=False)
 
 
 def hidden_state(trainer: Trainer) -> np.ndarray:

@@ -35,9 +35,9 @@ from typing import Any, Dict, List, Optional  # noqa: E402
 import numpy as np  # noqa: E402
 from bench_batched import import_torch, stripes  # noqa: E402
 from charrnn.data import load_corpus  # noqa: E402
-from charrnn.session import make_backend, make_model, make_optimizer, split_ids  # noqa: E402
-from charrnn.stream import TextStream  # noqa: E402
-from charrnn.trainer import Trainer  # noqa: E402
+from charrnn import RunConfig  # noqa: E402
+from charrnn.assembly import build_trainer, make_backend, make_model, split_ids  # noqa: E402
+from charrnn.data import Corpus  # noqa: E402
 
 HIDDEN, LAYERS, BATCH, T, LR, CLIP = 256, 2, 32, 64, 2e-3, 5.0
 SHARED_TEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
@@ -50,11 +50,13 @@ def tail_mean(losses: List[float]) -> float:
 
 
 def run_charrnn(train: np.ndarray, K: int, updates: int, params: Optional[Dict] = None) -> float:
-    be = make_backend("numpy", "float32")
-    model = make_model("lstm", be, K, {"hidden": HIDDEN, "layers": LAYERS, "seed": 0},
-                       params=params)
-    opt = make_optimizer("adam", be, model.size, LR, 0.0)
-    trainer = Trainer(model, opt, TextStream(be, train, BATCH, T), None, (), clip_norm=CLIP)
+    config = RunConfig(model="lstm", hidden=HIDDEN, layers=LAYERS, batch_size=BATCH,
+                       seq_length=T, optimizer="adam", eta=LR, clip=0.0, clip_norm=CLIP,
+                       dtype="float32", seed=0, iterations=10**9)
+    corpus = Corpus(chars=[chr(i) for i in range(K)], ids=train, source="probe")
+    trainer = build_trainer(config, corpus=corpus, plugins=False)
+    if params is not None:
+        trainer.model.set_params(params)
     return tail_mean([float(trainer.train_step()) / T for _ in range(updates)])
 
 

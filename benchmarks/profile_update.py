@@ -37,7 +37,7 @@ from typing import Callable, Dict, List  # noqa: E402
 import numpy as np  # noqa: E402
 from charrnn.backends.numpy_backend import NumpyBackend  # noqa: E402
 from charrnn.recurrent_ops import RecurrentOps  # noqa: E402
-from charrnn.session import make_model, make_optimizer  # noqa: E402
+from charrnn.assembly import make_model, make_optimizer  # noqa: E402
 
 T, B, K = 64, 32, 65
 SIZES = {"lstm": (2, 256, 4), "gru": (2, 256, 3), "rnn": (1, 512, 1)}

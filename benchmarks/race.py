@@ -66,7 +66,8 @@ import numpy as np  # noqa: E402
 from bench_batched import cpu_count, cpu_name, import_torch, set_threads, stripes  # noqa: E402
 from charrnn.checkpoint import load_checkpoint, resolve_checkpoint_path  # noqa: E402
 from charrnn.data import load_corpus  # noqa: E402
-from charrnn.session import make_backend, model_from_checkpoint, split_ids  # noqa: E402
+import charrnn  # noqa: E402
+from charrnn.assembly import split_ids  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_TEXT = os.path.join(HERE, "..", "..", "shared", "data", "tinyshakespeare.txt")
@@ -111,20 +112,12 @@ def evaluate_charrnn(run_dir: str, val_ids: np.ndarray, chars: Sequence[str]) ->
     ckpt = load_checkpoint(resolve_checkpoint_path(run_dir, prefer="latest"))
     if list(ckpt.vocab) != list(chars):
         raise SystemExit(f"race: the run in {run_dir} has another alphabet than the race's text")
-    backend = make_backend("numpy", ckpt.meta["dtype"])
-    model = model_from_checkpoint(ckpt, backend)
-    state = model.zero_state(1)
-    total, n = 0.0, len(val_ids) - 1
-    for start in range(0, n, EVAL_CHUNK):
-        stop = min(start + EVAL_CHUNK, n)
-        x = backend.asarray(val_ids[start:stop].reshape(-1, 1))
-        y = backend.asarray(val_ids[start + 1 : stop + 1].reshape(-1, 1))
-        loss, state = model.loss(x, y, state)  # summed over the chunk
-        total += loss
+    # charrnn.load scores a text as the run scores its held-out text at batch 1.
+    val_loss = charrnn.load(ckpt.path).loss("".join(chars[int(i)] for i in val_ids))
     meta = ckpt.meta
     seconds = float(meta["train_seconds"])
     chars_trained = int(meta["update"]) * int(meta["batch_size"]) * int(ckpt.config["seq_length"])
-    return {"val_loss": total / n, "updates": int(meta["update"]), "train_s": seconds,
+    return {"val_loss": val_loss, "updates": int(meta["update"]), "train_s": seconds,
             "chars_per_s": chars_trained / seconds if seconds else 0.0}
 
 

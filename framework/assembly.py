@@ -113,19 +113,22 @@ def resolve_defaults(options: Mapping[str, Any]) -> Dict[str, Any]:
 
 def build_trainer(config: Mapping[str, Any], run_dir: Optional[str] = None,
                   vocab: Optional[Sequence[str]] = None, *, corpus: Any = None,
-                  plugins: bool = True, callbacks: Sequence[Any] = ()) -> Trainer:
+                  backend: Any = None, plugins: bool = True,
+                  callbacks: Sequence[Any] = ()) -> Trainer:
     """A ready-to-fit trainer for ``config``: a :class:`~charrnn.config.RunConfig`, or a
     mapping of ``charrnn run`` option names checked as one.
 
     ``vocab`` fixes the alphabet (a resumed run's); ``corpus`` gives the text already read (the
-    benchmarks' own). ``plugins`` False leaves the registered callbacks out (a bare training
+    benchmarks' own); ``backend`` a backend object already made (a test's own subclass) in place
+    of the registered one ``config`` names. ``plugins`` False leaves the registered callbacks out (a bare training
     loop, as the benchmarks time it); ``callbacks`` are in-process ones, run with them.
     """
     if not isinstance(config, RunConfig):
         config = RunConfig(config, _expand_preset=False)
     skip = set(config.schema.not_saved())
     options = resolve_defaults(config)
-    backend = make_backend(options["backend"], options["dtype"])
+    if backend is None:
+        backend = make_backend(options["backend"], options["dtype"])
     T = int(options["seq_length"])
     if corpus is None:
         corpus = load_corpus(options.get("data"), options.get("encoding") or "utf-8", T,

@@ -163,7 +163,7 @@ class Registry:
 
     def run_schema(self) -> Schema:
         """The options of ``charrnn run``: the core's, then those plugins added."""
-        return Schema([*CORE_OPTIONS, *self.run_options], names_of=self.names)
+        return Schema([*CORE_OPTIONS, *self.run_options], names_of=installed)
 
     def callbacks(self) -> List[Any]:
         """Callback classes in run order (their ``order`` attribute, then name)."""
@@ -234,3 +234,9 @@ def get_registry(refresh: bool = False) -> Registry:
 def run_schema() -> Schema:
     """The options of ``charrnn run`` with the plugins installed now."""
     return get_registry().run_schema()
+
+
+def installed(kind: str) -> List[str]:
+    """The names of the plugins of ``kind`` installed now (read at each call, so that a schema
+    made before the plugins were loaded again still offers what is there)."""
+    return get_registry().names(kind)

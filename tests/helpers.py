@@ -99,18 +99,23 @@ def make_trainer(backend, corpus, *, model: str = "rnn", hidden: int = 8, layers
                  batch: int = 1, seq_length: int = 25, optimizer: str = "adagrad", eta=None,
                  clip: float = 5.0, dropout: float = 0.0, iterations=1000, callbacks=(),
                  seed: int = 0, params=None, **trainer_args):
-    """A trainer assembled from registered plugins, as ``charrnn run`` assembles one."""
-    from charrnn.assembly import make_model, make_optimizer
-    from charrnn.stream import TextStream
-    from charrnn.trainer import Trainer
+    """A trainer on ``backend`` (a backend object, perhaps a test's own subclass) and
+    ``corpus``, built by ``build_trainer`` as ``charrnn.train`` builds one, with ``callbacks``
+    in place of the registered ones."""
+    from charrnn import RunConfig
+    from charrnn.assembly import build_trainer
 
-    net = make_model(model, backend, corpus.vocab_size,
-                     {"hidden": hidden, "layers": layers, "dropout": dropout, "seed": seed},
-                     params=params)
-    opt = make_optimizer(optimizer, backend, net.size, eta, clip)
-    stream = TextStream(backend, corpus.ids, batch, seq_length)
-    return Trainer(net, opt, stream, iterations, list(callbacks), corpus=corpus, seed=seed,
-                   **trainer_args)
+    run_dir, val_ids = trainer_args.pop("run_dir", None), trainer_args.pop("val_ids", None)
+    config = RunConfig(model=model, hidden=hidden, layers=layers, batch_size=batch,
+                       seq_length=seq_length, optimizer=optimizer, eta=eta, clip=clip,
+                       dropout=dropout, iterations=iterations, seed=seed,
+                       dtype=backend.dtype.name, **trainer_args)
+    trainer = build_trainer(config, run_dir, corpus=corpus, backend=backend, plugins=False,
+                            callbacks=list(callbacks))
+    if params is not None:
+        trainer.model.set_params(params)
+    trainer.val_ids = val_ids
+    return trainer
 
 
 class Crash(Callback):
