@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -95,6 +96,7 @@ def train(config: Optional[Mapping[str, Any]] = None, *, callbacks: Sequence[Cal
     :class:`CharrnnError` with the message the command line prints; a diverged run
     :class:`TrainingDiverged`, which carries its :class:`Run`.
     """
+    warn_deprecations()
     if isinstance(config, RunConfig):
         cfg = config.replace(**options) if options else config
     else:
@@ -103,6 +105,12 @@ def train(config: Optional[Mapping[str, Any]] = None, *, callbacks: Sequence[Cal
         if not isinstance(cb, Callback):
             raise InvalidOption(f"callbacks holds {cb!r}, which is not a charrnn.Callback; "
                                 "subclass charrnn.Callback and pass an instance")
+    return train_config(cfg, callbacks)
+
+
+def train_config(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> Run:
+    """:func:`train` for a checked configuration (the command line's, which has said what is
+    deprecated in its own way)."""
     trainer = run_session(cfg, callbacks)
     run = run_of(trainer, cfg)
     reason = trainer.stop_reason or ""
@@ -111,6 +119,15 @@ def train(config: Optional[Mapping[str, Any]] = None, *, callbacks: Sequence[Cal
                 if run.latest_checkpoint else "")
         raise TrainingDiverged(f"{reason}; lower --eta or --sigma and start again{kept}", run)
     return run
+
+
+def warn_deprecations() -> None:
+    """Each plugin interface in use that is going away, as a :class:`FutureWarning` (shown once
+    per plugin and place), naming its replacement."""
+    from .registry import get_registry
+
+    for note in get_registry().deprecations:
+        warnings.warn(note, FutureWarning, stacklevel=3)
 
 
 def run_of(trainer: Trainer, config: RunConfig) -> Run:

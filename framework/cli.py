@@ -170,7 +170,7 @@ class RunCommand(click.Command):
 @click.pass_context
 def run(ctx: click.Context, **options: Any) -> None:
     """Train a character-level model on a text, printing progress and samples."""
-    from .api import train
+    from .api import train_config
     from .trainer import INTERRUPTED, TIME_LIMIT
 
     explicit = [name for name in options
@@ -178,7 +178,7 @@ def run(ctx: click.Context, **options: Any) -> None:
                                                       click.core.ParameterSource.ENVIRONMENT)]
     # Checked already, and the preset's options are in the arguments: only assembled here.
     config = RunConfig(options, explicit=explicit, _expand_preset=False)
-    done = train(config)
+    done = train_config(config)
     if done.stop_reason == INTERRUPTED:
         click.echo(f"continue with: charrnn run --resume {done.directory}", err=True)
         raise SystemExit(128 + int(done.interrupt_signal or signal.SIGINT))
@@ -285,7 +285,10 @@ def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
     if "--no-plugins" in flags:
         os.environ[NO_PLUGINS_ENV] = "1"
     try:
-        get_registry().add_commands(cli)
+        registry = get_registry()
+        registry.add_commands(cli)
+        for note in registry.deprecations:  # one line each, naming the replacement
+            click.echo(f"Deprecated: {note}", err=True)
         # Without standalone mode Click returns, rather than raises, a subcommand's exit code.
         code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
         if isinstance(code, int) and code:

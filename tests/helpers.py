@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 from charrnn.callbacks import Callback
 
@@ -203,8 +203,8 @@ def _example_metadata(folder: Path) -> Tuple[str, str, Dict[str, str]]:
     return name, version, points
 
 
-def examples_on_path(monkeypatch, site: Path, *names: str) -> List[str]:
-    """Make the examples ``names`` (folders under ``examples/``) importable in this process and
+def examples_on_path(monkeypatch, site: Path, *names: Union[str, Path]) -> List[str]:
+    """Make the examples ``names`` (folders under ``examples/``, or paths) importable in this process and
     discoverable through their ``charrnn`` entry points, as an editable install makes them:
     each gets a ``*.dist-info`` folder with its metadata in ``site``, and its source folder goes
     on ``sys.path``. The registry then loads them as it loads any installed plugin, through
@@ -218,7 +218,7 @@ def examples_on_path(monkeypatch, site: Path, *names: str) -> List[str]:
     site.mkdir(parents=True, exist_ok=True)
     modules: List[str] = []
     for example in names:
-        folder = EXAMPLES / example
+        folder = example if isinstance(example, Path) else EXAMPLES / example
         name, version, points = _example_metadata(folder)
         info = site / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir(exist_ok=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
+from pathlib import Path
 
 import numpy
 import pytest
@@ -276,3 +278,30 @@ def test_lean_options_are_options_of_the_schema():
 
     values = run_schema().parse_argv(list(LEAN))
     assert values == {"gradcheck": False, "plot": False, "report": False, "quiet": True}
+
+
+LEGACY = Path(__file__).resolve().parent / "data" / "charrnn-legacy-option"
+
+
+def test_a_0_5_plugin_option_works_with_one_deprecation_line(tmp_path, data, with_examples):
+    """A plugin written against 0.5's documented interface, found through its entry point: its
+    option is on the command line and in the schema, is checked, reaches its callback, and one
+    line says what replaces the old way."""
+    with_examples(LEGACY)
+    out = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the command line says it in its own line, once
+        proc = run_in_process("run", "--data", data, "--out", out, "--iterations", 30,
+                              "--mark-every", 10, *LEAN, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "marks.txt").read_text().split() == ["10", "20", "30"]
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("Deprecated:")]
+    assert len(notes) == 1 and "--mark-every" in notes[0] and "charrnn.Option" in notes[0], \
+        proc.stderr
+    bad = run_in_process("run", "--data", data, "--mark-every", 0, cwd=tmp_path)
+    assert "Error: Invalid value for '--mark-every': 0 is not in the range x>=1." in bad.stderr
+    with pytest.warns(FutureWarning, match="--mark-every.*charrnn.Option"):
+        with pytest.raises(charrnn.InvalidOption, match="'--mark-every': 0 is not in the range"):
+            charrnn.train(data=str(data), mark_every=0)
+    help_text = run_in_process("run", "--help", cwd=tmp_path).stdout
+    assert "--mark-every" in help_text
