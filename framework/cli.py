@@ -211,7 +211,8 @@ def plugins_cmd(as_json: bool) -> None:
     failed = [{"entry_point": p.name, "value": p.value, "distribution": p.distribution,
                "version": p.version, "error": p.error} for p in reg.failures]
     if as_json:
-        click.echo(json.dumps({"plugins": rows, "failed": failed}, indent=2))
+        click.echo(json.dumps({"plugins": rows, "failed": failed,
+                               "deprecated": list(reg.deprecations)}, indent=2))
         return
     for kind in reg.KINDS:
         click.echo(f"{kind}s:")
@@ -226,6 +227,10 @@ def plugins_cmd(as_json: bool) -> None:
         click.echo("failed to load:")
         for f in failed:
             click.echo(f"  {f['entry_point']:<14} {f['distribution']} {f['version']}: {f['error']}")
+    if reg.deprecations:
+        click.echo("deprecated interfaces in use:")
+        for note in reg.deprecations:
+            click.echo(f"  {note}")
 
 
 def _unavailable_reason(backend_cls: Any) -> Optional[str]:

@@ -84,11 +84,12 @@ def register_presets(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def add_run_options(add_option: Callable[..., None]) -> None:
-    """Add command-line options to ``charrnn run``, as ``pytest_addoption`` does for pytest.
+    """Add options to every run, as ``pytest_addoption`` does for pytest.
 
-    :param add_option: call ``add_option("--sample-every", type=int, default=10_000,
-        help=...)`` with the arguments of :class:`click.Option` (declarations first). The value
-        reaches every callback's ``from_options(options)`` under the option's Python name
+    :param add_option: call ``add_option(charrnn.Option("sample_every", int, 10_000, min=1,
+        help=...))`` once per option. It becomes a ``charrnn run`` flag (``--sample-every``)
+        and a ``charrnn.train`` keyword (``sample_every=``), checked the same way by both, and
+        its value reaches every callback's ``from_options(options)`` under its name
         (``options["sample_every"]``).
 
     Called once, when the plugin registry is first read, so that the options show in
@@ -99,6 +100,10 @@ def add_run_options(add_option: Callable[..., None]) -> None:
     ``fixed_on_resume=True`` for one a resumed run cannot honour (it shapes the model or the
     data, seeds a stream the checkpoint already holds, or acts only when a run starts): a
     resume that changes it is then refused in one line, not silently ignored.
+
+    Deprecated since 0.6: ``add_option("--sample-every", type=click.IntRange(min=1), ...)``
+    with :class:`click.Option`'s arguments, as 0.5 documented it. It still works, with one
+    ``Deprecated:`` line naming the replacement.
     """
 
 

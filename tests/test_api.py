@@ -305,3 +305,5 @@ def test_a_0_5_plugin_option_works_with_one_deprecation_line(tmp_path, data, wit
             charrnn.train(data=str(data), mark_every=0)
     help_text = run_in_process("run", "--help", cwd=tmp_path).stdout
     assert "--mark-every" in help_text
+    listing = run_in_process("plugins", cwd=tmp_path).stdout
+    assert "deprecated interfaces in use:" in listing and "--mark-every" in listing

@@ -12,8 +12,7 @@ import os
 import time
 from typing import Any, Dict, Mapping, Optional
 
-import click
-from charrnn import hookimpl
+from charrnn import Option, hookimpl
 from charrnn.callbacks import Callback
 
 __version__ = "0.1.0"
@@ -75,5 +74,5 @@ def register_callbacks(register):
 
 @hookimpl
 def add_run_options(add_option):
-    add_option("--jsonl-every", type=click.IntRange(min=1), default=1000, show_default=True,
-               help="Updates between lines of metrics.jsonl in the run directory.")
+    add_option(Option("jsonl_every", int, 1000, min=1,
+                      help="Updates between lines of metrics.jsonl in the run directory."))
