@@ -16,7 +16,7 @@ from .data import load_corpus
 from .errors import BackendUnavailable, CharrnnError
 from .memory import check_memory
 from .registry import get_registry
-from .run_options import DEFAULT_ITERATIONS
+from .run_options import CORE_OPTIONS, DEFAULT_ITERATIONS
 from .stream import TextStream
 from .trainer import Trainer
 
@@ -37,6 +37,12 @@ def make_backend(name: str, dtype: str):
         raise CharrnnError(str(exc)) from None
 
 
+#: What a model is built with when an option is not given (a checkpoint's model options, a test's
+#: partial mapping): the run schema's defaults.
+MODEL_DEFAULTS = {o.name: o.default for o in CORE_OPTIONS
+                  if o.name in ("hidden", "layers", "dropout", "seed")}
+
+
 def make_model(name: str, backend, vocab_size: int, options: Mapping[str, Any],
                params: Optional[Dict[str, Any]] = None, origin: str = ""):
     """The registered model ``name`` for ``options`` (``hidden``, ``layers``, ``dropout``,
@@ -45,10 +51,10 @@ def make_model(name: str, backend, vocab_size: int, options: Mapping[str, Any],
     if params is None:
         check_memory(cls, backend, vocab_size, options)
     try:
-        return cls(backend, vocab_size, hidden=int(options.get("hidden") or 100),
-                   layers=int(options.get("layers") or 1),
-                   dropout=float(options.get("dropout") or 0.0), sigma=options.get("sigma"),
-                   seed=int(options.get("seed") or 0), params=params)
+        given = {**MODEL_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+        return cls(backend, vocab_size, hidden=int(given["hidden"]), layers=int(given["layers"]),
+                   dropout=float(given["dropout"]), sigma=options.get("sigma"),
+                   seed=int(given["seed"]), params=params)
     except (ValueError, TypeError) as exc:
         if params is None:
             raise
@@ -133,17 +139,17 @@ def build_trainer(config: Mapping[str, Any], run_dir: Optional[str] = None,
     if corpus is None:
         corpus = load_corpus(options.get("data"), options.get("encoding") or "utf-8", T,
                              chars=list(vocab) if vocab is not None else None)
-    train, val = split_ids(corpus.ids, options.get("val_frac") or 0.0, T)
+    train, val = split_ids(corpus.ids, options["val_frac"], T)
     # The stream first: its checks (a batch too large for the text) are cheaper and more
     # precise than the model's memory estimate.
-    stream = TextStream(backend, train, int(options.get("batch_size") or 1), T)
-    model = make_model(options.get("model") or "rnn", backend, corpus.vocab_size, options)
+    stream = TextStream(backend, train, int(options["batch_size"]), T)
+    model = make_model(options["model"], backend, corpus.vocab_size, options)
     optimizer = make_optimizer(options["optimizer"], backend, model.size, options["eta"],
-                               float(options.get("clip", 5.0)))
+                               float(options["clip"]))
     saved = {k: v for k, v in options.items() if k not in skip and not k.startswith("_")}
     chosen = [*(make_callbacks(options) if plugins else []), *callbacks]
     return Trainer(model, optimizer, stream, options.get("iterations"), chosen,
                    config=saved, corpus=corpus, run_dir=run_dir,
                    val_ids=None if val is None else numpy.asarray(val),
-                   time_limit=options.get("time_limit") or None, seed=int(options.get("seed") or 0),
+                   time_limit=options.get("time_limit") or None, seed=int(options["seed"]),
                    clip_norm=options.get("clip_norm") or None)

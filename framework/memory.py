@@ -6,6 +6,7 @@ import os
 from typing import Any, Mapping, Optional
 
 from .errors import CharrnnError
+from .run_options import CORE_OPTIONS
 
 
 def available_memory() -> Optional[int]:
@@ -28,7 +29,9 @@ def memory_estimate(cls: Any, backend: Any, vocab_size: int, options: Mapping[st
     """Bytes a run of model ``cls`` needs, roughly: its parameters kept as float64 on the host
     while they are initialised, parameters, gradients and up to two optimizer slots in the
     run's dtype, and the activations of one update (several arrays per step and layer)."""
-    hidden, layers = int(options.get("hidden") or 100), int(options.get("layers") or 1)
+    given = {o.name: o.default for o in CORE_OPTIONS}
+    given.update({k: v for k, v in options.items() if v is not None})
+    hidden, layers = int(given["hidden"]), int(given["layers"])
     item = int(getattr(backend.dtype, "itemsize", 8))
     # A lower bound first (one hidden-by-hidden matrix a layer), so that an absurd size is
     # refused without building its parameter table.
@@ -37,7 +40,7 @@ def memory_estimate(cls: Any, backend: Any, vocab_size: int, options: Mapping[st
         return floor
     shapes = cls.param_shapes(int(vocab_size), hidden=hidden, layers=layers)
     count = sum(math.prod(shape) for shape in shapes.values())
-    steps = int(options.get("seq_length") or 25) * int(options.get("batch_size") or 1)
+    steps = int(given["seq_length"]) * int(given["batch_size"])
     activations = steps * (int(vocab_size) * 3 + hidden * layers * 12) * item
     return count * 8 + count * item * 4 + activations
 
