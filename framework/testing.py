@@ -357,16 +357,17 @@ class ConformanceFixtures:
 
     def make_trainer(self, be: Backend, model_name: str, params: Dict[str, numpy.ndarray],
                      corpus: Any, optimizer: str = "adagrad", batch: int = 1) -> Any:
-        from .stream import TextStream
-        from .trainer import Trainer
+        """A trainer built as ``charrnn.train`` builds one (without the registered callbacks),
+        on ``be``, holding ``params``."""
+        from .assembly import build_trainer
+        from .run_config import RunConfig
 
-        model = self.make_model(be, self.model_class(model_name), corpus.vocab_size, params)
-        opt = self.optimizer_class(optimizer)(be, model.size, eta=self.eta, clip=self.clip)
-        config = {"hidden": self.hidden, "seq_length": self.seq_length, "optimizer": optimizer,
-                  "model": model_name, "batch_size": batch, "eta": self.eta,
-                  "dtype": be.dtype.name}
-        stream = TextStream(be, corpus.ids, batch, self.seq_length)
-        return Trainer(model, opt, stream, iterations=1000, config=config, corpus=corpus)
+        config = RunConfig(model=model_name, hidden=self.hidden, seq_length=self.seq_length,
+                           optimizer=optimizer, batch_size=batch, eta=self.eta, clip=self.clip,
+                           dtype=be.dtype.name, iterations=1000)
+        trainer = build_trainer(config, corpus=corpus, backend=be, plugins=False)
+        trainer.model.set_params(params)
+        return trainer
 
     def steps(self, trainer: Any, n: int) -> List[float]:
         return [trainer.backend.to_float(trainer.train_step()) for _ in range(n)]
