@@ -307,3 +307,17 @@ def test_a_0_5_plugin_option_works_with_one_deprecation_line(tmp_path, data, wit
     assert "--mark-every" in help_text
     listing = run_in_process("plugins", cwd=tmp_path).stdout
     assert "deprecated interfaces in use:" in listing and "--mark-every" in listing
+
+
+def test_train_and_load_work_outside_the_main_thread(tmp_path, data):
+    """A web service trains and samples in worker threads, where no signal handler can be set."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def job():
+        run = charrnn.train(data=str(data), out=str(tmp_path / "run"),
+                            **{**OPTIONS, "iterations": 30})
+        return run.updates, charrnn.load(run.directory).sample(20, seed=0)
+
+    with ThreadPoolExecutor(1) as pool:
+        updates, text = pool.submit(job).result(timeout=120)
+    assert updates == 30 and len(text) == 20
