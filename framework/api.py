@@ -23,12 +23,14 @@ class Run:
     ``stop_reason`` is None when the run did all its updates; otherwise it says why it ended
     (``"interrupted"`` after Ctrl-C or SIGTERM, ``"time limit of 120 s reached"``, an early
     stop's reason). ``updates`` counts the run's updates in all, ``session_updates`` those of
-    this call (they differ after a resume). ``logs`` holds the latest values callbacks
-    published (``val_loss``, ``val_bpc``, ...).
+    this call (they differ after a resume). ``config`` is the configuration the run used, as its
+    ``config.json`` records it (defaults that depend on others resolved: the learning rate, the
+    initial scale). ``logs`` holds the latest values callbacks published (``val_loss``,
+    ``val_bpc``, ...).
     """
 
     directory: str
-    config: RunConfig
+    config: Dict[str, Any]
     stop_reason: Optional[str]
     updates: int
     session_updates: int
@@ -112,7 +114,7 @@ def train_config(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> Run:
     """:func:`train` for a checked configuration (the command line's, which has said what is
     deprecated in its own way)."""
     trainer = run_session(cfg, callbacks)
-    run = run_of(trainer, cfg)
+    run = run_of(trainer)
     reason = trainer.stop_reason or ""
     if reason.startswith(DIVERGED):
         kept = (f" (latest.npz in {run.directory} keeps the last finite state)"
@@ -130,8 +132,8 @@ def warn_deprecations() -> None:
         warnings.warn(note, FutureWarning, stacklevel=3)
 
 
-def run_of(trainer: Trainer, config: RunConfig) -> Run:
-    return Run(directory=str(trainer.run_dir), config=config, stop_reason=trainer.stop_reason,
+def run_of(trainer: Trainer) -> Run:
+    return Run(directory=str(trainer.run_dir), config=dict(trainer.config), stop_reason=trainer.stop_reason,
                updates=trainer.update, session_updates=trainer.update - trainer.start_update,
                smooth_loss=trainer.smooth_loss_value(), logs=dict(trainer.logs),
                interrupt_signal=trainer.interrupt_signal)

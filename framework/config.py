@@ -1,11 +1,12 @@
-"""The run configuration: one schema of every ``charrnn run`` option, and the checked values of a run.
+"""The run schema: every option a run has, whichever way it is given.
 
 An :class:`Option` describes one setting: its type, default, range, help text and whether a
 resumed run may change it. The core declares its own (:mod:`charrnn.run_options`); plugins add
-theirs through the ``add_run_options`` hook. Everything else is generated from that one list: the
-``charrnn run`` command line, the checks of :class:`RunConfig` (``charrnn.train(hidden=-1)`` is
-refused with the message the command line prints), the resume rules, ``config.json``, the check
-of a checkpoint's saved configuration and the options a sweep may search.
+theirs through the ``add_run_options`` hook. Everything else is generated from that one list:
+the ``charrnn run`` command line, the checks of :class:`~charrnn.run_config.RunConfig`
+(``charrnn.train(hidden=-1)`` is refused with the message the command line prints), the resume
+rules, ``config.json``, the check of a checkpoint's saved configuration and the options a sweep
+may search.
 
 Plain dataclasses with checks written here, rather than a validation library: the schema is built
 at run time from whatever plugins are installed, its few types (whole numbers, finite numbers in a
@@ -267,16 +268,6 @@ class Schema:
             elif value is not None:
                 argv += [option.flag, option.to_text(value)]
         return argv
-
-
-def checked_saved(schema: Schema, saved: Mapping[str, Any]) -> Dict[str, Any]:
-    """A saved configuration (a checkpoint's) with each value the schema knows checked as the
-    command line would check it; an unknown name (a plugin no longer installed) passes."""
-    out = dict(saved)
-    for name, value in saved.items():
-        if name in schema and value is not None and schema[name].saved:
-            out[name] = schema.check(name, value)
-    return out
 
 
 def with_origin(option: Option, origin: str) -> Option:

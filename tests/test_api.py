@@ -321,3 +321,12 @@ def test_train_and_load_work_outside_the_main_thread(tmp_path, data):
     with ThreadPoolExecutor(1) as pool:
         updates, text = pool.submit(job).result(timeout=120)
     assert updates == 30 and len(text) == 20
+
+
+def test_the_run_reports_the_configuration_it_used(tmp_path, data):
+    run = charrnn.train(data=str(data), out=str(tmp_path / "run"), **{**OPTIONS, "iterations": 20})
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert run.config["eta"] == 0.1 and run.config["sigma"] == 0.01  # resolved defaults
+    assert {k: v for k, v in saved.items() if k in run.config} == run.config
+    resumed = charrnn.train(resume=run.directory, iterations=30, eta=0.05)
+    assert (resumed.config["eta"], resumed.config["hidden"]) == (0.05, 16)
