@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import charrnn
+
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
 
 def python_blocks(text: str):
@@ -55,4 +57,8 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     printed = out.getvalue()
     assert "done: 5,000 updates" in printed
     assert (tmp_path / "runs" / "from-python" / "best.npz").is_file()
-    assert len(printed.rsplit("\n", 1)[-1]) == 100  # the streamed characters, no newline after
+    # The 300 sampled characters and a newline, then the 100 streamed ones with none after.
+    generator = charrnn.load(tmp_path / "runs" / "from-python")
+    tail = printed[-100:]
+    assert set(tail) <= set(generator.vocab)
+    assert printed[:-100].endswith(generator.sample(300, temperature=0.8, seed=1) + "\n")
