@@ -32,7 +32,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
             if os.path.exists(tmp):
                 os.remove(tmp)
         except OSError:
-            pass  # the next start removes it (see charrnn.session.remove_temporary_files)
+            pass  # the next start removes it (see charrnn.rundir.remove_temporary_files)
         if isinstance(exc, OSError) and exc.errno is not None:
             # Name the file the user knows, not the temporary one (a full disk, a size limit).
             raise OSError(exc.errno, exc.strerror, path) from None
