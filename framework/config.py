@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
                     Tuple)
@@ -118,6 +119,8 @@ class Option:
         elif self.type is float:
             number = self._float(value)
         else:
+            if isinstance(value, os.PathLike):  # a pathlib.Path for --data, --out, --resume
+                value = os.fspath(value)
             if not isinstance(value, str):
                 raise ValueError(f"{value!r} is not text.")
             choices = self.choices if choices is None else choices

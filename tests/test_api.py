@@ -134,7 +134,7 @@ def test_an_in_process_callback_sees_every_update(tmp_path, data):
             self.ended += 1
 
     recorder = Recorder()
-    run = charrnn.train(data=str(data), out=str(tmp_path / "run"), callbacks=[recorder],
+    run = charrnn.train(data=data, out=tmp_path / "run", callbacks=[recorder],  # paths work
                         **{**OPTIONS, "iterations": 50})
     assert recorder.updates == list(range(1, 51))
     assert (recorder.began, recorder.ended) == (1, 1)
