@@ -1,7 +1,8 @@
-"""What a run says on the terminal: the start-up lines and the stop line.
+"""What a run says on the terminal: the start-up lines, the stop line, and the :class:`Console`
+through which callbacks print during training.
 
 Written to standard output and flushed at once, so that a reader on a pipe (a test, a sweep's log,
-``tee``) sees each line as it happens. The progress line and the samples are the callbacks' own.
+``tee``) sees each line as it happens.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING, List, Optional, TextIO
 
 from . import __version__
+from .stops import INTERRUPTED
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
@@ -22,6 +24,47 @@ def echo(text: str = "", *, err: bool = False, end: str = "\n", file: Optional[T
         return
     stream.write(text + end)
     stream.flush()
+
+
+class Console:
+    """The terminal during a run (``trainer.console``): one progress line that a callback may
+    rewrite in place, and whole lines that any callback prints.
+
+    On a terminal :meth:`progress` rewrites its line in place; elsewhere (a log, CI) it prints one
+    line each time. :meth:`echo` ends a line being rewritten first, so a sample or a file's path
+    never lands in the middle of it, and no callback needs to know which one draws progress.
+    """
+
+    def __init__(self, stream: Optional[TextIO] = None) -> None:
+        self._stream = stream
+        self._open = False
+
+    @property
+    def stream(self) -> Optional[TextIO]:
+        return self._stream if self._stream is not None else sys.stdout
+
+    @property
+    def interactive(self) -> bool:
+        """Whether progress is rewritten in place (standard output is a terminal)."""
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def progress(self, text: str) -> None:
+        if self.interactive:
+            echo("\r" + text, end="", file=self.stream)
+            self._open = True
+        else:
+            echo(text, file=self.stream)
+
+    def close_line(self) -> None:
+        """End a progress line being rewritten in place, if one is."""
+        if self._open:
+            echo("", file=self.stream)
+            self._open = False
+
+    def echo(self, text: str = "", *, err: bool = False) -> None:
+        """One line, verbatim, after ending the progress line."""
+        self.close_line()
+        echo(text, err=err, file=None if err else self.stream)
 
 
 def announce_start(trainer: "Trainer", run_dir: str, resumed: bool,
@@ -50,8 +93,6 @@ def announce_start(trainer: "Trainer", run_dir: str, resumed: bool,
 def announce_stop(trainer: "Trainer", run_dir: str, resumed: bool) -> None:
     """How training ended: updates and speed in training time (validation excluded); a resumed
     process counts its own updates and says where the run stands in all."""
-    from .trainer import INTERRUPTED
-
     done = trainer.update - trainer.start_update
     if resumed and done == 0 and trainer.stop_reason != INTERRUPTED:
         why = f": {trainer.stop_reason}" if trainer.stop_reason else ""

@@ -17,25 +17,21 @@ import numpy
 
 from .backend import Array
 from .callbacks import Callback
+from .console import Console
 from .evaluation import stream_loss
 from .errors import CallbackFailed, CharrnnError, os_error_message
 from .interrupts import UpdateBoundary
 from .model import Model, State
 from .optimizer import Optimizer
 from .stream import TextStream
+# Re-exported: plugins written for 0.5 import the stop reasons from here.
+from .stops import CALLBACK_FAILED, DIVERGED, INTERRUPTED, TIME_LIMIT  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint
 
 SMOOTHING = 0.999
-#: ``stop_reason`` after Ctrl-C; callbacks' on_train_end still run (the checkpoint is saved).
-INTERRUPTED = "interrupted"
-#: ``stop_reason`` prefix when the loss stopped being a finite number.
-DIVERGED = "training diverged"
-#: ``stop_reason`` prefix when ``--time-limit`` ran out.
-TIME_LIMIT = "time limit"
-#: ``stop_reason`` prefix when a callback raised (see :class:`charrnn.errors.CallbackFailed`).
-CALLBACK_FAILED = "callback failed"
+
 #: Mixed into the seed of the dropout stream, so it is not the initial weights' stream.
 DROPOUT_STREAM = 0x64726F70  # "drop"
 
@@ -73,6 +69,8 @@ class Trainer:
         self.corpus = corpus
         self.run_dir = run_dir
         self.val_ids = val_ids
+        #: The terminal: callbacks print through it (see :class:`~charrnn.console.Console`).
+        self.console = Console()
         #: Latest values callbacks publish for each other (``val_loss``, ...), saved in checkpoints.
         self.logs: Dict[str, Any] = {}
         # State carried across updates (and across a resume).

@@ -13,7 +13,6 @@ from typing import Any, Dict, Mapping, Optional
 
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
-from charrnn.console import echo
 from charrnn.config import Option
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.interrupts import deferred_interrupt
@@ -84,8 +83,8 @@ class Checkpoints(Callback):
             save_checkpoint(path, trainer.checkpoint())
         if not trainer.config.get("quiet"):
             was = "missing" if found is None else f"at update {found:,}"
-            echo(f"best.npz repaired: it was {was}; latest.npz records the best at update "
-                       f"{self.best_update:,}")
+            trainer.console.echo(f"best.npz repaired: it was {was}; latest.npz records the "
+                                 f"best at update {self.best_update:,}")
 
     def on_update_end(self, trainer) -> None:
         if trainer.update % self.every == 0:

@@ -54,7 +54,6 @@ import click
 import numpy
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
-from charrnn.console import echo
 from charrnn.config import Option
 from charrnn.errors import CharrnnError
 from charrnn.options import POSITIVE_FLOAT
@@ -414,11 +413,12 @@ class GradCheck(Callback):
         trainer.logs["gradcheck"] = result
         judged = result["dtype"] == "float64"
         if self.echo:
-            echo(describe(result))
-            echo(format_table(result))
-            echo(verdict(result, "--gradcheck-threshold"))
+            console = trainer.console
+            console.echo(describe(result))
+            console.echo(format_table(result))
+            console.echo(verdict(result, "--gradcheck-threshold"))
             if not judged:
-                echo(f"note: {result['backend']} has no float64, so the check ran in "
+                console.echo(f"note: {result['backend']} has no float64, so the check ran in "
                            f"{result['dtype']}, where rounding alone exceeds the threshold; "
                            "the run goes on whatever the result")
         if judged and not result["passed"]:

@@ -26,7 +26,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
-from charrnn.console import echo
 from charrnn.config import Option
 from charrnn.files import append_text, atomic_write, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
@@ -288,10 +287,7 @@ class LossPlot(Callback):
         if self.plot and self.plot_path is not None:
             self.draw(trainer)
             if not self.quiet:
-                for cb in trainer.callbacks:  # end a progress line being rewritten in place
-                    if hasattr(cb, "close_line"):
-                        cb.close_line()
-                echo(f"loss plot: {self.plot_path}")
+                trainer.console.echo(f"loss plot: {self.plot_path}")
 
     # -- work --------------------------------------------------------------------------------
 

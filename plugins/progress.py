@@ -6,23 +6,18 @@ interval. Reading the smooth loss synchronises the device, so it happens only at
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Mapping, Optional
 
 from charrnn import hookimpl
 from charrnn.callbacks import Callback
-from charrnn.console import echo
 
 
 class Progress(Callback):
     name = "progress"
     order = 100  # after callbacks that may stop training, so the last line is accurate
 
-    def __init__(self, every: int = 1000, stream: Any = None) -> None:
+    def __init__(self, every: int = 1000) -> None:
         self.every = every
-        self.stream = stream
-        self.tty = bool(getattr(stream or sys.stdout, "isatty", lambda: False)())
-        self._open_line = False
         self._last = -1
 
     @classmethod
@@ -62,17 +57,7 @@ class Progress(Callback):
 
     def emit(self, trainer) -> None:
         self._last = trainer.update
-        if self.tty:
-            echo("\r" + self.line(trainer), end="", file=self.stream)
-            self._open_line = True
-        else:
-            echo(self.line(trainer), file=self.stream)
-
-    def close_line(self) -> None:
-        """End an in-place line before someone else prints (samples, the final summary)."""
-        if self._open_line:
-            echo("", file=self.stream)
-            self._open_line = False
+        trainer.console.progress(self.line(trainer))
 
     def on_update_end(self, trainer) -> None:
         if trainer.update % self.every == 0:
@@ -83,7 +68,7 @@ class Progress(Callback):
         # finished run resumed, charrnn report): it would show a speed of nothing.
         if self._last != trainer.update and trainer.update > trainer.start_update:
             self.emit(trainer)
-        self.close_line()
+        trainer.console.close_line()
 
 
 @hookimpl

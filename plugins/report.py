@@ -19,7 +19,6 @@ import click
 import numpy
 from charrnn import __version__, hookimpl
 from charrnn.callbacks import Callback
-from charrnn.console import echo
 from charrnn.config import Option
 from charrnn.files import atomic_write_text
 from charrnn.plugins.lossplot import round_step
@@ -234,10 +233,7 @@ class Report(Callback):
         self.path = os.path.join(trainer.run_dir, REPORT_FILE)
         atomic_write_text(self.path, self.render(trainer))
         if not self.quiet:
-            for cb in trainer.callbacks:  # end a progress line being rewritten in place
-                if hasattr(cb, "close_line"):
-                    cb.close_line()
-            echo(f"report: {self.path}")
+            trainer.console.echo(f"report: {self.path}")
 
     # -- the pieces --------------------------------------------------------------------------
 

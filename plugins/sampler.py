@@ -83,13 +83,11 @@ class Sampler(Callback):
     def show(self, trainer, text: str) -> None:
         if not self.echo:
             return
-        for cb in trainer.callbacks:  # end a progress line that is being rewritten in place
-            if hasattr(cb, "close_line"):
-                cb.close_line()
-        echo(f"--- sample at update {trainer.update} "
+        console = trainer.console
+        console.echo(f"--- sample at update {trainer.update} "
                    f"(smooth loss {trainer.smooth_loss_value():.3f}) ---")
-        echo(text)  # verbatim, escape sequences included
-        echo("---")
+        console.echo(text)  # verbatim, escape sequences included
+        console.echo("---")
 
     def on_train_begin(self, trainer) -> None:
         if trainer.run_dir:
