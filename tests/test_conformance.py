@@ -203,12 +203,14 @@ def failed(cases):
     return {name for name, (outcome, _) in cases.items() if outcome in ("failure", "error")}
 
 
+@pytest.mark.e2e  # a pytest run of the whole suite on six backends, in a process of its own
 def test_a_correct_third_party_backend_passes_every_case(third_party_run):
     cases = third_party_run[0]["TestCorrectThirdParty"]
     assert len(cases) > 150 and not failed(cases), failed(cases)
     assert all(outcome == "passed" for outcome, _ in cases.values())
 
 
+@pytest.mark.e2e  # a pytest run of the whole suite on six backends, in a process of its own
 def test_a_wrong_softmax_fails_the_suite(third_party_run):
     outcomes, rc, stdout = third_party_run
     assert rc == 1, stdout
@@ -228,6 +230,7 @@ def matching(names, test, *parts):
     return out
 
 
+@pytest.mark.e2e  # a pytest run of the whole suite on six backends, in a process of its own
 def test_a_wrong_derivative_fails_the_suite(third_party_run):
     cases = third_party_run[0]["TestWrongBackward"]
     bad = failed(cases)
@@ -244,6 +247,7 @@ def test_a_wrong_derivative_fails_the_suite(third_party_run):
     assert not {n for n in bad if "lstm" in n or "gru" in n}, bad
 
 
+@pytest.mark.e2e  # a pytest run of the whole suite on six backends, in a process of its own
 def test_a_missing_clip_fails_the_suite(third_party_run):
     bad = failed(third_party_run[0]["TestMissingClip"])
     assert matching(bad, "test_optimizer_op", "clip", "adagrad_") == {
@@ -253,6 +257,7 @@ def test_a_missing_clip_fails_the_suite(third_party_run):
     assert all("adagrad" in n for n in bad), bad
 
 
+@pytest.mark.e2e  # a pytest run of the whole suite on six backends, in a process of its own
 def test_a_dropped_hidden_state_fails_the_suite(third_party_run):
     bad = failed(third_party_run[0]["TestDroppedState"])
     assert len(matching(bad, "test_recurrence_forward", "lstm")) == 8, bad  # B 1 and 3, T 1 and 7
@@ -264,6 +269,7 @@ def test_a_dropped_hidden_state_fails_the_suite(third_party_run):
     assert all("lstm" in n for n in bad), bad
 
 
+@pytest.mark.e2e  # a pytest run of the whole suite on six backends, in a process of its own
 def test_the_wrong_dtype_fails_the_suite(third_party_run):
     bad = failed(third_party_run[0]["TestWrongDtype"])
     assert {"test_zeros[float32]", "test_asarray_to_numpy_round_trip[float32]",
@@ -273,6 +279,7 @@ def test_the_wrong_dtype_fails_the_suite(third_party_run):
     assert not {n for n in bad if "float64" in n}, bad
 
 
+@pytest.mark.e2e  # a pytest run of the whole suite on six backends, in a process of its own
 def test_a_backend_without_float64_has_those_cases_skipped(third_party_run):
     cases = third_party_run[0]["TestNoFloat64"]
     float64 = {n: r for n, r in cases.items() if "float64" in n or "gradient_check" in n}
