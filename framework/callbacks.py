@@ -7,18 +7,52 @@ every callback's :meth:`Callback.on_update_end` has run.
 """
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
 
 
+class Order(IntEnum):
+    """The places at which the built-in callbacks run at every event, lower first.
+
+    A callback places itself by name, relative to the work it depends on:
+    ``order = Order.VALIDATION + 1`` runs after validation has published ``val_loss`` for this
+    update; ``order = Order.CHECKPOINTS - 1`` writes its file before the checkpoint of the update,
+    so a kill between the two loses nothing a resume would not write again. Any integer is
+    allowed; the gaps are for plugins.
+    """
+
+    #: The learning-rate schedule: sets this update's rate before anything reports it.
+    SCHEDULE = -10
+    #: The gradient check: a run with wrong gradients stops before anything else happens.
+    GRADIENT_CHECK = 5
+    #: Validation: publishes ``val_loss`` (``trainer.validate()``) for the rest of the update.
+    VALIDATION = 10
+    #: The sampler: before the checkpoints, so a checkpoint holds its random stream after the
+    #: sample of that update, and a resumed run samples as an uninterrupted one would.
+    SAMPLER = 15
+    #: The metrics row: on disk before the checkpoint of the same update.
+    METRICS = 18
+    #: The checkpoints (``latest.npz``, ``best.npz``).
+    CHECKPOINTS = 20
+    #: Early stopping: after the checkpoints it may cut short.
+    EARLY_STOP = 30
+    #: Plugins' loggers and sinks: after everything that publishes a value.
+    LOGGERS = 35
+    #: The progress line: after the callbacks that may stop training, so its last line is true.
+    PROGRESS = 100
+    #: The report: last, it reads what the others wrote.
+    REPORT = 200
+
+
 class Callback:
     """Base class for callbacks. Every hook is optional.
 
     :attr:`name` identifies the callback in ``charrnn plugins`` and in checkpoints;
-    :attr:`order` sorts callbacks (lower runs first), so that, say, a checkpoint is written before
-    the report that reads it.
+    :attr:`order` sorts callbacks (lower runs first; see :class:`Order` for where the built-in
+    ones sit), so that, say, a checkpoint is written before the report that reads it.
     """
 
     name: ClassVar[str] = "base"

@@ -12,7 +12,7 @@ import os
 from typing import Any, Dict, Mapping, Optional
 
 from charrnn import hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.interrupts import deferred_interrupt
@@ -21,7 +21,7 @@ from charrnn.trainer import DIVERGED
 
 class Checkpoints(Callback):
     name = "checkpoints"
-    order = 20  # after validation (which publishes val_loss), before reports
+    order = Order.CHECKPOINTS
 
     def __init__(self, every: int = 1000) -> None:
         self.every = every

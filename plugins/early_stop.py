@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from charrnn import hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 
 
 class EarlyStop(Callback):
     name = "early_stop"
-    order = 30
+    order = Order.EARLY_STOP
 
     def __init__(self, target: float) -> None:
         self.target = target

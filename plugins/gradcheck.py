@@ -53,7 +53,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import click
 import numpy
 from charrnn import hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 from charrnn.errors import CharrnnError
 from charrnn.options import POSITIVE_FLOAT
@@ -359,7 +359,7 @@ class GradCheck(Callback):
     """Runs the gradient check before the first update of a new run (not when resuming)."""
 
     name = "gradcheck"
-    order = 5  # first: a run with wrong gradients stops before anything else happens
+    order = Order.GRADIENT_CHECK
 
     def __init__(self, hidden: int = DEFAULT_HIDDEN, step: float = DEFAULT_STEP,
                  entries: int = DEFAULT_RUN_ENTRIES, threshold: float = DEFAULT_THRESHOLD,

@@ -25,7 +25,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from charrnn import hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 from charrnn.files import append_text, atomic_write, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
@@ -213,10 +213,9 @@ def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
 
 class LossPlot(Callback):
     name = "lossplot"
-    # After validation (10), before the checkpoints (20): the row of an update is on disk before
-    # the checkpoint of that update, so a kill between the two loses no row (a resume drops the
-    # rows after its checkpoint and writes them again). Before the report (200), which shows it.
-    order = 18
+    # The row of an update is on disk before the checkpoint of that update, so a kill between
+    # the two loses no row (a resume drops the rows after its checkpoint and writes them again).
+    order = Order.METRICS
 
     def __init__(self, every: int = 1000, plot_every: int = 10_000, plot: bool = True,
                  quiet: bool = False) -> None:

@@ -9,12 +9,12 @@ import math
 from typing import Any, Mapping, Optional
 
 from charrnn import hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 
 
 class Progress(Callback):
     name = "progress"
-    order = 100  # after callbacks that may stop training, so the last line is accurate
+    order = Order.PROGRESS
 
     def __init__(self, every: int = 1000) -> None:
         self.every = every

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import click
 import numpy
 from charrnn import __version__, hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 from charrnn.files import atomic_write_text
 from charrnn.plugins.lossplot import round_step
@@ -183,7 +183,7 @@ def _find(trainer, name: str) -> Optional[Callback]:
 
 class Report(Callback):
     name = "report"
-    order = 200  # last: reads what checkpoints, the loss plot and the sampler have written
+    order = Order.REPORT
 
     def __init__(self, passage_length: int = 1000, seed: int = 0, quiet: bool = False) -> None:
         self.passage_length = passage_length

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import click
 import numpy
 from charrnn import hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 from charrnn.console import echo
 from charrnn.config import Option
 from charrnn.errors import CharrnnError
@@ -44,9 +44,7 @@ def fenced(text: str) -> str:
 
 class Sampler(Callback):
     name = "sampler"
-    # Before the checkpoints (20): a checkpoint written at an update where a sample is taken
-    # must hold the random stream after that sample, or a run resumed from it samples otherwise.
-    order = 15
+    order = Order.SAMPLER  # before the checkpoints, which save its random stream
 
     def __init__(self, every: int = 10_000, length: int = 200, temperature: float = 1.0,
                  top_k: Optional[int] = None, seed: int = 0, echo: bool = True) -> None:

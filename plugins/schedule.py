@@ -15,7 +15,7 @@ import math
 from typing import Any, Mapping, Optional
 
 from charrnn import hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -23,7 +23,7 @@ SCHEDULES = ("constant", "cosine", "linear")
 
 class LearningRateSchedule(Callback):
     name = "lr_schedule"
-    order = -10  # before anything that reports the rate
+    order = Order.SCHEDULE
 
     def __init__(self, eta: float, shape: str = "constant", final: float = 0.1,
                  warmup: int = 0) -> None:

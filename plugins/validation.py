@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from charrnn import hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 
 
 class Validation(Callback):
     name = "validation"
-    order = 10
+    order = Order.VALIDATION
 
     def __init__(self, every: int = 5000) -> None:
         self.every = every

@@ -332,7 +332,7 @@ def test_ctrl_c_inside_an_updates_callbacks_keeps_the_last_periodic_checkpoint(t
     whose metrics row was never written: a resume from it would lose that row for good."""
     import numpy
     from charrnn.backends.numpy_backend import NumpyBackend
-    from charrnn.callbacks import Callback
+    from charrnn.callbacks import Callback, Order
     from charrnn.checkpoint import load_checkpoint
     from charrnn.data import Corpus
     from charrnn.plugins.checkpoints import Checkpoints
@@ -341,7 +341,7 @@ def test_ctrl_c_inside_an_updates_callbacks_keeps_the_last_periodic_checkpoint(t
 
     class CtrlC(Callback):
         name = "ctrl-c"
-        order = 16  # between the sampler (15) and the metrics row (18)
+        order = Order.SAMPLER + 1  # between the sampler and the metrics row
 
         def on_update_end(self, trainer) -> None:
             if trainer.update == 60:

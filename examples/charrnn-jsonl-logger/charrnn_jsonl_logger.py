@@ -13,16 +13,16 @@ import time
 from typing import Any, Dict, Mapping, Optional
 
 from charrnn import Option, hookimpl
-from charrnn.callbacks import Callback
+from charrnn.callbacks import Callback, Order
 
 __version__ = "0.1.0"
 
 
 class JsonlLogger(Callback):
     name = "jsonl"
-    # After validation (10, publishes val_loss), the sampler (15), checkpoints (20) and early
-    # stopping (30); before the loss plot (40), the progress line (100) and the report (200).
-    order = 35
+    # After everything that publishes a value (validation, the sampler, the checkpoints, early
+    # stopping); before the progress line and the report.
+    order = Order.LOGGERS
 
     def __init__(self, every: int = 1000) -> None:
         self.every = every
