@@ -108,6 +108,20 @@ def add_run_options(add_option: Callable[..., None]) -> None:
 
 
 @hookspec
+def report_sections(trainer: Any) -> Any:
+    """Sections of the run's report (report.md) about what this plugin did.
+
+    :param trainer: the run's :class:`charrnn.trainer.Trainer`, at the end of training (its
+        ``callbacks``, ``logs``, ``config`` and ``run_dir``).
+    :return: a :class:`charrnn.reporting.ReportSection`, a list of them, or None. Called for
+        every installed plugin, whether or not its callbacks took part in the run, so that a
+        plugin can say that it was left out (``--no-gradcheck``).
+
+    A plugin whose implementation raises gets a section saying so; the report is still written.
+    """
+
+
+@hookspec
 def register_commands(cli: "click.Group") -> None:
     """Add subcommands to the ``charrnn`` launcher.
 

@@ -161,6 +161,31 @@ class Registry:
         info = self.items[kind][name].plugin
         return f"plugin {info.name!r} of {info.distribution} {info.version}"
 
+    def report_sections(self, trainer: Any) -> List[Any]:
+        """Every plugin's report sections for ``trainer``'s run, in their order. A plugin that
+        fails gets a section that names it, and the others are kept."""
+        from .reporting import ReportSection
+
+        sections: List[Any] = []
+
+        def collect(info: PluginInfo, result: Any) -> None:
+            for item in result if isinstance(result, (list, tuple)) else [result]:
+                if isinstance(item, ReportSection):
+                    sections.append(item)
+
+        for impl in sorted(self.pm.hook.report_sections.get_hookimpls(), key=self._precedence):
+            info = self._by_name.get(impl.plugin_name)
+            name = info.name if info else impl.plugin_name
+            try:
+                kwargs = {"trainer": trainer}
+                collect(info, impl.function(**{n: kwargs[n] for n in impl.argnames}))
+            except Exception as exc:  # one plugin's bug must not cost the report
+                owner = f" of {info.distribution} {info.version}" if info else ""
+                sections.append(ReportSection(
+                    f"Plugin {name}", f"The plugin {name!r}{owner} could not write its section "
+                    f"({_one_line(exc)}).\n", order=1000))
+        return sorted(sections, key=lambda s: s.order)
+
     def run_schema(self) -> Schema:
         """The options of ``charrnn run``: the core's, then those plugins added."""
         return Schema([*CORE_OPTIONS, *self.run_options], names_of=installed)

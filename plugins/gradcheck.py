@@ -56,6 +56,7 @@ from charrnn import hookimpl
 from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 from charrnn.errors import CharrnnError
+from charrnn.reporting import GRADIENT_CHECK_SECTION, ReportSection, cell
 from charrnn.options import POSITIVE_FLOAT
 
 #: Steps (sequence x batch x layers) from which charrnn gradcheck says up front that it takes
@@ -432,9 +433,43 @@ class GradCheck(Callback):
                 "--no-gradcheck to train anyway")
 
 
+def report_markdown(result: Any) -> str:
+    """The report's section on a gradient-check result (as saved in the run's logs)."""
+    if not isinstance(result, Mapping):
+        return f"The gradient check left a result this report cannot read: `{cell(result)}`."
+    passed = result.get("passed")
+    verdict = "passed" if passed else "FAILED" if passed is not None else "finished"
+    has_hidden = "hidden" in result and "hidden" in (result.get("options") or {"hidden": None})
+    facts = [f"the {result['model']} model" if "model" in result else None,
+             f"hidden size {result['hidden']}" if has_hidden else None,
+             f"{result['layers']} layers" if (result.get("layers") or 1) > 1 else None,
+             f"batch {result['batch']}" if (result.get("batch") or 1) > 1 else None,
+             f"sequence length {result['seq_length']}" if "seq_length" in result else None,
+             f"finite-difference step {result['step']}" if "step" in result else None,
+             (f"{result['entries']} entries per parameter" if result["entries"]
+              else "all entries") if "entries" in result else None,
+             f"weights sigma {result['sigma']}" if "sigma" in result else None,
+             f"{result['backend']} backend" if "backend" in result else None,
+             f"{result['dtype']}" if "dtype" in result else None,
+             f"threshold {result['threshold']} on the relative error"
+             if "threshold" in result else None]
+    facts_text = ", ".join(f for f in facts if f)
+    intro = (f"Analytic gradients against centred finite differences"
+             f"{' (' + facts_text + ')' if facts_text else ''}: **{verdict}**.")
+    return f"{intro}\n\n{markdown_table(result)}"
+
+
 @hookimpl
 def register_callbacks(register):
     register(GradCheck)
+
+
+@hookimpl
+def report_sections(trainer):
+    result = trainer.logs.get("gradcheck")
+    body = "The gradient check was not run for this run.\n" if result is None else \
+        report_markdown(result) + "\n"
+    return ReportSection("Gradient check", body, GRADIENT_CHECK_SECTION)
 
 
 @hookimpl

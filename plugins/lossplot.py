@@ -29,6 +29,7 @@ from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 from charrnn.files import append_text, atomic_write, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
+from charrnn.reporting import LOSS_SECTION, ReportSection, round_step
 from charrnn.trainer import INTERRUPTED
 
 COLUMNS = ("update", "epoch", "loss", "smooth_loss", "val_loss", "updates_per_second")
@@ -97,17 +98,6 @@ def updates_per_epoch(stream) -> int:
     every epoch of the run, those of earlier processes included, without any record of them.
     """
     return (int(stream.length) - 1) // int(stream.seq_length)
-
-
-def round_step(count: int, most: int) -> int:
-    """The first of 1, 2, 5, 10, 20, 50, ... that has at most ``most`` multiples up to
-    ``count``: marks (or samples) at round intervals, few enough to read, for any length."""
-    scale = 1
-    while True:
-        for m in (1, 2, 5):
-            if int(count) // (m * scale) <= most:
-                return m * scale
-        scale *= 10
 
 
 def epoch_marks(epochs: int, per_epoch: int, until: Optional[int] = None,
@@ -375,6 +365,18 @@ class LossPlot(Callback):
 @hookimpl
 def register_callbacks(register):
     register(LossPlot)
+
+
+@hookimpl
+def report_sections(trainer):
+    run_dir = trainer.run_dir or ""
+    if os.path.exists(os.path.join(run_dir, PLOT_FILE)):
+        body = f"![smooth loss]({PLOT_FILE})\n"
+    else:
+        body = f"No loss plot was drawn (`{PLOT_FILE}` is absent; see `--plot`).\n"
+    if os.path.exists(os.path.join(run_dir, METRICS_FILE)):
+        body += f"\nThe numbers behind it are in [{METRICS_FILE}]({METRICS_FILE}).\n"
+    return ReportSection("Smooth loss", body, LOSS_SECTION)
 
 
 @hookimpl

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import click
 import numpy
@@ -21,7 +21,7 @@ from charrnn import __version__, hookimpl
 from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 from charrnn.files import atomic_write_text
-from charrnn.plugins.lossplot import round_step
+from charrnn.reporting import fenced, table
 from charrnn.sampling import MAX_SAMPLE
 
 REPORT_FILE = "report.md"
@@ -30,155 +30,11 @@ LN2 = math.log(2)
 #: same seed both would draw the same numbers, and a model that forgets its starting state quickly
 #: would then repeat the training samples word for word inside the passage.
 STREAM = 0x7265706F7274  # "report"
-#: The assignment's sample schedule: one every ``COURSE_EVERY`` updates up to ``COURSE_UNTIL``.
-COURSE_EVERY = 10_000
-COURSE_UNTIL = 100_000
-#: Up to this many samples the report shows them all: as many as the course schedule shows.
-SHOW_ALL = 12
 
 
 def passage_rng(seed: int) -> numpy.random.Generator:
     """The passage's random stream for ``--report-seed`` (any int, negative ones included)."""
     return numpy.random.default_rng([STREAM, int(seed) & 0xFFFFFFFFFFFFFFFF])
-
-
-def _cell(value: Any) -> str:
-    """A value made safe for one Markdown table cell."""
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
-def _table(rows: List[Tuple[str, Any]], head: Tuple[str, str] = ("", "")) -> str:
-    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
-    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows]
-    return "\n".join(lines)
-
-
-def _fmt_float(value: Any, digits: int = 4) -> str:
-    try:
-        return f"{float(value):.{digits}f}"
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _sci(value: Any) -> str:
-    try:
-        return f"{float(value):.2e}"
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def gradcheck_table(result: Mapping[str, Any]) -> str:
-    """Markdown for a gradient-check result, rendered here when the gradcheck plugin can't."""
-    lines = ["| parameter | entries | max relative error | max absolute error |",
-             "|---|---:|---:|---:|"]
-    for name, entry in (result.get("params") or {}).items():
-        entry = entry or {}
-        lines.append(f"| {_cell(name)} | {_cell(entry.get('checked', ''))} | "
-                     f"{_sci(entry.get('rel'))} | {_sci(entry.get('abs'))} |")
-    return "\n".join(lines)
-
-
-def _gradcheck_markdown(result: Any) -> str:
-    if not isinstance(result, Mapping):
-        return f"The gradient check left a result this report cannot read: `{_cell(result)}`."
-    passed = result.get("passed")
-    verdict = "passed" if passed else "FAILED" if passed is not None else "finished"
-    has_hidden = "hidden" in result and "hidden" in (result.get("options") or {"hidden": None})
-    facts = [f"the {result['model']} model" if "model" in result else None,
-             f"hidden size {result['hidden']}" if has_hidden else None,
-             f"{result['layers']} layers" if (result.get("layers") or 1) > 1 else None,
-             f"batch {result['batch']}" if (result.get("batch") or 1) > 1 else None,
-             f"sequence length {result['seq_length']}" if "seq_length" in result else None,
-             f"finite-difference step {result['step']}" if "step" in result else None,
-             (f"{result['entries']} entries per parameter" if result["entries"]
-              else "all entries") if "entries" in result else None,
-             f"weights sigma {result['sigma']}" if "sigma" in result else None,
-             f"{result['backend']} backend" if "backend" in result else None,
-             f"{result['dtype']}" if "dtype" in result else None,
-             f"threshold {result['threshold']} on the relative error"
-             if "threshold" in result else None]
-    facts_text = ", ".join(f for f in facts if f)
-    intro = (f"Analytic gradients against centred finite differences"
-             f"{' (' + facts_text + ')' if facts_text else ''}: **{verdict}**.")
-    try:
-        from charrnn.plugins.gradcheck import markdown_table
-
-        table = markdown_table(result)
-    except Exception:  # the plugin is missing, broken, or of another version
-        table = gradcheck_table(result)
-    return f"{intro}\n\n{table}"
-
-
-def shown_samples(updates: Sequence[int]) -> Tuple[List[int], Optional[int], int]:
-    """Which samples the report shows, given the update each was taken at (in order).
-
-    Returns ``(indices, interval, until)``: the samples at update 0 and at each multiple of
-    ``interval`` up to ``until``, then the last sample; ``interval`` is None when every sample
-    is shown. Where no sample was taken at a multiple, the first one taken after it (and before
-    the next multiple) stands in, so a ``--sample-every`` that does not divide the interval
-    still gives one sample per interval. A run that ends before the assignment's first
-    interval gets the same shape at a round interval of its own, about ten samples.
-    """
-    count = len(updates)
-    if count <= SHOW_ALL:
-        return list(range(count)), None, 0
-    last = int(updates[-1])
-    if last >= COURSE_EVERY:
-        interval, until = COURSE_EVERY, COURSE_UNTIL
-    else:
-        interval, until = round_step(last, SHOW_ALL - 2), last
-    chosen: List[int] = []
-    i = 0
-    for mark in range(0, until + 1, interval):
-        while i < count and updates[i] < mark:
-            i += 1
-        if i < count and updates[i] < mark + interval:
-            chosen.append(i)
-    if count - 1 not in chosen:
-        chosen.append(count - 1)
-    return chosen, interval, until
-
-
-def samples_markdown(samples: Sequence[Tuple[int, float, str]], every: Optional[int],
-                     length: Optional[int]) -> str:
-    """The report's section on samples: those :func:`shown_samples` picks, and one line
-    sending the reader to ``samples.md`` for the others."""
-    from charrnn.plugins.sampler import SAMPLES_FILE, fenced
-
-    if not samples:
-        return "No samples were taken.\n"
-    out = [f"{length or len(samples[0][2])} characters each"
-           + (f", every {every:,} updates" if every else "")
-           + ", from the hidden state training had reached at that update.\n"]
-    updates = [int(u) for u, _, _ in samples]
-    chosen, interval, until = shown_samples(updates)
-    if interval is not None:
-        upto = f" up to {until:,}" if updates[-1] > until else ""
-        course = ", as the assignment asks," if interval == COURSE_EVERY else ""
-        line = (f"Shown here: the samples at update 0 and every {interval:,} updates{upto}"
-                f"{course} and the last one (update {updates[-1]:,}).")
-        if any(updates[i] % interval for i in chosen[:-1]):
-            line += (f" Where no sample was taken at a multiple of {interval:,}, the first one "
-                     "taken after it is shown"
-                     + (f" (`--sample-every {every:,}` does not divide {interval:,})"
-                        if every and interval % every else "") + ".")
-        rest = len(samples) - len(chosen)
-        line += (f" The other {rest:,} are in [{SAMPLES_FILE}]({SAMPLES_FILE}), which holds "
-                 "every sample of the run.")
-        out.append(line + "\n")
-    for i in chosen:
-        update, smooth, text = samples[i]
-        out.append(f"### Update {int(update):,} (smooth loss {float(smooth):.3f})\n")
-        out.append(fenced(text) + "\n")
-    return "\n".join(out)
-
-
-def _find(trainer, name: str) -> Optional[Callback]:
-    for cb in trainer.callbacks:
-        if getattr(cb, "name", None) == name:
-            return cb
-    return None
 
 
 class Report(Callback):
@@ -348,7 +204,7 @@ class Report(Callback):
                                   "updates; validation not counted)"))
         return rows
 
-    def options_table(self, trainer) -> str:
+    def optionstable(self, trainer) -> str:
         cfg = trainer.config
         rows = []
         for key in sorted(cfg):
@@ -360,11 +216,9 @@ class Report(Callback):
             else:
                 shown = value
             rows.append((f"`--{key.replace('_', '-')}`", shown))
-        return _table(rows, ("option", "value"))
+        return table(rows, ("option", "value"))
 
     def render(self, trainer) -> str:
-        from charrnn.plugins.sampler import fenced
-
         run_dir = trainer.run_dir
         ckpt, why_none = self.best_checkpoint(trainer)
         out: List[str] = []
@@ -375,29 +229,14 @@ class Report(Callback):
                    "back-propagation through time on sequences of characters.\n")
 
         out.append("## Configuration\n")
-        out.append(_table(self.configuration(trainer, ckpt), ("setting", "value")) + "\n")
+        out.append(table(self.configuration(trainer, ckpt), ("setting", "value")) + "\n")
         out.append("Every option of the run is listed at the end, under *All options*.\n")
 
-        out.append("## Gradient check\n")
-        result = trainer.logs.get("gradcheck")
-        if result is None:
-            out.append("The gradient check was not run for this run.\n")
-        else:
-            out.append(_gradcheck_markdown(result) + "\n")
+        from charrnn.registry import get_registry
 
-        out.append("## Smooth loss\n")
-        if os.path.exists(os.path.join(run_dir, "loss.png")):
-            out.append("![smooth loss](loss.png)\n")
-        else:
-            out.append("No loss plot was drawn (`loss.png` is absent; see `--plot`).\n")
-        if os.path.exists(os.path.join(run_dir, "metrics.csv")):
-            out.append("The numbers behind it are in [metrics.csv](metrics.csv).\n")
-
-        out.append("## Samples during training\n")
-        sampler = _find(trainer, "sampler")
-        out.append(samples_markdown(list(getattr(sampler, "samples", None) or []),
-                                    getattr(sampler, "every", None),
-                                    getattr(sampler, "length", None)))
+        for section in get_registry().report_sections(trainer):
+            out.append(f"## {section.title}\n")
+            out.append(section.body)
 
         out.append(f"## A {self.passage_length:,}-character passage from the best model\n")
         if ckpt is None and trainer.corpus is None:
@@ -415,7 +254,7 @@ class Report(Callback):
 
         out.append("## All options\n")
         out.append("As given to `charrnn run` or taken by default (saved in `config.json`).\n")
-        out.append(self.options_table(trainer) + "\n")
+        out.append(self.optionstable(trainer) + "\n")
         return "\n".join(out)
 
 

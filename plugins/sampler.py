@@ -10,8 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
-import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import click
 import numpy
@@ -24,6 +23,7 @@ from charrnn.files import append_text, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
 from charrnn.trainer import INTERRUPTED
 from charrnn.options import POSITIVE_FLOAT
+from charrnn.reporting import SAMPLES_SECTION, ReportSection, fenced, round_step
 from charrnn.sampling import MAX_SAMPLE, sample_ids
 
 
@@ -35,11 +35,73 @@ def sample_markdown(update: int, smooth: float, text: str) -> str:
     return f"## Update {update} (smooth loss {smooth:.3f})\n\n{fenced(text)}\n\n"
 
 
-def fenced(text: str) -> str:
-    """``text`` in a Markdown code fence longer than any run of backticks inside it."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
+#: The assignment's sample schedule: one every ``COURSE_EVERY`` updates up to ``COURSE_UNTIL``.
+COURSE_EVERY = 10_000
+COURSE_UNTIL = 100_000
+#: Up to this many samples the report shows them all: as many as the course schedule shows.
+SHOW_ALL = 12
+
+
+def shown_samples(updates: Sequence[int]) -> Tuple[List[int], Optional[int], int]:
+    """Which samples the report shows, given the update each was taken at (in order).
+
+    Returns ``(indices, interval, until)``: the samples at update 0 and at each multiple of
+    ``interval`` up to ``until``, then the last sample; ``interval`` is None when every sample
+    is shown. Where no sample was taken at a multiple, the first one taken after it (and before
+    the next multiple) stands in, so a ``--sample-every`` that does not divide the interval
+    still gives one sample per interval. A run that ends before the assignment's first
+    interval gets the same shape at a round interval of its own, about ten samples.
+    """
+    count = len(updates)
+    if count <= SHOW_ALL:
+        return list(range(count)), None, 0
+    last = int(updates[-1])
+    if last >= COURSE_EVERY:
+        interval, until = COURSE_EVERY, COURSE_UNTIL
+    else:
+        interval, until = round_step(last, SHOW_ALL - 2), last
+    chosen: List[int] = []
+    i = 0
+    for mark in range(0, until + 1, interval):
+        while i < count and updates[i] < mark:
+            i += 1
+        if i < count and updates[i] < mark + interval:
+            chosen.append(i)
+    if count - 1 not in chosen:
+        chosen.append(count - 1)
+    return chosen, interval, until
+
+
+def samples_markdown(samples: Sequence[Tuple[int, float, str]], every: Optional[int],
+                     length: Optional[int]) -> str:
+    """The report's section on samples: those :func:`shown_samples` picks, and one line
+    sending the reader to ``samples.md`` for the others."""
+    if not samples:
+        return "No samples were taken.\n"
+    out = [f"{length or len(samples[0][2])} characters each"
+           + (f", every {every:,} updates" if every else "")
+           + ", from the hidden state training had reached at that update.\n"]
+    updates = [int(u) for u, _, _ in samples]
+    chosen, interval, until = shown_samples(updates)
+    if interval is not None:
+        upto = f" up to {until:,}" if updates[-1] > until else ""
+        course = ", as the assignment asks," if interval == COURSE_EVERY else ""
+        line = (f"Shown here: the samples at update 0 and every {interval:,} updates{upto}"
+                f"{course} and the last one (update {updates[-1]:,}).")
+        if any(updates[i] % interval for i in chosen[:-1]):
+            line += (f" Where no sample was taken at a multiple of {interval:,}, the first one "
+                     "taken after it is shown"
+                     + (f" (`--sample-every {every:,}` does not divide {interval:,})"
+                        if every and interval % every else "") + ".")
+        rest = len(samples) - len(chosen)
+        line += (f" The other {rest:,} are in [{SAMPLES_FILE}]({SAMPLES_FILE}), which holds "
+                 "every sample of the run.")
+        out.append(line + "\n")
+    for i in chosen:
+        update, smooth, text = samples[i]
+        out.append(f"### Update {int(update):,} (smooth loss {float(smooth):.3f})\n")
+        out.append(fenced(text) + "\n")
+    return "\n".join(out)
 
 
 class Sampler(Callback):
@@ -123,6 +185,17 @@ class Sampler(Callback):
 @hookimpl
 def register_callbacks(register):
     register(Sampler)
+
+
+@hookimpl
+def report_sections(trainer):
+    sampler = next((cb for cb in trainer.callbacks if isinstance(cb, Sampler)), None)
+    if sampler is None:
+        return ReportSection("Samples during training", "No samples were taken.\n",
+                             SAMPLES_SECTION)
+    return ReportSection("Samples during training",
+                         samples_markdown(sampler.samples, sampler.every, sampler.length),
+                         SAMPLES_SECTION)
 
 
 @hookimpl

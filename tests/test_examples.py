@@ -106,6 +106,13 @@ def test_run_writes_metrics_jsonl(with_examples, data_file, tmp_path):
                    "--quiet", "--no-gradcheck", cwd=tmp_path)
     check(proc, "charrnn run")
     check_metrics(read_metrics(out), [100, 200, 300], val=True)
+    # Its own section of the report, between the loss plot's and the samples' (order 25).
+    report = (out / "report.md").read_text(encoding="utf-8")
+    titles = re.findall(r"^## (.*)$", report, flags=re.M)
+    assert titles.index("Metrics as JSON lines") == titles.index("Smooth loss") + 1
+    assert titles.index("Samples during training") == titles.index("Smooth loss") + 2
+    lines = len((out / "metrics.jsonl").read_text(encoding="utf-8").splitlines())
+    assert f"{lines:,} lines in [metrics.jsonl](metrics.jsonl)" in report
 
 
 def test_jsonl_every_zero_is_one_error_line(with_examples, data_file, tmp_path):

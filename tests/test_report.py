@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import random
 import re
-import sys
 
 import pytest
-from helpers import charrnn_inproc, read_samples
+from helpers import charrnn_inproc, read_samples, run_in_process
 
 PASSAGE = 321
 
@@ -192,18 +191,6 @@ RESULT = {"hidden": 5, "seq_length": 10, "step": 1e-5, "entries": 20, "dtype": "
                      "U": {"rel": 2.0e-9, "abs": 1.0e-11, "checked": 20}}}
 
 
-def test_gradcheck_table_fallback(monkeypatch):
-    from charrnn.plugins import report
-
-    monkeypatch.setitem(sys.modules, "charrnn.plugins.gradcheck", None)  # import fails
-    text = report._gradcheck_markdown(RESULT)
-    assert "**passed**" in text and "hidden size 5" in text and "threshold 1e-06" in text
-    assert "| W | 20 | 1.20e-09 | 3.40e-11 |" in text
-    assert "| U | 20 | 2.00e-09 | 1.00e-11 |" in text
-    failed = report._gradcheck_markdown({**RESULT, "passed": False})
-    assert "**FAILED**" in failed
-
-
 def test_gradcheck_result_in_report(tmp_path):
     from charrnn.assembly import build_trainer
 
@@ -222,7 +209,7 @@ def test_gradcheck_result_in_report(tmp_path):
 # -- which samples the report shows --------------------------------------------------------------
 
 def picked(updates):
-    from charrnn.plugins.report import shown_samples
+    from charrnn.plugins.sampler import shown_samples
 
     indices, interval, until = shown_samples(updates)
     return [updates[i] for i in indices], interval, until
@@ -268,7 +255,7 @@ def test_a_short_run_with_many_samples_shows_a_round_interval():
 
 
 def test_samples_section_text():
-    from charrnn.plugins.report import samples_markdown
+    from charrnn.plugins.sampler import samples_markdown
 
     samples = [(u, 100.0 - u / 5000, f"text {u}") for u in range(0, 400_001, 3000)]
     samples.append((400_000, 20.0, "the end"))
@@ -303,3 +290,21 @@ def test_report_options_have_help():
                                                 "report_seed")]
     for option in options:
         assert option.help and len(option.help) > 20, option.name
+
+
+def test_a_plugin_whose_section_fails_is_named_and_the_report_is_written(tmp_path, with_examples):
+    from pathlib import Path
+
+    with_examples(Path(__file__).resolve().parent / "data" / "charrnn-bad-section")
+    data = tmp_path / "words.txt"
+    data.write_text(make_text(), encoding="utf-8")
+    out = tmp_path / "run"
+    proc = run_in_process("run", "--data", data, "--out", out, "--hidden", 8, "--iterations",
+                          20, "--no-plot", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "The plugin 'bad_section' of charrnn-bad-section 0.1.0 could not write its " \
+           "section (RuntimeError: this section has a bug)." in report
+    for title in ("Configuration", "Gradient check", "Smooth loss", "Samples during training",
+                  "All options"):
+        assert f"## {title}\n" in report, title

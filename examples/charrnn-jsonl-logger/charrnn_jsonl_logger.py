@@ -14,6 +14,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from charrnn import Option, hookimpl
 from charrnn.callbacks import Callback, Order
+from charrnn.reporting import ReportSection
 
 __version__ = "0.1.0"
 
@@ -70,6 +71,21 @@ class JsonlLogger(Callback):
 @hookimpl
 def register_callbacks(register):
     register(JsonlLogger)
+
+
+@hookimpl
+def report_sections(trainer):
+    """A line in the run's report.md saying where the JSON lines are (when this run wrote
+    them)."""
+    path = os.path.join(trainer.run_dir or "", "metrics.jsonl")
+    if not any(isinstance(cb, JsonlLogger) for cb in trainer.callbacks) or \
+            not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        lines = sum(1 for _ in fh)
+    return ReportSection("Metrics as JSON lines",
+                         f"{lines:,} lines in [metrics.jsonl](metrics.jsonl), one object each.\n",
+                         order=25)
 
 
 @hookimpl
