@@ -12,7 +12,7 @@ How the pieces fit:
   Dask scheduler, so workers on other machines report to it through the scheduler rather than
   opening the database themselves.
 * **The trials** are asked of the study here (Optuna's default sampler chooses the values), run
-  by Dask workers as ordinary ``charrnn run`` processes (:mod:`charrnn.plugins.sweep_trial`), and
+  by Dask workers as ordinary ``charrnn run`` processes (:mod:`charrnn.plugins.sweep.trial`), and
   told back here. Their validation losses are reported as they train, and a median pruner stops
   the hopeless ones.
 * **The cluster** is a ``distributed.LocalCluster`` with one single-threaded worker process per
@@ -31,7 +31,6 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import click
-from charrnn import hookimpl
 from charrnn.dirlock import DirectoryLock
 from charrnn.errors import CharrnnError
 from charrnn.options import FiniteFloat
@@ -140,7 +139,7 @@ class Sweep:
         for key, value in (("run_dir", run_dir), ("command", command)):
             trial.set_user_attr(key, value)
         os.makedirs(os.path.join(self.sweep_dir, "logs"), exist_ok=True)
-        from charrnn.plugins.sweep_trial import run_trial
+        from charrnn.plugins.sweep.trial import run_trial
 
         job = {"study": STUDY, "storage": self.storage, "pruner": self.pruner,
                "trial_id": trial._trial_id, "argv": argv, "run_dir": os.path.abspath(run_dir),
@@ -152,7 +151,7 @@ class Sweep:
         self.futures[future] = (trial, run_dir)
 
     def _argv(self, values: Dict[str, Any]) -> List[str]:
-        from charrnn.plugins.sweep_space import run_argv
+        from charrnn.plugins.sweep.space import run_argv
 
         chosen = {**self.space.fixed, **values}
         return run_argv(chosen, self.options) + self.settings["budget_argv"]
@@ -182,7 +181,7 @@ class Sweep:
         return self._progress(trial, outcome)
 
     def _progress(self, trial: Any, outcome: Dict[str, Any]) -> str:
-        from charrnn.plugins.sweep_results import best, finished
+        from charrnn.plugins.sweep.results import best, finished
 
         trials = self.study.get_trials(deepcopy=False)
         done = finished(trials)
@@ -229,7 +228,7 @@ class Sweep:
                     future.cancel()
 
     def _finished(self) -> List[Any]:
-        from charrnn.plugins.sweep_results import finished
+        from charrnn.plugins.sweep.results import finished
 
         return finished(self.study.get_trials(deepcopy=False))
 
@@ -246,7 +245,7 @@ def _connect(scheduler: Optional[str], workers: int, distributed: Any, timeout: 
                                f"{timeout:g} s ({type(exc).__name__}); start one with "
                                "`dask scheduler` and `dask worker ADDRESS`, or check the "
                                "address") from None
-    from charrnn.plugins.sweep_trial import SINGLE_THREAD
+    from charrnn.plugins.sweep.trial import SINGLE_THREAD
 
     # One retry: a trial whose worker dies runs once more (resuming), then counts as failed.
     dask.config.set({"distributed.scheduler.allowed-failures": 1})
@@ -300,7 +299,7 @@ def _describe_space(space: Any) -> Dict[str, Any]:
 def show(sweep_dir: str, storage_url: Optional[str], quiet: bool = False) -> None:
     """Print the table and write the plots and sweep.md from the study's trials."""
     optuna, _, _ = _imports()
-    from charrnn.plugins import sweep_results as results
+    from charrnn.plugins.sweep import results
 
     path = os.path.join(sweep_dir, SETTINGS)
     if not os.path.exists(path):
@@ -350,8 +349,7 @@ def _default_storage(sweep_dir: str) -> str:
     return "sqlite:///" + os.path.abspath(os.path.join(sweep_dir, DB))
 
 
-@hookimpl
-def register_commands(cli):
+def register(cli) -> None:
     @cli.command("sweep")
     @click.option("--out", default=None, metavar="DIR",
                   help="Sweep directory: the study, each trial's run directory, the report "
@@ -400,7 +398,7 @@ def register_commands(cli):
         if show_dir is not None:
             show(show_dir, storage)
             return
-        from charrnn.plugins.sweep_space import build_space, run_options
+        from charrnn.plugins.sweep.space import build_space, run_options
 
         options = run_options()
         space = build_space(sets, params, space_file, options)  # checked before any import
