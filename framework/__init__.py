@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time they load on fir
     from .run_config import RunConfig
     from .errors import CharrnnError, InvalidOption, TrainingDiverged
     from .generate import Generator, load
+    from .metrics import read_metrics
 
 DISTRIBUTION = "charrnn-kit"
 
@@ -31,13 +32,13 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["train", "load", "Run", "Generator", "RunConfig", "Option", "Callback",
+__all__ = ["train", "load", "Run", "Generator", "RunConfig", "Option", "Callback", "read_metrics",
            "CharrnnError", "InvalidOption", "TrainingDiverged", "hookimpl", "__version__",
            "DISTRIBUTION"]
 
 _LAZY = {"train": "api", "Run": "api", "load": "generate", "Generator": "generate",
          "RunConfig": "run_config", "Option": "config", "Callback": "callbacks",
-         "CharrnnError": "errors", "InvalidOption": "errors", "TrainingDiverged": "errors"}
+         "read_metrics": "metrics", "CharrnnError": "errors", "InvalidOption": "errors", "TrainingDiverged": "errors"}
 
 
 def __getattr__(name: str):

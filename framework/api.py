@@ -2,7 +2,6 @@
 text. The command line is a thin layer over these two."""
 from __future__ import annotations
 
-import csv
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from .callbacks import Callback
 from .run_config import RunConfig
 from .errors import InvalidOption, TrainingDiverged
 from .generate import Generator, load
+from .metrics import read_metrics
 from .session import run_session
 from .trainer import DIVERGED, Trainer
 
@@ -54,32 +54,14 @@ class Run:
         return path if os.path.isfile(path) else None
 
     @property
-    def metrics(self) -> List[Dict[str, Optional[float]]]:
-        """The run's metrics, one row per logged update (``update``, ``smooth_loss``,
-        ``val_loss`` where measured, ...), read from its ``metrics.csv``; empty without one."""
-        path = os.path.join(self.directory, "metrics.csv")
-        try:
-            with open(path, newline="", encoding="utf-8") as fh:
-                rows = list(csv.DictReader(fh))
-        except OSError:
-            return []
-        return [{key: _number(value) for key, value in row.items()} for row in rows]
+    def metrics(self) -> List[Dict[str, Any]]:
+        """The run's metrics log, one row per logged update (see :func:`read_metrics`)."""
+        return read_metrics(self.directory)
 
     def load(self, *, backend: str = "numpy", which: str = "best") -> Generator:
         """The run's best (or ``which="latest"``) model, ready to write text."""
         path = self.best_checkpoint if which == "best" else self.latest_checkpoint
         return load(path or self.directory, backend=backend)
-
-
-def _number(value: Optional[str]) -> Optional[float]:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return value  # type: ignore[return-value]
-    return int(number) if number.is_integer() and "." not in value and "e" not in value \
-        else number
 
 
 def train(config: Optional[Mapping[str, Any]] = None, *, callbacks: Sequence[Callback] = (),

@@ -121,13 +121,14 @@ def build_trainer(config: Mapping[str, Any], run_dir: Optional[str] = None,
                   vocab: Optional[Sequence[str]] = None, *, corpus: Any = None,
                   backend: Any = None, plugins: bool = True,
                   callbacks: Sequence[Any] = ()) -> Trainer:
-    """A ready-to-fit trainer for ``config``: a :class:`~charrnn.config.RunConfig`, or a
+    """A ready-to-fit trainer for ``config``: a :class:`~charrnn.run_config.RunConfig`, or a
     mapping of ``charrnn run`` option names checked as one.
 
     ``vocab`` fixes the alphabet (a resumed run's); ``corpus`` gives the text already read (the
     benchmarks' own); ``backend`` a backend object already made (a test's own subclass) in place
-    of the registered one ``config`` names. ``plugins`` False leaves the registered callbacks out (a bare training
-    loop, as the benchmarks time it); ``callbacks`` are in-process ones, run with them.
+    of the registered one ``config`` names. ``plugins`` False leaves the registered callbacks
+    and the metrics log out (a bare training loop, as the benchmarks time it); ``callbacks``
+    are in-process ones, run with them.
     """
     if not isinstance(config, RunConfig):
         config = RunConfig(config, _expand_preset=False)
@@ -152,4 +153,5 @@ def build_trainer(config: Mapping[str, Any], run_dir: Optional[str] = None,
                    config=saved, corpus=corpus, run_dir=run_dir,
                    val_ids=None if val is None else numpy.asarray(val),
                    time_limit=options.get("time_limit") or None, seed=int(options["seed"]),
-                   clip_norm=options.get("clip_norm") or None)
+                   clip_norm=options.get("clip_norm") or None,
+                   metrics_every=int(options["log_every"]) if plugins else None)

@@ -21,6 +21,7 @@ from .console import Console
 from .evaluation import stream_loss
 from .errors import CallbackFailed, CharrnnError, os_error_message
 from .interrupts import UpdateBoundary
+from .metrics import MetricsLog
 from .model import Model, State
 from .optimizer import Optimizer
 from .stream import TextStream
@@ -53,7 +54,7 @@ class Trainer:
                  config: Optional[Dict[str, Any]] = None, corpus: Any = None,
                  run_dir: Optional[str] = None, val_ids: Optional[Array] = None,
                  time_limit: Optional[float] = None, seed: int = 0,
-                 clip_norm: Optional[float] = None) -> None:
+                 clip_norm: Optional[float] = None, metrics_every: Optional[int] = None) -> None:
         self.model = model
         self.backend = model.backend
         self.optimizer = optimizer
@@ -64,7 +65,14 @@ class Trainer:
         self.time_limit = time_limit
         #: ``--clip-norm``: the largest gradient norm per predicted character (see train_step).
         self.clip_norm = clip_norm or None
+        callbacks = list(callbacks)
+        if metrics_every is not None and not any(isinstance(c, MetricsLog) for c in callbacks):
+            callbacks.append(MetricsLog(int(metrics_every)))
         self.callbacks: List[Callback] = sorted(callbacks, key=lambda c: getattr(c, "order", 0))
+        #: The run's metrics log (:mod:`charrnn.metrics`): a row every ``metrics_every`` updates,
+        #: in metrics.csv and for the callbacks after it; None for a bare training loop.
+        self.metrics: Optional[MetricsLog] = next(
+            (c for c in self.callbacks if isinstance(c, MetricsLog)), None)
         self.config = dict(config or {})
         self.corpus = corpus
         self.run_dir = run_dir

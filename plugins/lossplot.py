@@ -1,10 +1,8 @@
-"""``metrics.csv`` and ``loss.png`` in the run directory: the loss curve of the course assignment.
+"""``loss.png`` in the run directory: the loss curve of the course assignment.
 
-Every ``--log-every`` updates a row is appended to ``metrics.csv`` (update, epoch, loss, smooth
-loss, validation loss where it was computed at that very update, updates per second); every
-``--plot-every`` updates and at the end ``loss.png`` is redrawn from those rows. A resumed run
-drops the rows written after the checkpoint it resumes from, so the file holds one consistent
-series with strictly increasing updates.
+Every ``--plot-every`` updates and at the end ``loss.png`` is redrawn from the rows of the run's
+metrics log (:mod:`charrnn.metrics`, which the trainer keeps and writes to ``metrics.csv``), with
+the validation loss at every update it was measured.
 
 The plot marks the update at which each epoch began, worked out from the text stream rather than
 read from the rows, which come too seldom to place them; when there are many epochs, only every
@@ -17,23 +15,19 @@ notebook, say) that runs training in-process.
 """
 from __future__ import annotations
 
-import csv
 import gc
-import io
 import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from charrnn import hookimpl
 from charrnn.callbacks import Callback, Order
+from charrnn.metrics import METRICS_FILE
 from charrnn.config import Option
-from charrnn.files import append_text, atomic_write, atomic_write_text
+from charrnn.files import atomic_write
 from charrnn.interrupts import deferred_interrupt
 from charrnn.reporting import LOSS_SECTION, ReportSection, round_step
-from charrnn.trainer import INTERRUPTED
 
-COLUMNS = ("update", "epoch", "loss", "smooth_loss", "val_loss", "updates_per_second")
-METRICS_FILE = "metrics.csv"
 PLOT_FILE = "loss.png"
 #: The most epochs marked on the plot; past that, every 2nd, 5th, 10th, 20th, ... is marked.
 MOST_EPOCH_MARKS = 10
@@ -43,49 +37,6 @@ EPOCH_GID = "epoch-start"
 EPOCH_AXIS_GID = "epoch-axis"
 
 Row = Dict[str, Any]
-
-
-def _fmt(value: Optional[float], digits: int = 6) -> str:
-    if value is None:
-        return ""
-    value = float(value)
-    return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
-
-
-def _num(text: Optional[str]) -> Optional[float]:
-    if text is None or text.strip() == "":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def read_metrics(path: str) -> List[Row]:
-    """The rows of a ``metrics.csv`` as dicts of numbers (None where blank or unreadable)."""
-    rows: List[Row] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for raw in csv.DictReader(fh):
-            update = _num(raw.get("update"))
-            if update is None:
-                continue  # a line cut short by a crash, or garbage
-            row: Row = {key: _num(raw.get(key)) for key in COLUMNS}
-            row["update"] = int(update)
-            row["epoch"] = None if row["epoch"] is None else int(row["epoch"])
-            rows.append(row)
-    return rows
-
-
-def _csv_text(rows: Sequence[Row], header: bool) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    if header:
-        writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([row["update"], "" if row["epoch"] is None else row["epoch"],
-                         _fmt(row["loss"]), _fmt(row["smooth_loss"]), _fmt(row["val_loss"]),
-                         _fmt(row["updates_per_second"], 1)])
-    return buf.getvalue()
 
 
 def updates_per_epoch(stream) -> int:
@@ -203,76 +154,51 @@ def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
 
 class LossPlot(Callback):
     name = "lossplot"
-    # The row of an update is on disk before the checkpoint of that update, so a kill between
-    # the two loses no row (a resume drops the rows after its checkpoint and writes them again).
-    order = Order.METRICS
+    # Right after the metrics log, so that a plot drawn at an update holds that update's row.
+    order = Order.METRICS + 1
 
-    def __init__(self, every: int = 1000, plot_every: int = 10_000, plot: bool = True,
-                 quiet: bool = False) -> None:
-        self.every = every
+    def __init__(self, plot_every: int = 10_000, plot: bool = True, quiet: bool = False) -> None:
         self.plot_every = plot_every
         self.plot = plot
         self.quiet = quiet
-        #: The rows of ``metrics.csv``, this process's and (after a resume) the earlier ones.
-        self.rows: List[Row] = []
         #: (update, validation loss in nats per char) at each distinct validation.
         self.val_points: List[Tuple[int, float]] = []
         #: The smooth loss before the first update, where the curve starts.
         self.initial: Optional[float] = None
-        self.metrics_path: Optional[str] = None
         self.plot_path: Optional[str] = None
+        self._metrics: Any = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> "LossPlot":
-        return cls(every=int(options.get("log_every") or 1000),
-                   plot_every=int(options.get("plot_every") or 10_000),
+        # Also with --no-plot: it keeps the validation points, so that a resume with --plot
+        # draws the whole curve.
+        return cls(plot_every=int(options.get("plot_every") or 10_000),
                    plot=options.get("plot", True) is not False,
                    quiet=bool(options.get("quiet")))
+
+    @property
+    def rows(self) -> List[Row]:
+        """The rows of the run's metrics log (none without one)."""
+        return list(self._metrics.rows) if self._metrics is not None else []
 
     # -- events ------------------------------------------------------------------------------
 
     def on_train_begin(self, trainer) -> None:
-        self.rows = []
-        self.metrics_path = self.plot_path = None
+        self._metrics = trainer.metrics
+        self.plot_path = os.path.join(trainer.run_dir, PLOT_FILE) if trainer.run_dir else None
         if trainer.update == 0:
             self.initial = trainer.smooth_loss_value()
-        if trainer.run_dir:
-            self.metrics_path = os.path.join(trainer.run_dir, METRICS_FILE)
-            self.plot_path = os.path.join(trainer.run_dir, PLOT_FILE)
         # Validation points after the resumed update belong to the abandoned continuation.
         self.val_points = [(u, v) for u, v in self.val_points if u <= trainer.update]
         self._note_validation(trainer)
-        if self.metrics_path is None:
-            return
-        if trainer.update > 0 and os.path.exists(self.metrics_path):
-            rows = read_metrics(self.metrics_path)
-            kept = [r for r in rows if r["update"] <= trainer.update]
-            # Keep the update column strictly increasing, whatever the file went through.
-            self.rows = []
-            for r in kept:
-                if not self.rows or r["update"] > self.rows[-1]["update"]:
-                    self.rows.append(r)
-            # Rewritten rather than appended to, so that a line cut short by a crash (or an old
-            # header) cannot run into the rows this process appends.
-            text = _csv_text(self.rows, header=True)
-            atomic_write_text(self.metrics_path, text)
-        else:
-            text = _csv_text([], header=True)
-            atomic_write_text(self.metrics_path, text)
 
     def on_update_end(self, trainer) -> None:
-        update = trainer.update
-        if update % self.every == 0:
-            self.log(trainer)
-        if self.plot and update % self.plot_every == 0:
+        self._note_validation(trainer)
+        if self.plot and trainer.update % self.plot_every == 0:
             self.draw(trainer)
 
     def on_train_end(self, trainer) -> None:
-        # The curve ends where training ended; not after Ctrl-C, where the run will go on and
-        # such a row would be one that an uninterrupted run never writes.
-        if trainer.update > 0 and trainer.stop_reason != INTERRUPTED and \
-                (not self.rows or self.rows[-1]["update"] != trainer.update):
-            self.log(trainer)
+        self._note_validation(trainer)
         if self.plot and self.plot_path is not None:
             self.draw(trainer)
             if not self.quiet:
@@ -287,21 +213,6 @@ class LossPlot(Callback):
         update = int(logs.get("val_update", trainer.update))
         if not self.val_points or update > self.val_points[-1][0]:
             self.val_points.append((update, float(logs["val_loss"])))
-
-    def log(self, trainer) -> None:
-        """Append this update's row to ``metrics.csv`` (and to :attr:`rows`)."""
-        self._note_validation(trainer)
-        logs = trainer.logs
-        # Only a value measured at this update: a repeated older one would read as a new one.
-        val = logs.get("val_loss") if logs.get("val_update") == trainer.update else None
-        row: Row = {"update": trainer.update, "epoch": trainer.epoch,
-                    "loss": trainer.loss_value(), "smooth_loss": trainer.smooth_loss_value(),
-                    "val_loss": None if val is None else float(val),
-                    "updates_per_second": trainer.updates_per_second()}
-        self.rows.append(row)
-        if self.metrics_path is not None:
-            with deferred_interrupt():
-                append_text(self.metrics_path, _csv_text([row], header=False))
 
     def title(self, trainer) -> str:
         cfg = trainer.config

@@ -40,7 +40,7 @@ POINTS = {
     "optimizer": {"rnn": ("charrnn.optimizers.adagrad", "AdaGrad", "step"),
                   "lstm": ("charrnn.optimizers.adam", "Adam", "step")},
     "sampler": {m: ("charrnn.plugins.sampler", "Sampler", "on_update_end") for m in MODELS},
-    "metrics": {m: ("charrnn.plugins.lossplot", "LossPlot", "on_update_end") for m in MODELS},
+    "metrics": {m: ("charrnn.metrics", "MetricsLog", "on_update_end") for m in MODELS},
     "checkpoint": {m: ("charrnn.plugins.checkpoints", "Checkpoints", "on_update_end")
                    for m in MODELS},
 }

@@ -336,7 +336,7 @@ def test_ctrl_c_inside_an_updates_callbacks_keeps_the_last_periodic_checkpoint(t
     from charrnn.checkpoint import load_checkpoint
     from charrnn.data import Corpus
     from charrnn.plugins.checkpoints import Checkpoints
-    from charrnn.plugins.lossplot import LossPlot
+    from charrnn.metrics import MetricsLog
     from helpers import make_trainer
 
     class CtrlC(Callback):
@@ -348,7 +348,7 @@ def test_ctrl_c_inside_an_updates_callbacks_keeps_the_last_periodic_checkpoint(t
                 raise KeyboardInterrupt
 
     corpus = Corpus.from_text("the quick brown fox jumps over the lazy dog. " * 40, "text")
-    plot = LossPlot.from_options({"log_every": 10, "plot": False})
+    plot = MetricsLog(every=10)
     trainer = make_trainer(NumpyBackend("float64"), corpus, iterations=100,
                            callbacks=[Checkpoints(every=40), plot, CtrlC()])
     trainer.run_dir = str(tmp_path)

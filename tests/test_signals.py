@@ -33,7 +33,7 @@ SIGNAL_POINTS = {
              ("charrnn.models.gated", "GatedRNN.loss_and_grads"),
              ("charrnn.optimizers.adam", "Adam.step")],
     "both": [("charrnn.plugins.sampler", "Sampler.on_update_end"),
-             ("charrnn.plugins.lossplot", "LossPlot.on_update_end"),
+             ("charrnn.metrics", "MetricsLog.on_update_end"),
              ("charrnn.plugins.checkpoints", "Checkpoints.on_update_end")],
 }
 

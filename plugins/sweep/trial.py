@@ -5,13 +5,12 @@ A child process, not a call in the worker, so that a trial is exactly the run a 
 that crashes or leaks takes down one run, not the worker. The child dies with the worker
 (``PR_SET_PDEATHSIG`` on Linux), so a killed worker leaves no orphan training on.
 
-The validation losses the run writes to ``metrics.csv`` are reported to the trial as they
+The validation losses in the run's metrics log (:func:`charrnn.metrics.read_metrics`) are reported to the trial as they
 appear, and the study's pruner is asked after each one; a trial it prunes is stopped with
 Ctrl-C, which saves its checkpoint like any interrupted run.
 """
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -51,21 +50,14 @@ def _stop_event(name: Optional[str]):
 
 
 def validation_losses(run_dir: str) -> List[Tuple[int, float]]:
-    """``(update, validation loss)`` for each row of metrics.csv that has one."""
-    path = os.path.join(run_dir, "metrics.csv")
+    """``(update, validation loss)`` for each row of the run's metrics log that has one."""
+    from charrnn.metrics import read_metrics
+
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, csv.Error):
+        rows = read_metrics(run_dir)
+    except (OSError, ValueError):  # a file being written, or damaged
         return []
-    out = []
-    for row in rows:
-        try:
-            if row.get("val_loss"):
-                out.append((int(row["update"]), float(row["val_loss"])))
-        except (TypeError, ValueError):
-            continue  # a row being written
-    return out
+    return [(int(r["update"]), float(r["val_loss"])) for r in rows if r["val_loss"] is not None]
 
 
 def _last_line(path: str) -> str:
