@@ -8,7 +8,7 @@ every callback's :meth:`Callback.on_update_end` has run.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
@@ -57,9 +57,21 @@ class Callback:
 
     name: ClassVar[str] = "base"
     order: ClassVar[int] = 0
+    #: The files this callback writes in the run directory. A start that is killed before its
+    #: first checkpoint may leave them, and the next start in that directory removes them
+    #: (anything else found there makes it refuse the directory).
+    files: ClassVar[Tuple[str, ...]] = ()
     #: Set by the launcher: the plugin and distribution that ship the callback, which a failure
     #: message names. An exception a callback raises stops the run (see ``Trainer.fit``).
     origin: Optional[str] = None
+
+    @classmethod
+    def files_current(cls, run_dir: str, config: Mapping[str, Any]) -> bool:
+        """Whether this callback's end-of-run files in ``run_dir`` reflect the run's latest
+        checkpoint. A run that did all its updates but whose files are not current (killed
+        after its last checkpoint) is finished again by a resume: no updates, then every
+        callback's ``on_train_end``. ``config`` is the run's saved configuration."""
+        return True
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Optional["Callback"]:

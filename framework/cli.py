@@ -16,7 +16,7 @@ import click
 from . import DISTRIBUTION, __version__
 from .errors import CharrnnError, os_error_message
 from .config import Option, Schema
-from .registry import get_registry, run_schema
+from .registry import DISABLE_ENV, get_registry, run_schema
 from .run_config import RunConfig
 
 
@@ -70,6 +70,9 @@ class CharrnnGroup(click.Group):
 @click.option("--no-plugins", is_flag=True, expose_value=False,
               help="Run with charrnn's built-in plugins only, leaving out every third-party one "
                    f"(or set {NO_PLUGINS_ENV}=1).")
+@click.option("--disable", multiple=True, expose_value=False, metavar="NAME",
+              help="Leave out the plugin NAME (its entry point's name, as charrnn plugins lists "
+                   f"it), built-in or not; repeat for more (or set {DISABLE_ENV}=a,b).")
 def cli() -> None:
     """Train character-level recurrent networks that write text."""
 
@@ -263,11 +266,15 @@ def conformance_cmd(ctx: click.Context, backend_name: str, pytest_args: Sequence
 
 def _global_flags(argv: List[str]) -> List[str]:
     """The options given before the subcommand (``charrnn --debug run ...``): they must act
-    before Click parses anything, since the plugins are loaded to build the command table."""
-    flags = []
-    for arg in argv:
+    before Click parses anything, since the plugins are loaded to build the command table.
+    ``--disable NAME`` is kept as one ``--disable=NAME``."""
+    flags: List[str] = []
+    args = iter(argv)
+    for arg in args:
         if not arg.startswith("-"):
             break
+        if arg == "--disable":
+            arg = f"--disable={next(args, '')}"
         flags.append(arg)
     return flags
 
@@ -287,8 +294,15 @@ def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     flags = _global_flags(args)
     debug = "--debug" in flags or _env_flag(DEBUG_ENV)
+    before = (os.environ.get(NO_PLUGINS_ENV), os.environ.get(DISABLE_ENV))
     if "--no-plugins" in flags:
         os.environ[NO_PLUGINS_ENV] = "1"
+    disabled = [f.split("=", 1)[1] for f in flags if f.startswith("--disable=")]
+    if disabled:
+        names = [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n] + disabled
+        os.environ[DISABLE_ENV] = ",".join(names)
+    if (os.environ.get(NO_PLUGINS_ENV), os.environ.get(DISABLE_ENV)) != before:
+        get_registry(refresh=True)  # the plugins this command runs with
     try:
         registry = get_registry()
         registry.add_commands(cli)

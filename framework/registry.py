@@ -219,6 +219,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> List[PluginInfo]:
         info = PluginInfo(ep.name, ep.value, dist_name, version)
         if plugins_disabled() and dist_name != DISTRIBUTION:
             continue  # --no-plugins / CHARRNN_DISABLE_PLUGINS: built-ins only
+        if ep.name in disabled_names():
+            continue  # --disable NAME / CHARRNN_DISABLE: this one left out, built-in or not
         infos.append(info)
         if pm.get_plugin(ep.name) is not None:
             info.error = f"entry point name {ep.name!r} is already taken by another plugin"
@@ -235,6 +237,16 @@ def plugins_disabled() -> bool:
     """Whether third-party plugins are left out (``--no-plugins`` sets the variable too)."""
     value = os.environ.get("CHARRNN_DISABLE_PLUGINS", "").strip().lower()
     return value not in ("", "0", "false", "no", "off")
+
+
+#: Entry points to leave out, by name, comma-separated (what ``charrnn --disable NAME`` sets).
+DISABLE_ENV = "CHARRNN_DISABLE"
+
+
+def disabled_names() -> List[str]:
+    """The plugins left out by name (``--disable lossplot``), built-in ones included: to run
+    without one, or to prove that the others do without it."""
+    return [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
 
 
 def make_plugin_manager() -> pluggy.PluginManager:

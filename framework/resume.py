@@ -66,7 +66,7 @@ def resume_options(options: Mapping[str, Any], explicit: Iterable[str], ckpt: Ch
     # A finished run whose report was never written (killed after its last checkpoint) is
     # finished now: zero updates, then the end-of-run files. Otherwise more budget is needed.
     asked_more = bool({"iterations", "time_limit"} & explicit)
-    if finishing or (not asked_more and not report_is_current(run_dir, saved)):
+    if finishing or (not asked_more and not end_files_current(run_dir, saved)):
         return merged
     if iterations is not None and iterations <= done:
         raise CharrnnError(f"the run in {run_dir} has already done {done} updates; pass "
@@ -77,16 +77,10 @@ def resume_options(options: Mapping[str, Any], explicit: Iterable[str], ckpt: Ch
     return merged
 
 
-def report_is_current(run_dir: str, config: Mapping[str, Any]) -> bool:
-    """Whether the run's report was written after its latest checkpoint. A run that writes no
-    report (``--no-report``, or no report plugin installed) has nothing missing."""
-    report, latest = os.path.join(run_dir, "report.md"), os.path.join(run_dir, "latest.npz")
-    if config.get("report") is False or "report" not in get_registry().names("callback"):
-        return True
-    try:
-        return os.path.getmtime(report) >= os.path.getmtime(latest)
-    except OSError:
-        return False
+def end_files_current(run_dir: str, config: Mapping[str, Any]) -> bool:
+    """Whether every registered callback's end-of-run files reflect the run's latest checkpoint
+    (:meth:`charrnn.Callback.files_current`): the report's, for one."""
+    return all(cls.files_current(run_dir, config) for cls in get_registry().callbacks())
 
 
 def applied_changes(saved: Mapping[str, Any], used: Mapping[str, Any],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from . import __version__
 from .dirlock import LOCK_NAME
@@ -16,10 +16,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint
     from .trainer import Trainer
 
-#: Files a run writes in its directory. A directory holding only these and no checkpoint is
-#: what a run killed before its first checkpoint leaves: a new run may start over in it.
-RUN_FILES = ("config.json", "metrics.csv", "samples.md", "loss.png", "report.md", "latest.npz",
-             "best.npz")
+#: The files the core writes in a run directory: the configuration, the metrics log and the
+#: checkpoints. With those the callbacks declare (:func:`run_files`), a directory holding only
+#: these and no checkpoint is what a run killed before its first checkpoint leaves: a new run may
+#: start over in it.
+CORE_FILES = ("config.json", "metrics.csv", "latest.npz", "best.npz")
+
+
+def run_files() -> Tuple[str, ...]:
+    """What a run writes in its directory: the core's files and those each registered callback
+    declares (:attr:`charrnn.Callback.files`)."""
+    from .registry import get_registry
+
+    declared = [name for cls in get_registry().callbacks() for name in getattr(cls, "files", ())]
+    return CORE_FILES + tuple(dict.fromkeys(declared))
 
 
 def default_run_dir() -> str:
@@ -75,7 +85,7 @@ def restartable(path: str) -> bool:
     (and no checkpoint): nothing a new run in it would lose."""
     names = set(os.listdir(path))
     stale = {os.path.basename(t) for t in temporary_files(path)}
-    leftover = names - stale - set(RUN_FILES) - {LOCK_NAME}
+    leftover = names - stale - set(run_files()) - {LOCK_NAME}
     return not leftover and not names & {"latest.npz", "best.npz"}
 
 
@@ -112,7 +122,7 @@ def replaces_earlier_start(path: str) -> Optional[bool]:
 def clear_run_files(path: str) -> None:
     """Remove what a start that never reached a checkpoint left in ``path``."""
     remove_temporary_files(path)
-    for name in RUN_FILES:
+    for name in run_files():
         target = os.path.join(path, name)
         if os.path.isfile(target):
             os.remove(target)

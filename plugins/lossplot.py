@@ -154,6 +154,7 @@ def plot_loss(path: str, rows: Sequence[Row], seq_length: int,
 
 class LossPlot(Callback):
     name = "lossplot"
+    files = (PLOT_FILE,)
     # Right after the metrics log, so that a plot drawn at an update holds that update's row.
     order = Order.METRICS + 1
 

@@ -157,7 +157,8 @@ def run_in_process(*args, cwd, env=None) -> subprocess.CompletedProcess:
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     os.environ.update({k: str(v) for k, v in (env or {}).items()})
     os.chdir(cwd)
-    plugins_env = any(k.startswith("CHARRNN_DISABLE") for k in (env or {})) or "--no-plugins" in args
+    plugins_env = any(k.startswith("CHARRNN_DISABLE") for k in (env or {})) or \
+        "--no-plugins" in args or "--disable" in args
     try:
         if plugins_env:
             get_registry(refresh=True)

@@ -39,6 +39,19 @@ def passage_rng(seed: int) -> numpy.random.Generator:
 class Report(Callback):
     name = "report"
     order = Order.REPORT
+    files = (REPORT_FILE,)
+
+    @classmethod
+    def files_current(cls, run_dir: str, config: Mapping[str, Any]) -> bool:
+        """Whether report.md was written after the latest checkpoint (a run with
+        ``--no-report`` has nothing missing)."""
+        if config.get("report") is False:
+            return True
+        try:
+            return os.path.getmtime(os.path.join(run_dir, REPORT_FILE)) >= \
+                os.path.getmtime(os.path.join(run_dir, "latest.npz"))
+        except OSError:
+            return False
 
     def __init__(self, passage_length: int = 1000, seed: int = 0, quiet: bool = False) -> None:
         self.passage_length = passage_length

@@ -102,6 +102,7 @@ def samples_markdown(samples: Sequence[Tuple[int, float, str]], every: Optional[
 
 class Sampler(Callback):
     name = "sampler"
+    files = (SAMPLES_FILE,)
     order = Order.SAMPLER  # before the checkpoints, which save its random stream
 
     def __init__(self, every: int = 10_000, length: int = 200, temperature: float = 1.0,

@@ -401,6 +401,10 @@ def register(cli) -> None:
         from charrnn.plugins.sweep.space import build_space, run_options
 
         options = run_options()
+        if "val_every" not in options:  # the option of whatever measures validation losses
+            raise CharrnnError("the sweep minimises the validation loss, and no installed "
+                               "plugin measures it (charrnn run has no --val-every); enable "
+                               "the validation plugin (drop --disable validation)")
         space = build_space(sets, params, space_file, options)  # checked before any import
         if iterations is None and time_limit is None:
             raise CharrnnError("each trial needs a budget; pass --iterations N or "
