@@ -13,16 +13,18 @@ from .errors import InvalidOption, TrainingDiverged
 from .generate import Generator, load
 from .metrics import read_metrics
 from .session import run_session
-from .trainer import DIVERGED, Trainer
+from .stops import Stop, StopReason
+from .trainer import Trainer
 
 
 @dataclass
 class Run:
     """What :func:`train` did: where, how far, and why it stopped.
 
-    ``stop_reason`` is None when the run did all its updates; otherwise it says why it ended
-    (``"interrupted"`` after Ctrl-C or SIGTERM, ``"time limit of 120 s reached"``, an early
-    stop's reason). ``updates`` counts the run's updates in all, ``session_updates`` those of
+    ``stop_reason`` is None when the run did all its updates; otherwise a
+    :class:`~charrnn.stops.StopReason`: its ``kind`` (``Stop.INTERRUPTED`` after Ctrl-C or
+    SIGTERM, ``Stop.TIME_LIMIT``, ``Stop.REQUESTED`` for an early stop) and, as a string, its
+    words (``"time limit of 120 s reached"``). ``updates`` counts the run's updates in all, ``session_updates`` those of
     this call (they differ after a resume). ``config`` is the configuration the run used, as its
     ``config.json`` records it (defaults that depend on others resolved: the learning rate, the
     initial scale). ``logs`` holds the latest values callbacks published (``val_loss``,
@@ -31,7 +33,7 @@ class Run:
 
     directory: str
     config: Dict[str, Any]
-    stop_reason: Optional[str]
+    stop_reason: Optional[StopReason]
     updates: int
     session_updates: int
     smooth_loss: float
@@ -97,8 +99,8 @@ def train_config(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> Run:
     deprecated in its own way)."""
     trainer = run_session(cfg, callbacks)
     run = run_of(trainer)
-    reason = trainer.stop_reason or ""
-    if reason.startswith(DIVERGED):
+    reason = trainer.stop_reason
+    if reason is not None and reason.kind is Stop.DIVERGED:
         kept = (f" (latest.npz in {run.directory} keeps the last finite state)"
                 if run.latest_checkpoint else "")
         raise TrainingDiverged(f"{reason}; lower --eta or --sigma and start again{kept}", run)

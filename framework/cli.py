@@ -174,7 +174,7 @@ class RunCommand(click.Command):
 def run(ctx: click.Context, **options: Any) -> None:
     """Train a character-level model on a text, printing progress and samples."""
     from .api import train_config
-    from .trainer import INTERRUPTED, TIME_LIMIT
+    from .stops import Stop
 
     explicit = [name for name in options
                 if ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
@@ -182,10 +182,11 @@ def run(ctx: click.Context, **options: Any) -> None:
     # Checked already, and the preset's options are in the arguments: only assembled here.
     config = RunConfig(options, explicit=explicit, _expand_preset=False)
     done = train_config(config)
-    if done.stop_reason == INTERRUPTED:
+    kind = getattr(done.stop_reason, "kind", None)
+    if kind is Stop.INTERRUPTED:
         click.echo(f"continue with: charrnn run --resume {done.directory}", err=True)
         raise SystemExit(128 + int(done.interrupt_signal or signal.SIGINT))
-    if done.stop_reason and done.stop_reason.startswith(TIME_LIMIT):
+    if kind is Stop.TIME_LIMIT:
         click.echo(f"continue with: charrnn run --resume {done.directory} --time-limit SECONDS "
                    "(a larger total)")
 

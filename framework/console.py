@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, List, Optional, TextIO
 
 from . import __version__
-from .stops import INTERRUPTED
+from .stops import Stop
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
@@ -94,7 +94,8 @@ def announce_stop(trainer: "Trainer", run_dir: str, resumed: bool) -> None:
     """How training ended: updates and speed in training time (validation excluded); a resumed
     process counts its own updates and says where the run stands in all."""
     done = trainer.update - trainer.start_update
-    if resumed and done == 0 and trainer.stop_reason != INTERRUPTED:
+    if resumed and done == 0 and getattr(trainer.stop_reason, "kind", None) is not \
+            Stop.INTERRUPTED:
         why = f": {trainer.stop_reason}" if trainer.stop_reason else ""
         echo(f"no updates to do{why}; run directory {run_dir}")
         return

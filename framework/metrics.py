@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .callbacks import Callback, Order
 from .files import append_text, atomic_write_text
 from .interrupts import deferred_interrupt
-from .stops import INTERRUPTED
+from .stops import Stop
 
 #: The keys of a metrics row, and the columns of metrics.csv, in order.
 UPDATE = "update"
@@ -128,7 +128,8 @@ class MetricsLog(Callback):
     def on_train_end(self, trainer) -> None:
         # The series ends where training ended; not after Ctrl-C, where the run will go on and
         # such a row would be one that an uninterrupted run never writes.
-        if trainer.update > 0 and trainer.stop_reason != INTERRUPTED and \
+        if trainer.update > 0 and getattr(trainer.stop_reason, "kind", None) is not \
+                Stop.INTERRUPTED and \
                 (not self.rows or self.rows[-1][UPDATE] != trainer.update):
             self.log(trainer)
 

@@ -26,7 +26,10 @@ from .model import Model, State
 from .optimizer import Optimizer
 from .stream import TextStream
 # Re-exported: plugins written for 0.5 import the stop reasons from here.
-from .stops import CALLBACK_FAILED, DIVERGED, INTERRUPTED, TIME_LIMIT  # noqa: F401
+from .stops import CALLBACK_FAILED as CALLBACK_FAILED  # noqa: F401
+from .stops import DIVERGED, TIME_LIMIT
+from .stops import INTERRUPTED as INTERRUPTED  # noqa: F401
+from .stops import Stop, StopReason, as_stop_reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint
@@ -94,7 +97,7 @@ class Trainer:
         self.validation_seconds = 0.0
         #: Set by a callback to end training; checked after each update's callbacks.
         self.should_stop = False
-        self.stop_reason: Optional[str] = None
+        self.stop_reason: Optional[StopReason] = None
         #: The update whose loss was not finite (the run then stops: see :meth:`fit`).
         self.diverged_at: Optional[int] = None
         #: Set by a Ctrl-C that arrived while the callbacks of an update were running.
@@ -248,9 +251,11 @@ class Trainer:
             self.logs["val_update"] = self.update
         return loss
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: "str | StopReason") -> None:
+        """End training after this update's callbacks, for ``reason``: words (a requested stop)
+        or a :class:`~charrnn.stops.StopReason`."""
         self.should_stop = True
-        self.stop_reason = reason
+        self.stop_reason = as_stop_reason(reason)
 
     # -- training ----------------------------------------------------------------------------
 
@@ -279,7 +284,7 @@ class Trainer:
         if self.iterations is not None and self.update >= self.iterations:
             return True
         if self.time_limit is not None and self.train_seconds() >= self.time_limit:
-            self.stop(f"{TIME_LIMIT} of {self.time_limit:g} s reached")
+            self.stop(StopReason(Stop.TIME_LIMIT, f"{TIME_LIMIT} of {self.time_limit:g} s reached"))
             return True
         return False
 
@@ -337,7 +342,8 @@ class Trainer:
                     value = self.backend.to_float(loss)
                     if not math.isfinite(value):
                         self.diverged_at = self.update
-                        self.stop(f"{DIVERGED}: the loss is {value} at update {self.update}")
+                        self.stop(StopReason(Stop.DIVERGED, f"{DIVERGED}: the loss is {value} "
+                                                        f"at update {self.update}"))
                         break
                     settling = True
                     for cb in callbacks:
@@ -359,13 +365,13 @@ class Trainer:
             if not isinstance(exc, KeyboardInterrupt):
                 self.error = exc
                 if isinstance(exc, CallbackFailed):
-                    self.stop(CALLBACK_FAILED)
+                    self.stop(StopReason(Stop.CALLBACK_FAILED))
                 elif isinstance(exc, OSError):
-                    self.stop(f"error: {os_error_message(exc)}")
+                    self.stop(StopReason(Stop.ERROR, f"error: {os_error_message(exc)}"))
                 else:
-                    self.stop(f"error: {type(exc).__name__}")
+                    self.stop(StopReason(Stop.ERROR, f"error: {type(exc).__name__}"))
             else:
-                self.stop(INTERRUPTED)
+                self.stop(StopReason(Stop.INTERRUPTED))
         self.ended_at = time.perf_counter()
         for cb in callbacks:
             try:

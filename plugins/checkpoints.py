@@ -16,7 +16,7 @@ from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.interrupts import deferred_interrupt
-from charrnn.trainer import DIVERGED
+from charrnn.stops import DIVERGED, Stop, StopReason
 
 
 class Checkpoints(Callback):
@@ -45,7 +45,8 @@ class Checkpoints(Callback):
         smooth = trainer.smooth_loss_value()
         if not math.isfinite(smooth):
             # Never overwrite a good checkpoint with NaN parameters: keep the last finite state.
-            trainer.stop(f"{DIVERGED}: the smooth loss is {smooth} at update {trainer.update}")
+            trainer.stop(StopReason(Stop.DIVERGED, f"{DIVERGED}: the smooth loss is {smooth} "
+                                                   f"at update {trainer.update}"))
             return
         value = self.metric(trainer)
         improved = math.isfinite(value) and (self.best is None or value < self.best)

@@ -157,6 +157,7 @@ def test_a_stop_from_a_callback_ends_the_run_with_its_reason(tmp_path, data):
     run = charrnn.train(data=str(data), out=str(tmp_path / "run"), callbacks=[StopAt()],
                         **OPTIONS)
     assert (run.updates, run.stop_reason) == (30, "enough for this test")
+    assert run.stop_reason.kind is charrnn.Stop.REQUESTED
 
 
 @pytest.mark.parametrize("options, flag", [
@@ -206,7 +207,8 @@ def test_a_diverged_run_raises_and_carries_its_run(tmp_path, data):
         charrnn.train(data=str(data), out=str(tmp_path / "run"), eta=1e6, sigma=5.0,
                       **{**OPTIONS, "iterations": 500})
     assert caught.value.run.directory == str(tmp_path / "run")
-    assert caught.value.run.stop_reason.startswith("training diverged")
+    assert caught.value.run.stop_reason.startswith("training diverged")  # the 0.5 string
+    assert caught.value.run.stop_reason.kind is charrnn.Stop.DIVERGED
 
 
 def test_load_reads_a_file_or_a_directory_on_any_backend(tmp_path, data):

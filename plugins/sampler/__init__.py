@@ -18,7 +18,7 @@ from charrnn.config import Option
 from charrnn.errors import CharrnnError
 from charrnn.files import append_text, atomic_write_text
 from charrnn.interrupts import deferred_interrupt
-from charrnn.trainer import INTERRUPTED
+from charrnn.stops import Stop
 from charrnn.reporting import SAMPLES_SECTION, ReportSection, fenced, round_step
 from charrnn.sampling import MAX_SAMPLE, sample_ids
 
@@ -162,7 +162,7 @@ class Sampler(Callback):
     def on_train_end(self, trainer) -> None:
         if not trainer.can_save:
             return  # the model is not one to sample from (it diverged, or a callback failed)
-        if trainer.stop_reason == INTERRUPTED:
+        if getattr(trainer.stop_reason, "kind", None) is Stop.INTERRUPTED:
             return  # the run goes on after a resume: its samples are those of the schedule
         if not self.samples or self.samples[-1][0] != trainer.update:
             # A sample an uninterrupted run would not take here: it must not advance the stream
