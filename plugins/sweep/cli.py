@@ -276,11 +276,11 @@ def _settings(sweep_dir: str, wanted: Dict[str, Any], write: bool = True) -> Dic
                 saved = json.load(f)
         except (OSError, ValueError) as exc:
             raise CharrnnError(f"{path} cannot be read ({exc}); pass a new --out") from None
-        for key in ("fixed", "space", "budget_argv"):
+        for key, what in (("fixed", "other --set values"), ("space", "other --param ranges"),
+                          ("budget_argv", "another --iterations or --time-limit")):
             if saved.get(key) != wanted[key]:
-                raise CharrnnError(f"the sweep in {sweep_dir} was started with another search "
-                                   f"({key} differs); run its own command again, or pass a new "
-                                   "--out")
+                raise CharrnnError(f"the sweep in {sweep_dir} was started with {what}; run its "
+                                   "own command again, or pass a new --out")
         saved["trials"] = wanted["trials"]  # more (or fewer) trials may be asked for
         if write:
             atomic_write_text(path, json.dumps(saved, indent=2))

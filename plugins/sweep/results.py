@@ -91,6 +91,7 @@ def plot(trials: Sequence[Any], space: Mapping[str, Any], sweep_dir: str) -> Non
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     import optuna
 
@@ -128,6 +129,7 @@ def plot(trials: Sequence[Any], space: Mapping[str, Any], sweep_dir: str) -> Non
     ax.step([t.number for t in ordered], best_so_far, where="post", color="tab:orange",
             label="best so far")
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
     ax.set_ylabel("validation loss (nats/char)")
     ax.grid(alpha=0.3)
     if ordered:
