@@ -24,3 +24,30 @@ def test_another_search_in_the_same_directory_is_named_by_its_options(tmp_path, 
             as caught:
         _settings(str(tmp_path), {**wanted, key: value})
     assert "differs" not in str(caught.value) and key not in str(caught.value)
+
+
+def test_the_table_shows_running_trials_with_their_latest_loss():
+    """``charrnn sweep --show`` during a sweep: the running trials are listed after the finished
+    ones, each with the last validation loss it reported and the update it was measured at."""
+    optuna = pytest.importorskip("optuna")
+    from charrnn.plugins.sweep.results import format_table, table
+
+    eta = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    TrialState = optuna.trial.TrialState
+    trials = [
+        optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.5, params={"eta": 0.01},
+                                  distributions={"eta": eta}, user_attrs={"run_dir": "t0"}),
+        optuna.trial.create_trial(state=TrialState.RUNNING, params={"eta": 0.002},
+                                  distributions={"eta": eta}, intermediate_values={100: 2.25,
+                                                                                   200: 2.0},
+                                  user_attrs={"run_dir": "t1"}),
+        optuna.trial.create_trial(state=TrialState.RUNNING, params={"eta": 0.05},
+                                  distributions={"eta": eta}, user_attrs={"run_dir": "t2"}),
+    ]
+    for number, trial in enumerate(trials):
+        trial.number = number
+    rows = table(trials, ["eta"])
+    assert [r[:3] for r in rows[1:]] == [["0", "complete", "1.5000"],
+                                        ["1", "running", "(2.0000 at update 200)"],
+                                        ["2", "running", "-"]]
+    assert "running" in format_table(rows)

@@ -49,12 +49,27 @@ def best(trials: Sequence[Any]):
     return min(done, key=lambda t: (t.value, t.number)) if done else None
 
 
+def running(trials: Sequence[Any]) -> List[Any]:
+    """The trials training now, by number."""
+    import optuna
+
+    return sorted((t for t in trials if t.state == optuna.trial.TrialState.RUNNING),
+                  key=lambda t: t.number)
+
+
 def _value(t: Any) -> str:
-    """The validation loss of a complete trial; a pruned or failed one's last, in parentheses."""
+    """The validation loss of a complete trial; a pruned or failed one's last, in parentheses;
+    a running one's latest, with the update it was measured at."""
     import optuna
 
     if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
         return f"{t.value:.4f}"
+    if t.state == optuna.trial.TrialState.RUNNING:
+        steps = t.intermediate_values or {}
+        if not steps:
+            return "-"
+        step = max(steps)
+        return f"({steps[step]:.4f} at update {step:,})"
     last = t.user_attrs.get("last_val_loss")
     return f"({last:.4f})" if isinstance(last, (int, float)) and math.isfinite(last) else "-"
 
@@ -67,7 +82,7 @@ def _param(value: Any) -> str:
 
 def table(trials: Sequence[Any], names: Sequence[str]) -> List[List[str]]:
     rows = [["trial", "state", "val loss", *names, "run directory"]]
-    for t in ranked(trials):
+    for t in [*ranked(trials), *running(trials)]:
         rows.append([str(t.number), t.state.name.lower(), _value(t),
                      *[_param(t.params.get(n, "")) for n in names],
                      str(t.user_attrs.get("run_dir", ""))])
