@@ -1,6 +1,8 @@
 """Shared fixtures: the NumPy backend and a way to run the installed ``charrnn`` command."""
 from __future__ import annotations
 
+import os
+
 import pytest
 from helpers import charrnn_cmd
 from hypothesis import settings
@@ -11,6 +13,14 @@ from hypothesis import settings
 settings.register_profile("fast", max_examples=20)
 settings.register_profile("thorough", max_examples=100)
 settings.load_profile("fast")
+
+#: With several pytest-xdist workers on as many cores, the processes the tests start use one BLAS
+#: thread each, as the sweep's trials do: two workers each starting runs that spread their
+#: matrix products over every core would slow both down several times over.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1) > 1:
+    for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                  "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
 
 
 @pytest.fixture

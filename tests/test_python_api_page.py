@@ -36,8 +36,8 @@ def test_every_example_runs(tmp_path, monkeypatch):
         printed.append(out.getvalue())
     assert len(printed) == 6
     first = printed[0].splitlines()
-    assert first[-3].startswith("runs/api-first 300 None")
-    assert printed[1].splitlines()[-1] == "40 20"
+    assert first[-3].startswith("runs/api-first 200 None")
+    assert printed[1].splitlines()[-1] == "200 100"
     assert printed[2].splitlines()[0].startswith("charrnn run ")
     assert printed[3].splitlines()[-1].startswith("100 (100, ")
     lines = printed[4].splitlines()
