@@ -1,0 +1,296 @@
+"""The array operations a backend provides, against the NumPy reference."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import numpy
+
+from ..backend import Backend
+from .fixtures import CAPABILITIES, ConformanceFixtures, _parametrize
+
+
+class OperationsConformance(ConformanceFixtures):
+    """Every operation of :class:`charrnn.backend.Backend` against the reference."""
+
+    def test_asarray_to_numpy_round_trip(self, impl, dtype, rng):
+        """Host data reaches the device and comes back unchanged, in the backend's dtype; a
+        transposed view comes back transposed; ``uint8`` ids stay integers."""
+        host = rng.standard_normal((3, 4)).astype(dtype)
+        dev = self.device(impl, host)
+        back = self.host(impl, dev)
+        assert back.shape == (3, 4)
+        assert back.dtype == numpy.dtype(dtype), f"asarray(dtype={dtype}) gave {back.dtype}"
+        numpy.testing.assert_array_equal(back, host, err_msg="asarray -> to_numpy changed values")
+        numpy.testing.assert_array_equal(self.host(impl, dev.T), host.T,
+                                         err_msg="to_numpy of a transposed view")
+        ids = numpy.array([3, 0, 2, 2, 7, 255], dtype=numpy.uint8)
+        back_ids = self.host(impl, impl.asarray(ids))
+        assert back_ids.dtype.kind in "iu", f"integer ids came back as {back_ids.dtype}"
+        numpy.testing.assert_array_equal(back_ids, ids)
+
+    def test_to_float_and_synchronize(self, impl, dtype, tol, rng):
+        """``to_float`` gives a Python float, of a device scalar and of a Python float (a resumed
+        trainer's smooth loss is one until the next update); ``synchronize`` returns."""
+        host = rng.standard_normal(50).astype(dtype)
+        dev = self.device(impl, host)
+        value = impl.to_float(dev.sum())
+        assert type(value) is float, f"to_float returned {type(value).__name__}, not float"
+        self.assert_close(value, host.astype(numpy.float64).sum(), tol, "to_float of a sum")
+        # A resumed trainer's smooth loss is a Python float until the next update.
+        assert impl.to_float(2.5) == 2.5
+        impl.synchronize()
+
+    def test_zeros(self, impl, dtype):
+        """Zeros of the shape asked (an int or a tuple), in the backend's dtype unless told."""
+        for shape, expected in ((7, (7,)), ((2, 3), (2, 3)), ((2, 1, 3), (2, 1, 3))):
+            z = self.host(impl, impl.zeros(shape))
+            assert z.shape == expected
+            assert z.dtype == numpy.dtype(dtype), f"zeros gave {z.dtype} on a {dtype} backend"
+            assert not z.any()
+        z = self.host(impl, impl.zeros((4,), dtype=dtype))
+        assert z.dtype == numpy.dtype(dtype) and not z.any()
+
+    def test_describe_and_capabilities(self, backend_class):
+        """``describe()`` is one non-empty line; ``supports()`` answers a bool for every name in
+        :data:`CAPABILITIES`."""
+        text = backend_class.describe()
+        assert isinstance(text, str) and text.strip(), "describe() must return a non-empty line"
+        assert "\n" not in text.strip(), "describe() must return one line"
+        for capability in CAPABILITIES:
+            assert isinstance(backend_class.supports(capability), bool)
+
+    @_parametrize("axis", [-1, 0], ids=["rows", "columns"])
+    @_parametrize("logits", ["ordinary", "large"])
+    def test_softmax(self, impl, reference, dtype, tol, rng, logits, axis):
+        """Along either axis, in place and returned, as the reference computes it. Large logits
+        (a row at 1000, a row of equal large logits) overflow a softmax that does not subtract
+        the maximum first."""
+        K = 12
+        O = rng.standard_normal((6, K)) * 3.0
+        if logits == "large":
+            # exp overflows without the max subtraction, in float32 and float64 alike.
+            O += numpy.array([1000.0, -1000.0, 500.0, 0.0, 800.0, -400.0])[:, None]
+            O[3, :] = 750.0  # a row of equal large logits
+            O[5, 0] = 400.0  # one logit dominating a row
+        O = self.round_to(dtype, O)
+        if axis == 0:
+            O = numpy.ascontiguousarray(O.T)
+        what = f"softmax ({logits} logits, axis={axis})"
+
+        def run(be):
+            O_dev = self.device(be, O)
+            returned = be.softmax(O_dev) if axis == -1 else be.softmax(O_dev, axis=axis)
+            return self.host(be, O_dev), self.host(be, returned)
+
+        expected, _ = run(reference)
+        in_place, returned = run(impl)
+        assert numpy.isfinite(in_place).all(), f"{what} is not finite"
+        self.assert_close(in_place, expected, tol, f"{what}, in place")
+        self.assert_close(returned, expected, tol, f"{what}, returned")
+        self.assert_close(in_place.astype(numpy.float64).sum(axis=axis), numpy.ones(6), tol,
+                          f"{what} sums to 1")
+
+    @_parametrize("id_dtype", ["uint8", "int64"])
+    def test_segment_sum(self, impl, reference, dtype, tol, rng, id_dtype):
+        """Rows summed by id, with repeated and absent ids, from ``uint8`` and ``int64`` ids, into
+        a view of a larger array that must not be written outside. The return value is None or
+        the sorted distinct ids, since optimizers update only those rows."""
+        K, m = 9, self.hidden
+        ids = numpy.array([3, 1, 3, 3, 0, K - 1, 1, 3], dtype=id_dtype)  # repeats; 2, 4-7 absent
+        values = self.round_to(dtype, rng.standard_normal((ids.size, m)))
+
+        def run(be):
+            # ``out`` is a view into a larger flat array, as an embedding's gradient is.
+            flat = self.device(be, numpy.full(K * m + 5, 7.0))
+            out = flat[2 : 2 + K * m].reshape(K, m)
+            returned = be.segment_sum(be.asarray(ids), self.device(be, values), out)
+            distinct = None if returned is None else self.host(be, returned)
+            return self.host(be, flat), self.host(be, out), distinct
+
+        _, expected, _ = run(reference)
+        flat, out, distinct = run(impl)
+        self.assert_close(out, expected, tol, "segment_sum: out")
+        absent = [k for k in range(K) if k not in set(ids.tolist())]
+        assert not out[absent].any(), "segment_sum: rows no id names must be zero"
+        numpy.testing.assert_array_equal(flat[:2], [7.0, 7.0],
+                                         err_msg="segment_sum wrote outside out")
+        numpy.testing.assert_array_equal(flat[-3:], [7.0, 7.0, 7.0],
+                                         err_msg="segment_sum wrote outside out")
+        if distinct is not None:  # a backend may return the distinct ids, sorted, or None
+            numpy.testing.assert_array_equal(distinct, numpy.unique(ids), err_msg=(
+                "segment_sum returned something other than None or the sorted distinct ids"))
+
+    def test_clip_(self, impl, reference, dtype, rng):
+        """In place, and equal to the reference bit for bit: clipping is exact."""
+        host = self.round_to(dtype, rng.standard_normal(60) * 8.0)
+        host[:4] = [5.0, -5.0, 5.5, -7.25]
+        dev = self.device(impl, host)
+        impl.clip_(dev, -5.0, 5.0)
+        ref = self.device(reference, host)
+        reference.clip_(ref, -5.0, 5.0)
+        numpy.testing.assert_array_equal(self.host(impl, dev), self.host(reference, ref),
+                                         err_msg="clip_ is exact and in place")
+
+    @_parametrize("scale", [8.0, 0.01])
+    def test_clip_norm_(self, impl, reference, dtype, tol, rng, scale):
+        """Above the limit the norm is scaled down to it and the norm before scaling is returned;
+        within it the array is left exactly as it was."""
+        host = self.round_to(dtype, rng.standard_normal(300) * scale)
+        norm = float(numpy.sqrt(numpy.dot(host.astype(numpy.float64), host.astype(numpy.float64))))
+        limit = 5.0
+        dev = self.device(impl, host)
+        returned = float(self.host(impl, impl.clip_norm_(dev, limit)))
+        ref = self.device(reference, host)
+        reference.clip_norm_(ref, limit)
+        self.assert_close(returned, norm, tol, "clip_norm_: the norm before scaling")
+        self.assert_close(self.host(impl, dev), self.host(reference, ref), tol, "clip_norm_")
+        after = numpy.linalg.norm(self.host(impl, dev).astype(numpy.float64))
+        assert after <= limit * (1 + 1e-5), f"clip_norm_ left a norm of {after} > {limit}"
+        if norm <= limit:
+            numpy.testing.assert_array_equal(self.host(impl, dev), host,
+                                             err_msg="clip_norm_ changed a gradient within the limit")
+
+    def test_dropout_mask(self, impl, dtype):
+        """Only 0 and ``1 / (1 - p)``, in the backend's dtype, about ``p`` of them 0, and the
+        same mask from two generators in the same state, so that a resumed run drops the units
+        an uninterrupted one would."""
+        p, shape = 0.25, (64, 4, 32)
+        masks = [self.host(impl, impl.dropout_mask(numpy.random.default_rng(5), shape, p))
+                 for _ in range(2)]
+        mask = masks[0]
+        assert mask.shape == shape and mask.dtype == numpy.dtype(dtype), (
+            f"dropout_mask gave {mask.shape} {mask.dtype}, expected {shape} {dtype}")
+        kept = numpy.dtype(dtype).type(1.0 / (1.0 - p))
+        assert numpy.isin(mask, [0.0, kept]).all(), "dropout_mask holds values other than 0 and 1/(1-p)"
+        dropped = float((mask == 0).mean())
+        assert abs(dropped - p) < 0.03, f"dropout_mask dropped {dropped:.3f} of the units, not ~{p}"
+        numpy.testing.assert_array_equal(masks[1], mask, err_msg=(
+            "dropout_mask must follow from the generator's state alone (resumed runs repeat it)"))
+
+    # -- the recurrences ---------------------------------------------------------------------
+
+    def _recurrence_case(self, kind: str, T: int, B: int, dtype: str, rng: Any) -> Dict[str, Any]:
+        """Host inputs for one recurrence, as a forward pass would leave them for backward."""
+        m = self.hidden
+        k = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+        case = {"Wh": self.round_to(dtype, rng.standard_normal((m, k * m)) * 0.5),
+                "Z": self.round_to(dtype, rng.standard_normal((T, B, k * m))),
+                "H0": self.round_to(dtype, rng.uniform(-0.5, 0.5, (B, m))),
+                "C0": self.round_to(dtype, rng.uniform(-0.5, 0.5, (B, m))),
+                "dH": self.round_to(dtype, rng.standard_normal((T, B, m)))}
+        return case
+
+    def _forward(self, be: Backend, kind: str, case: Dict[str, Any]) -> Dict[str, numpy.ndarray]:
+        T, B, _ = case["Z"].shape
+        m = self.hidden
+        Wh, Z = self.device(be, case["Wh"]), self.device(be, case["Z"])
+        H = self.device(be, numpy.concatenate([case["H0"][None], numpy.full((T, B, m), 99.0)]))
+        out: Dict[str, Any] = {}
+        if kind == "rnn":
+            returned = be.rnn_forward(Wh, Z, H)
+            out["returned H"] = self.host(be, returned)
+        elif kind == "lstm":
+            C = self.device(be, numpy.concatenate([case["C0"][None],
+                                                   numpy.full((T, B, m), 99.0)]))
+            be.lstm_forward(Wh, Z, H, C)
+            out["C"] = self.host(be, C)
+        else:
+            RH = self.device(be, numpy.full((T, B, m), 99.0))
+            be.gru_forward(Wh, Z, H, RH)
+            out["RH"] = self.host(be, RH)
+        out["H"] = self.host(be, H)
+        out["Z"] = self.host(be, Z)
+        out["Wh"] = self.host(be, Wh)
+        return out
+
+    @_parametrize("kind", ["rnn", "lstm", "gru"])
+    @_parametrize("T", [1, 7])
+    def test_recurrence_forward(self, impl, reference, dtype, tol, rng, batch, T, kind):
+        """Each forward recurrence at ``T`` 1 and 7, from a non-zero incoming state, into outputs
+        filled with 99.0 first (stale data): the states (and the activated gates) as the
+        reference writes them; the weights, and ``rnn_forward``'s ``A``, unchanged."""
+        case = self._recurrence_case(kind, T, batch, dtype, rng)
+        expected, got = self._forward(reference, kind, case), self._forward(impl, kind, case)
+        for key, value in expected.items():
+            if kind != "rnn" or key != "Z":
+                self.assert_close(got[key], value, tol, f"{kind}_forward (T={T}, B={batch}): {key}")
+        if kind == "rnn":
+            numpy.testing.assert_array_equal(got["Z"], case["Z"].astype(dtype),
+                                             err_msg="rnn_forward changed A")
+        numpy.testing.assert_array_equal(got["Wh"], case["Wh"].astype(dtype),
+                                         err_msg=f"{kind}_forward changed the weights")
+
+    @_parametrize("kind", ["rnn", "lstm", "gru"])
+    @_parametrize("T", [1, 7])
+    def test_recurrence_backward(self, impl, reference, dtype, tol, rng, batch, T, kind):
+        """Each backward recurrence from what the reference's forward pass left, into outputs
+        filled with 99.0: the gradient at the pre-activations as the reference's, and ``dH``
+        unchanged. At ``T`` 1 no gradient flows between steps, so only ``T`` 7 checks the
+        recurrent term."""
+        case = self._recurrence_case(kind, T, batch, dtype, rng)
+        # What the forward pass leaves (computed by the reference, rounded to the tested dtype).
+        fwd = {k: self.round_to(dtype, v) for k, v in self._forward(reference, kind, case).items()}
+        m, k = self.hidden, case["Wh"].shape[1] // self.hidden
+
+        def run(be):
+            Wh, dH = self.device(be, case["Wh"]), self.device(be, case["dH"])
+            d_out = self.device(be, numpy.full((T, batch, k * m), 99.0))
+            if kind == "rnn":
+                returned = be.rnn_backward(Wh, self.device(be, fwd["H"]), dH, d_out)
+                extra = {"returned dA": self.host(be, returned)}
+            elif kind == "lstm":
+                be.lstm_backward(Wh, self.device(be, fwd["Z"]), self.device(be, fwd["C"]), dH, d_out)
+                extra = {}
+            else:
+                be.gru_backward(Wh, self.device(be, fwd["Z"]), self.device(be, fwd["H"]),
+                                self.device(be, fwd["RH"]), dH, d_out)
+                extra = {}
+            return {"gradient": self.host(be, d_out), **extra, "dH": self.host(be, dH)}
+
+        expected, got = run(reference), run(impl)
+        for key in expected:
+            if key != "dH":
+                self.assert_close(got[key], expected[key], tol,
+                                  f"{kind}_backward (T={T}, B={batch}): {key}")
+        numpy.testing.assert_array_equal(got["dH"], case["dH"].astype(dtype),
+                                         err_msg=f"{kind}_backward changed dH")
+
+    # -- the optimizers' fused operations ------------------------------------------------------
+
+    @_parametrize("op", ["sgd_", "adagrad_", "rmsprop_", "adam_"])
+    @_parametrize("clip", [5.0, 0.0], ids=["clip", "noclip"])
+    def test_optimizer_op(self, impl, reference, dtype, tol, rng, op, clip):
+        """Each fused optimizer operation over three updates, with a clip of 5 and without,
+        from gradients with entries beyond the clip and entries of 1e-3 scale: the parameters
+        and every state array as the reference's."""
+        n = 40
+        param = self.round_to(dtype, rng.standard_normal(n))
+        state = [self.round_to(dtype, rng.standard_normal(n) ** 2) for _ in range(2)]
+        grads = [self.round_to(dtype, rng.standard_normal(n) * s) for s in (1.0, 1e-3, 3.0)]
+        grads[0][:4] = [7.5, -6.0, 5.0, -40.0]  # beyond the clip
+        grads[1][4:7] = 0.0
+
+        def run(be):
+            p = self.device(be, param)
+            st = [self.device(be, s) for s in state]
+            scratch = be.zeros(n)
+            for step, g in enumerate(grads, start=1):
+                g_dev = self.device(be, g)
+                if op == "sgd_":
+                    be.sgd_(p, g_dev, 0.1, clip)
+                elif op == "adagrad_":
+                    be.adagrad_(p, g_dev, st[0], 0.1, 1e-8, clip, scratch)
+                elif op == "rmsprop_":
+                    be.rmsprop_(p, g_dev, st[0], 0.01, 0.95, 1e-8, clip, scratch)
+                else:
+                    be.adam_(p, g_dev, st[0], st[1], 0.01, 0.9, 0.999, 1e-8, step, clip, scratch)
+            return [self.host(be, p)] + [self.host(be, s) for s in st]
+
+        expected, got = run(reference), run(impl)
+        what = f"{op} ({'clip 5' if clip else 'no clip'}), three updates"
+        self.assert_close(got[0], expected[0], tol, f"{what}: param")
+        for i, (a, b) in enumerate(zip(got[1:], expected[1:])):
+            self.assert_close(a, b, tol, f"{what}: state array {i}")
+
+
+# -- every registered model ------------------------------------------------------------------
