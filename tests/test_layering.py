@@ -29,6 +29,9 @@ def package_tree(where: Path) -> Path:
     package.mkdir(parents=True)
     for module in (ROOT / "framework").glob("*.py"):
         (package / module.name).symlink_to(module)
+    for sub in (ROOT / "framework").iterdir():  # the core's own subpackages (checkpoint, ...)
+        if (sub / "__init__.py").is_file():
+            (package / sub.name).symlink_to(sub, target_is_directory=True)
     for name, folder in PARTS.items():
         (package / name).symlink_to(ROOT / folder, target_is_directory=True)
     return where
