@@ -72,7 +72,7 @@ from charrnn.assembly import split_ids  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_TEXT = os.path.join(HERE, "..", "..", "shared", "data", "tinyshakespeare.txt")
 
-#: The recipe the README recommends: the ``quick`` preset (``plugins/presets.py``), whose own
+#: The recipe the README recommends: the ``quick`` preset (``plugins/builtin_presets.py``), whose own
 #: ``--time-limit`` and ``--val-frac`` the race's options replace.
 RECIPE = "--preset quick"
 #: PyTorch's configuration, in charrnn's options.

@@ -285,7 +285,7 @@ ODD_END = ("--hidden", 16, "--seq-length", 10, "--iterations", 230, "--checkpoin
 
 @pytest.mark.parametrize("target", ["charrnn.plugins.sampler:Sampler.on_train_end",
                                     "charrnn.plugins.lossplot:plot_loss",
-                                    "charrnn.plugins.checkpoints:Checkpoints.on_train_end",
+                                    "charrnn.plugins.checkpointing:Checkpoints.on_train_end",
                                     "charrnn.plugins.report:Report.on_train_end"])
 def test_a_kill_among_the_end_of_run_files_is_finished_by_a_resume(tmp_path, target):
     """Killed while the run writes its end-of-run sample, plot, checkpoint or report: the resume
@@ -326,7 +326,7 @@ def test_a_kill_between_latest_and_best_is_repaired_by_the_next_start(tmp_path, 
     proc = charrnn_cmd(*_args(data, reference), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     proc = subprocess.run([sys.executable, str(tmp_path / "launcher.py"),
-                           "charrnn.plugins.checkpoints", "save_checkpoint", str(call), "kill",
+                           "charrnn.plugins.checkpointing", "save_checkpoint", str(call), "kill",
                            *_args(data, out)], cwd=str(tmp_path), env=_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr

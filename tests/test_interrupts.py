@@ -41,7 +41,7 @@ POINTS = {
                   "lstm": ("charrnn.optimizers.adam", "Adam", "step")},
     "sampler": {m: ("charrnn.plugins.sampler", "Sampler", "on_update_end") for m in MODELS},
     "metrics": {m: ("charrnn.metrics", "MetricsLog", "on_update_end") for m in MODELS},
-    "checkpoint": {m: ("charrnn.plugins.checkpoints", "Checkpoints", "on_update_end")
+    "checkpoint": {m: ("charrnn.plugins.checkpointing", "Checkpoints", "on_update_end")
                    for m in MODELS},
 }
 

@@ -335,7 +335,7 @@ def test_ctrl_c_inside_an_updates_callbacks_keeps_the_last_periodic_checkpoint(t
     from charrnn.callbacks import Callback, Order
     from charrnn.checkpoint import load_checkpoint
     from charrnn.data import Corpus
-    from charrnn.plugins.checkpoints import Checkpoints
+    from charrnn.plugins.checkpointing import Checkpoints
     from charrnn.metrics import MetricsLog
     from helpers import make_trainer
 

@@ -34,7 +34,7 @@ SIGNAL_POINTS = {
              ("charrnn.optimizers.adam", "Adam.step")],
     "both": [("charrnn.plugins.sampler", "Sampler.on_update_end"),
              ("charrnn.metrics", "MetricsLog.on_update_end"),
-             ("charrnn.plugins.checkpoints", "Checkpoints.on_update_end")],
+             ("charrnn.plugins.checkpointing", "Checkpoints.on_update_end")],
 }
 
 
