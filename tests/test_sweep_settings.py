@@ -51,3 +51,32 @@ def test_the_table_shows_running_trials_with_their_latest_loss():
                                         ["1", "running", "(2.0000 at update 200)"],
                                         ["2", "running", "-"]]
     assert "running" in format_table(rows)
+
+
+@pytest.mark.e2e
+def test_a_finished_trial_is_never_run_again(tmp_path):
+    """What Dask does after losing the worker that held a finished trial's result: it runs the
+    task again. The trial then returns the outcome it recorded, without training."""
+    optuna = pytest.importorskip("optuna")
+    from charrnn.plugins.sweep.trial import outcome_path, run_trial
+    from helpers import TEXT
+
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT * 4, encoding="utf-8")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    log = tmp_path / "trial-0000.log"
+    job = {"study": "s", "storage": storage, "pruner": optuna.pruners.NopPruner(),
+           "trial_id": trial._trial_id, "run_dir": str(tmp_path / "trial-0000"),
+           "log": str(log), "stop": None,
+           "argv": ["--data", str(data), "--hidden", "8", "--seq-length", "10", "--iterations",
+                    "30", "--val-frac", "0.2", "--val-every", "10", "--log-every", "10"]}
+    first = run_trial(job)
+    assert first["state"] == "complete" and first["value"] > 0, first
+    assert (tmp_path / "trial-0000" / "latest.npz").exists()
+    again = run_trial(job)
+    assert again == first
+    text = log.read_text(encoding="utf-8")
+    assert text.count("$ ") == 1 and "(trial already complete; not run again)" in text
+    assert outcome_path(str(log)).endswith("trial-0000.outcome.json")

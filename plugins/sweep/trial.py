@@ -11,6 +11,7 @@ Ctrl-C, which saves its checkpoint like any interrupted run.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -83,7 +84,48 @@ def trial_command(run_dir: str, argv: List[str]) -> List[str]:
     return ["run", "--resume", run_dir, "--quiet"]
 
 
+def outcome_path(log: str) -> str:
+    """Where a trial's final outcome is kept: beside its log, outside its run directory."""
+    return os.path.splitext(log)[0] + ".outcome.json"
+
+
+def recorded_outcome(log: str) -> Optional[Dict[str, Any]]:
+    """The outcome a finished trial recorded, or None (it has not finished, or the record is
+    unreadable, in which case the trial runs)."""
+    try:
+        with open(outcome_path(log), encoding="utf-8") as f:
+            outcome = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return outcome if isinstance(outcome, dict) and outcome.get("state") in FINAL else None
+
+
+#: Outcomes that end a trial for good: recorded, so that the trial never runs again.
+FINAL = ("complete", "pruned", "fail")
+
+
 def run_trial(job: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one trial once; see :func:`_run_trial`.
+
+    Dask may run a task again after it has finished: when the worker that holds its result
+    dies before the sweep has read it. A trial is made idempotent for that: its final outcome
+    is recorded beside its log, and a trial that finds one returns it without training (a
+    pruned trial would otherwise train on after the fact).
+    """
+    recorded = recorded_outcome(job["log"])
+    if recorded is not None:
+        with open(job["log"], "a", encoding="utf-8") as sink:
+            sink.write(f"(trial already {recorded['state']}; not run again)\n")
+        return recorded
+    outcome = _run_trial(job)
+    if outcome["state"] in FINAL:
+        from charrnn.files import atomic_write_text
+
+        atomic_write_text(outcome_path(job["log"]), json.dumps(outcome))
+    return outcome
+
+
+def _run_trial(job: Dict[str, Any]) -> Dict[str, Any]:
     """Run one trial; returns ``{"state": "complete"|"pruned"|"fail", "value", "detail"}``.
 
     ``job`` holds the study's name and storage (a ``DaskStorage``), the pruner, the trial's id,
