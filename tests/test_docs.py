@@ -297,7 +297,7 @@ def _trains(text: str) -> bool:
 #: CPU time a training run spends after it starts training before it gets its Ctrl-C. CPU time,
 #: not wall-clock time: a loaded machine makes the wait longer instead of cutting the training
 #: short. The slowest documented update (the LSTM of the models page) takes a fraction of it.
-TRAINING_CPU_SECONDS = 1.5
+TRAINING_CPU_SECONDS = 1.0
 
 
 def _cpu_seconds(pid: int) -> float:
