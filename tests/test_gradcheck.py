@@ -412,6 +412,7 @@ def test_gradcheck_command_checks_the_model_asked_for(run_charrnn, data_file):
 
 # -- errors within the finite differences' rounding noise ----------------------------------------
 
+@pytest.mark.e2e  # every entry of a 2-layer LSTM on the whole default corpus: the slowest check
 def test_a_tiny_gradient_within_rounding_noise_does_not_fail_correct_code(backend):
     """`charrnn gradcheck --model lstm --layers 2 --batch-size 3` on the default corpus: one
     entry of Wx1 has a gradient of about 1e-6, and the rounding of the loss gives it a relative
