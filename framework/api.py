@@ -82,6 +82,9 @@ def train(config: Optional[Mapping[str, Any]] = None, *, callbacks: Sequence[Cal
     :class:`CharrnnError` with the message the command line prints; a diverged run
     :class:`TrainingDiverged`, which carries its :class:`Run`.
     """
+    from .registry import check_disabled
+
+    check_disabled()
     warn_deprecations()
     if isinstance(config, RunConfig):
         cfg = config.replace(**options) if options else config

@@ -16,7 +16,7 @@ import click
 from . import DISTRIBUTION, __version__
 from .errors import CharrnnError, os_error_message
 from .config import Option, Schema
-from .registry import DISABLE_ENV, get_registry, run_schema
+from .registry import DISABLE_ENV, check_disabled, get_registry, run_schema
 from .run_config import RunConfig
 
 
@@ -302,9 +302,18 @@ def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
     if disabled:
         names = [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n] + disabled
         os.environ[DISABLE_ENV] = ",".join(names)
-    if (os.environ.get(NO_PLUGINS_ENV), os.environ.get(DISABLE_ENV)) != before:
-        get_registry(refresh=True)  # the plugins this command runs with
     try:
+        try:
+            check_disabled(disabled)
+        except CharrnnError:  # refused: the environment is left as it was found
+            for name, value in zip((NO_PLUGINS_ENV, DISABLE_ENV), before):
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            raise
+        if (os.environ.get(NO_PLUGINS_ENV), os.environ.get(DISABLE_ENV)) != before:
+            get_registry(refresh=True)  # the plugins this command runs with
         registry = get_registry()
         registry.add_commands(cli)
         for note in registry.deprecations:  # one line each, naming the replacement

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pluggy
 
@@ -168,7 +168,7 @@ class Registry:
 
         sections: List[Any] = []
 
-        def collect(info: PluginInfo, result: Any) -> None:
+        def collect(result: Any) -> None:
             for item in result if isinstance(result, (list, tuple)) else [result]:
                 if isinstance(item, ReportSection):
                     sections.append(item)
@@ -178,7 +178,7 @@ class Registry:
             name = info.name if info else impl.plugin_name
             try:
                 kwargs = {"trainer": trainer}
-                collect(info, impl.function(**{n: kwargs[n] for n in impl.argnames}))
+                collect(impl.function(**{n: kwargs[n] for n in impl.argnames}))
             except Exception as exc:  # one plugin's bug must not cost the report
                 owner = f" of {info.distribution} {info.version}" if info else ""
                 sections.append(ReportSection(
@@ -241,6 +241,23 @@ def plugins_disabled() -> bool:
 
 #: Entry points to leave out, by name, comma-separated (what ``charrnn --disable NAME`` sets).
 DISABLE_ENV = "CHARRNN_DISABLE"
+
+
+def check_disabled(given: Sequence[str] = ()) -> None:
+    """Refuse a ``--disable`` (``given``, or ``CHARRNN_DISABLE``) name that is empty or that no
+    installed plugin has: a typo would otherwise leave the plugin it meant in the run without a
+    word."""
+    from .errors import CharrnnError
+
+    raw = os.environ.get(DISABLE_ENV, "")
+    if any(not n.strip() for n in given) or raw and any(not n.strip() for n in raw.split(",")):
+        raise CharrnnError("--disable is given an empty name; pass a plugin's name, as charrnn "
+                           "plugins lists it")
+    known = {ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for name in disabled_names():
+        if name not in known:
+            raise CharrnnError(f"--disable {name}: no installed plugin is named {name}; "
+                               "charrnn plugins lists them")
 
 
 def disabled_names() -> List[str]:

@@ -189,6 +189,9 @@ ROWS = [
     ("conformance-unknown-backend", ["conformance", "--backend", "abacus"], ["abacus"]),
     ("plugins-unknown-option", ["plugins", "--yaml"], ["--yaml"]),
     ("command-unknown", ["train"], ["train"]),
+    ("disable-unknown-plugin", ["--disable", "lossplott", "run"],
+     ["--disable lossplott", "no installed plugin is named lossplott", "charrnn plugins"]),
+    ("disable-empty-name", ["--disable", "", "run"], ["--disable", "empty name"]),
 ]
 
 

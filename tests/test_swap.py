@@ -73,3 +73,15 @@ def test_a_disabled_plugins_option_is_an_unknown_option(tmp_path):
     assert_one_line_error(proc, "No such option '--sample-every'")
     proc = run_in_process("--disable", "sampler", "run", "--sample-every", 5, cwd=tmp_path)
     assert_one_line_error(proc, "No such option '--sample-every'")
+
+
+def test_leaving_out_a_plugin_that_is_not_installed_is_refused(tmp_path, monkeypatch):
+    """A typo in the name would otherwise leave the plugin it meant in the run, silently."""
+    proc = run_in_process("--disable", "lossplott", "run", "--out", tmp_path / "run",
+                          cwd=tmp_path)
+    assert_one_line_error(proc, "--disable lossplott: no installed plugin is named lossplott")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setenv("CHARRNN_DISABLE", "lossplott")
+    with pytest.raises(charrnn.CharrnnError, match="no installed plugin is named lossplott"):
+        charrnn.train(out=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
