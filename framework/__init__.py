@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time they load on fir
     from .run_config import RunConfig
     from .errors import CharrnnError, InvalidOption, TrainingDiverged
     from .generate import Generator, load
-    from .metrics import read_metrics
+    from .metrics import MetricsSink, read_metrics
     from .stops import Stop, StopReason
 
 DISTRIBUTION = "charrnn-kit"
@@ -34,13 +34,15 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
     __version__ = "0.0.0+unknown"
 
 __all__ = ["train", "load", "Run", "Generator", "RunConfig", "Option", "Callback", "read_metrics",
-           "Stop", "StopReason",
+           "MetricsSink", "Stop", "StopReason",
            "CharrnnError", "InvalidOption", "TrainingDiverged", "hookimpl", "__version__",
            "DISTRIBUTION"]
 
 _LAZY = {"train": "api", "Run": "api", "load": "generate", "Generator": "generate",
          "RunConfig": "run_config", "Option": "config", "Callback": "callbacks",
-         "read_metrics": "metrics", "Stop": "stops", "StopReason": "stops", "CharrnnError": "errors", "InvalidOption": "errors", "TrainingDiverged": "errors"}
+         "read_metrics": "metrics", "MetricsSink": "metrics", "Stop": "stops",
+         "StopReason": "stops", "CharrnnError": "errors", "InvalidOption": "errors",
+         "TrainingDiverged": "errors"}
 
 
 def __getattr__(name: str):

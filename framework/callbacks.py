@@ -57,9 +57,9 @@ class Callback:
 
     name: ClassVar[str] = "base"
     order: ClassVar[int] = 0
-    #: The files this callback writes in the run directory. A start that is killed before its
-    #: first checkpoint may leave them, and the next start in that directory removes them
-    #: (anything else found there makes it refuse the directory).
+    #: The files (or folders) this callback writes in the run directory. A start that is killed
+    #: before its first checkpoint may leave them, and the next start in that directory removes
+    #: them (anything else found there makes it refuse the directory).
     files: ClassVar[Tuple[str, ...]] = ()
     #: Set by the launcher: the plugin and distribution that ship the callback, which a failure
     #: message names. An exception a callback raises stops the run (see ``Trainer.fit``).

@@ -10,8 +10,8 @@ checkpoints call), so a repeated older value never reads as a new one.
 A resumed run drops the rows written after the checkpoint it resumes from and writes them again,
 so the file holds one consistent series with strictly increasing updates. Rows go to disk before
 the checkpoint of the same update (:attr:`~charrnn.callbacks.Order.METRICS`), so a kill between
-the two loses no row. Other sinks (TensorBoard, MLflow) are plugins that read
-:attr:`MetricsLog.last_row` after it.
+the two loses no row. Other sinks (TensorBoard, MLflow, yours) are plugins built on
+:class:`MetricsSink`, which hands them the log's rows they do not hold yet.
 """
 from __future__ import annotations
 
@@ -19,12 +19,15 @@ import csv
 import io
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from .callbacks import Callback, Order
 from .files import append_text, atomic_write_text
 from .interrupts import deferred_interrupt
 from .stops import Stop
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .trainer import Trainer
 
 #: The keys of a metrics row, and the columns of metrics.csv, in order.
 UPDATE = "update"
@@ -147,3 +150,61 @@ class MetricsLog(Callback):
             with deferred_interrupt():
                 append_text(self.path, csv_text([row], header=False))
         return row
+
+
+class MetricsSink(Callback):
+    """The base of a plugin that sends the metrics log somewhere else (TensorBoard, MLflow, a
+    database): it runs at :attr:`Order.LOGGERS`, after the log has written this update's row,
+    and hands :meth:`write` every row of ``trainer.metrics`` it has not written yet, the earlier
+    runs' rows included when the sink is new to a resumed run. A sink implements :meth:`open`,
+    :meth:`write` and, if it holds anything open, :meth:`close`.
+    """
+
+    order = Order.LOGGERS
+
+    def __init__(self) -> None:
+        #: The update of the last row written (0 before any).
+        self.written = 0
+        self._log: Optional[MetricsLog] = None
+
+    def open(self, trainer: "Trainer") -> int:
+        """Open the sink for this process; return the last update it already holds from an
+        earlier process of this run (0 when it holds none, and then it gets them all).
+
+        A run resumes from its checkpoint at ``trainer.update``: rows after that, which a
+        process killed after its last checkpoint may have sent, are written again by this one,
+        so a sink that can drop them (TensorBoard's ``purge_step``) should."""
+        return 0
+
+    def write(self, rows: Sequence[Row]) -> None:
+        """Send ``rows`` (metrics rows, oldest first, each newer than the last written)."""
+        raise NotImplementedError
+
+    def close(self, trainer: "Trainer") -> None:
+        """Flush and release whatever :meth:`open` opened; ``trainer.stop_reason`` says why
+        training ended (None when it did all its updates)."""
+
+    # -- events ------------------------------------------------------------------------------
+
+    def on_train_begin(self, trainer: "Trainer") -> None:
+        self._log = getattr(trainer, "metrics", None)
+        self.written = min(int(self.open(trainer)), trainer.update)
+        self._send()
+
+    def on_update_end(self, trainer: "Trainer") -> None:
+        self._send()
+
+    def on_train_end(self, trainer: "Trainer") -> None:
+        try:
+            self._send()
+        finally:
+            self.close(trainer)
+
+    def _send(self) -> None:
+        rows = self._log.rows if self._log is not None else []
+        if not rows or rows[-1][UPDATE] <= self.written:
+            return
+        fresh = [r for r in rows if r[UPDATE] > self.written]
+        with deferred_interrupt():
+            self.write(fresh)
+        self.written = fresh[-1][UPDATE]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
@@ -124,7 +125,9 @@ def clear_run_files(path: str) -> None:
     remove_temporary_files(path)
     for name in run_files():
         target = os.path.join(path, name)
-        if os.path.isfile(target):
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target, ignore_errors=True)  # a callback's folder of files
+        elif os.path.isfile(target):
             os.remove(target)
 
 
