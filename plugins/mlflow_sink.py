@@ -97,6 +97,7 @@ class MlflowSink(MetricsSink):
         self.uri_given = uri_given
         self.experiment = experiment
         self.client: Any = None
+        self.experiment_id: Optional[str] = None
         self.run_id: Optional[str] = None
 
     @classmethod
@@ -108,7 +109,12 @@ class MlflowSink(MetricsSink):
                                "'charrnn-kit[mlflow]', or leave --mlflow out")
         experiment = (options.get("mlflow_experiment") or "").strip() or DEFAULT_EXPERIMENT
         given = options.get("mlflow_uri")
-        return cls(tracking_uri(given), experiment, uri_given=bool((given or "").strip()))
+        sink = cls(tracking_uri(given), experiment, uri_given=bool((given or "").strip()))
+        if sink.uri_given or not options.get("resume"):
+            # A store that cannot be used is refused before the run begins. (A resume told no
+            # store uses the one its run has, known once the run directory is read.)
+            sink.connect()
+        return sink
 
     # -- the MLflow run ----------------------------------------------------------------------
 
@@ -124,14 +130,25 @@ class MlflowSink(MetricsSink):
             raise CharrnnError(f"MLflow could not {what} at {self.uri} ({message}); pass "
                                "another --mlflow-uri, or leave --mlflow out") from None
 
-    def _continued_run(self, trainer) -> Optional[str]:
-        """Open the store; return the MLflow run this charrnn run already has in it, if any."""
-        record = read_record(trainer.run_dir)
-        if not self.uri_given and isinstance(record.get("tracking_uri"), str):
-            self.uri = record["tracking_uri"]
+    def connect(self) -> None:
+        """Open the tracking store at :attr:`uri` and find (or make) the experiment."""
         from mlflow.tracking import MlflowClient
 
         self.client = self._call("open the tracking store", MlflowClient, tracking_uri=self.uri)
+        experiment = self._call("read the experiment", self.client.get_experiment_by_name,
+                                self.experiment)
+        self.experiment_id = experiment.experiment_id if experiment is not None else \
+            self._call("create the experiment", self.client.create_experiment, self.experiment)
+
+    def _continued_run(self, trainer) -> Optional[str]:
+        """The MLflow run this charrnn run already has in the store, if any."""
+        record = read_record(trainer.run_dir)
+        if not self.uri_given and isinstance(record.get("tracking_uri"), str) and \
+                record["tracking_uri"] != self.uri:
+            self.uri = record["tracking_uri"]  # the store the run has, wherever it resumes from
+            self.client = None
+        if self.client is None:
+            self.connect()
         if trainer.update == 0 or record.get("tracking_uri") != self.uri or \
                 record.get("run_id_charrnn") != trainer.run_id or not record.get("run_id"):
             return None
@@ -151,16 +168,12 @@ class MlflowSink(MetricsSink):
             self._call("mark the run as running", self.client.update_run, continued,
                        status="RUNNING")
             return trainer.update
-        experiment = self._call("read the experiment", self.client.get_experiment_by_name,
-                                self.experiment)
-        experiment_id = experiment.experiment_id if experiment is not None else \
-            self._call("create the experiment", self.client.create_experiment, self.experiment)
         from charrnn import __version__
 
         tags = {"mlflow.runName": os.path.basename(os.path.abspath(trainer.run_dir)),
                 "charrnn.run_dir": os.path.abspath(trainer.run_dir),
                 "charrnn.run_id": str(trainer.run_id), "charrnn.version": __version__}
-        run = self._call("create a run", self.client.create_run, experiment_id, tags=tags)
+        run = self._call("create a run", self.client.create_run, self.experiment_id, tags=tags)
         self.run_id = run.info.run_id
         atomic_write_text(os.path.join(trainer.run_dir, RECORD_FILE),
                           json.dumps({"tracking_uri": self.uri, "experiment": self.experiment,

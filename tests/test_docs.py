@@ -90,6 +90,10 @@ SWEEP_RUN_DIR = "needs a sweep's trial directory; tests/test_sweep.py checks tha
     "ordinary run directory"
 DASK_SERVER = "starts a long-lived Dask server"
 SWEEP_EXTRA = "installs the sweep extra, which tests/test_sweep.py needs and has"
+#: The metric sinks need their extras, which this test's plain install leaves out.
+SINK = "needs a metric sink's extra; tests/test_metric_sinks.py trains with it and reads " \
+    "what it wrote back with the tool's own reader"
+SINK_VIEWER = "starts a long-lived viewer (TensorBoard's or MLflow's web server)"
 COMMANDS: Dict[str, str] = {
     "python3 -m venv .venv && . .venv/bin/activate && pip install . && charrnn run": INSTALL,
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' "
@@ -132,6 +136,12 @@ COMMANDS: Dict[str, str] = {
     "charrnn sample --checkpoint runs/gpu --backend numpy --length 500":
         "samples the GPU run above",
     "bash benchmarks/gpu_check.sh": "needs an NVIDIA GPU",
+    "pip install '.[tensorboard]'": SINK,
+    "charrnn run --tensorboard --out runs/tb": SINK,
+    "tensorboard --logdir runs": SINK_VIEWER,
+    "pip install '.[mlflow]'": SINK,
+    "charrnn run --mlflow --out runs/ml": SINK,
+    "mlflow ui --backend-store-uri mlruns": SINK_VIEWER,
     # docs/troubleshooting.md
     "charrnn --no-plugins run --data book.txt": TRAIN,
     "CHARRNN_DISABLE_PLUGINS=1 charrnn run --data book.txt": TRAIN,
