@@ -164,34 +164,35 @@ class Trainer:
         """Everything needed to continue this run exactly, as host data."""
         from . import __version__
         from .checkpoint import Checkpoint
+        from .checkpoint.schema import CheckpointMeta
 
         be, model = self.backend, self.model
-        meta = {
-            "charrnn_version": __version__,
-            "run_id": self.run_id,
-            "backend": be.name,
-            "dtype": be.dtype.name,
-            "model": {"name": model.name, "options": model.options(),
-                      "shapes": {k: list(v) for k, v in model.shapes.items()}},
-            "optimizer": self.optimizer.name,
-            "config": self.config,
-            "vocab": list(self.corpus.chars) if self.corpus is not None else None,
-            "update": self.update,
-            "epoch": self.stream.epoch,
-            "position": self.stream.position,
-            "batch_size": self.stream.batch,
-            "next_input_id": self.sampling_start()[1],
-            "smooth_loss": self.smooth_loss_value(),
-            "loss": self.loss_value(),
-            "train_seconds": self.train_seconds(),
-            "dropout_rng": self.rng.bit_generator.state,
-            "logs": self.logs,
-            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
-        }
+        meta = CheckpointMeta(
+            charrnn_version=__version__,
+            run_id=self.run_id,
+            backend=be.name,
+            dtype=be.dtype.name,
+            model={"name": model.name, "options": model.options(),
+                   "shapes": {k: list(v) for k, v in model.shapes.items()}},
+            optimizer=self.optimizer.name,
+            config=self.config,
+            vocab=list(self.corpus.chars) if self.corpus is not None else None,
+            update=self.update,
+            epoch=self.stream.epoch,
+            position=self.stream.position,
+            batch_size=self.stream.batch,
+            next_input_id=self.sampling_start()[1],
+            smooth_loss=self.smooth_loss_value(),
+            loss=self.loss_value(),
+            train_seconds=self.train_seconds(),
+            dropout_rng=self.rng.bit_generator.state,
+            logs=self.logs,
+            callbacks={cb.name: cb.state_dict() for cb in self.callbacks},
+        )
         # Flat optimizer arrays are saved by parameter name, like the parameters themselves.
         optimizer = {key: model.split_flat(value) if _is_flat(value, model.size) else value
                      for key, value in self.optimizer.state_dict().items()}
-        return Checkpoint(meta=meta, params=model.get_params(), optimizer=optimizer,
+        return Checkpoint(meta=meta.to_header(), params=model.get_params(), optimizer=optimizer,
                           state=model.state_to_host(self.state))
 
     def restore(self, ckpt: "Checkpoint") -> None:

@@ -25,6 +25,7 @@ from helpers import (
     Crash,
     assert_one_line_error,
     charrnn_inproc,
+    make_trainer,
     read_samples,
     run_options,
 )
@@ -666,3 +667,35 @@ def test_best_is_judged_by_the_validation_loss_of_its_own_weights(data_file, tmp
     rebuilt.restore(best)
     assert rebuilt.validation_loss() == pytest.approx(best.meta["callbacks"]["checkpoints"]["best"],
                                                       rel=1e-12)
+
+
+#: A value each kind of header check refuses.
+WRONG = {"count": -1, "number": "1.5", "text": 5, "mapping": [], "check_vocab": ["ab"],
+         "check_run_id": "RUN", "check_next_input_id": 10**6, "check_pcg64": {},
+         "check_logs": [], "check_callbacks": {"sampler": 3}, "check_model": {"name": "rnn"}}
+
+
+def test_the_writer_and_the_loader_share_one_description_of_the_header():
+    """``Trainer.checkpoint`` writes a :class:`CheckpointMeta`, and the loader checks every
+    field that type declares, each by the check it names: no field is written unchecked, and
+    none is checked that is never written."""
+    import dataclasses
+
+    from charrnn.backends.numpy_backend import NumpyBackend
+    from charrnn.checkpoint.messages import Refusal
+    from charrnn.checkpoint.schema import CheckpointMeta, Header
+    from charrnn.data import Corpus
+
+    trainer = make_trainer(NumpyBackend(), Corpus.from_text(TEXT, "test"), iterations=3)
+    trainer.fit()
+    meta = trainer.checkpoint().meta
+    specs = dataclasses.fields(CheckpointMeta)
+    assert list(meta) == [f.name for f in specs]
+    assert {f.metadata["check"] for f in specs} <= set(WRONG)
+    Header(dict(meta), Refusal("x.npz")).check_common()  # what was written passes
+    for spec in specs:
+        bad = {**meta, spec.name: WRONG[spec.metadata["check"]]}
+        header = Header(bad, Refusal("x.npz"))
+        with pytest.raises(charrnn.CharrnnError, match=rf"\b{spec.name}\b"):
+            header.check_common()
+            header.check_model()

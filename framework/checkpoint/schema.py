@@ -1,8 +1,11 @@
-"""The header (the ``meta`` member): every field the trainer writes, checked for type, range and
-finiteness before anything else is read."""
+"""The header (the ``meta`` member): :class:`CheckpointMeta`, the one description of what the
+trainer writes there, and :class:`Header`, which checks each of those fields (type, range,
+finiteness) by the check the field names, before anything else of a file is read."""
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 
@@ -42,6 +45,66 @@ def walk(meta: Any, refuse: Refusal) -> None:
                 stack.append((item, depth + 1))
 
 
+def _field(check: str, default: Any = dataclasses.MISSING, **limits: Any) -> Any:
+    """A header field checked by ``Header.<check>`` (with ``limits``): every field has one."""
+    extra = {"default_factory": dict} if default is dict else \
+        ({} if default is dataclasses.MISSING else {"default": default})
+    return field(metadata={"check": check, "limits": limits}, **extra)
+
+
+@dataclass
+class CheckpointMeta:
+    """What the trainer records about a run in a checkpoint's header
+    (:meth:`charrnn.trainer.Trainer.checkpoint` makes one; :class:`Header` checks a file's by
+    the same fields).
+
+    The fields without a default are in every checkpoint since 0.1.0; the others may be absent
+    from older files, and those given as None are checked only when present. The format's own
+    fields (``format``, ``format_version``, ``checksums``, ``header_checksum``,
+    ``state_arrays``, ``optimizer_state``) are added by :func:`~charrnn.checkpoint.save_checkpoint`.
+    """
+
+    #: Updates done, and where the text stream stands.
+    update: int = _field("count")
+    epoch: int = _field("count")
+    position: int = _field("count")
+    smooth_loss: float = _field("number")
+    vocab: List[str] = _field("check_vocab")
+    #: The run's options, as config.json holds them.
+    config: Dict[str, Any] = _field("mapping")
+    #: The loss of the last update (None before the first).
+    loss: Optional[float] = _field("number", None)
+    #: Training time before this checkpoint, for --time-limit across resumes.
+    train_seconds: Optional[float] = _field("number", None, minimum=0.0)
+    charrnn_version: Optional[str] = _field("text", None)
+    backend: Optional[str] = _field("text", None)
+    dtype: Optional[str] = _field("text", None)
+    optimizer: Optional[str] = _field("text", None)
+    #: The run the file belongs to (from 0.6.0).
+    run_id: Optional[str] = _field("check_run_id", None)
+    batch_size: Optional[int] = _field("count", None, lo=1)
+    #: The character sampling starts from after this update.
+    next_input_id: Optional[int] = _field("check_next_input_id", None)
+    #: The dropout stream's PCG64 state.
+    dropout_rng: Optional[Dict[str, Any]] = _field("check_pcg64", None)
+    #: What callbacks published in ``trainer.logs``.
+    logs: Dict[str, Any] = _field("check_logs", dict)
+    #: Each callback's ``state_dict()``, by name.
+    callbacks: Dict[str, Any] = _field("check_callbacks", dict)
+    #: The model's name, options and parameter shapes (checked by :meth:`Header.check_model`,
+    #: after a version-1 header has been given one).
+    model: Optional[Dict[str, Any]] = _field("check_model", None)
+
+    def to_header(self) -> Dict[str, Any]:
+        """The fields as the header's JSON object (values are not copied)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+#: The fields every checkpoint has.
+REQUIRED = tuple(f.name for f in dataclasses.fields(CheckpointMeta)
+                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+
 class Header:
     """Checks of the header's fields, each refusal naming the field."""
 
@@ -73,51 +136,46 @@ class Header:
         return value
 
     def check_common(self) -> None:
+        """Every field of :class:`CheckpointMeta` the header has (the model's aside), and the
+        format's ``optimizer_state``."""
         meta = self.meta
-        missing = [k for k in ("update", "epoch", "position", "smooth_loss", "vocab", "config")
-                   if k not in meta]
+        missing = [k for k in REQUIRED if k not in meta]
         if missing:
             raise CharrnnError(f"{self.refuse.where} lacks {', '.join(missing)} in its header; it "
                                f"is not a complete charrnn checkpoint ({ADVICE})")
-        for key in ("update", "epoch", "position"):
-            self.count(key, meta[key])
-        self.number("smooth_loss", meta["smooth_loss"])
-        if meta.get("loss") is not None:
-            self.number("loss", meta["loss"])
-        if "train_seconds" in meta:
-            self.number("train_seconds", meta["train_seconds"], minimum=0.0)
-        vocab = meta["vocab"]
-        if not isinstance(vocab, list) or not vocab \
-                or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
-            raise self.refuse.field("vocab", vocab, "a non-empty list of one-character strings")
-        if len(set(vocab)) != len(vocab):
-            raise self.refuse.field("vocab", vocab, "a list of distinct characters")
-        self.mapping("config", meta["config"])
-        for key in ("charrnn_version", "backend", "dtype", "optimizer"):
-            if meta.get(key) is not None:
-                self.text(key, meta[key])
-        if meta.get("run_id") is not None and not (
-                isinstance(meta["run_id"], str) and len(meta["run_id"]) == 32
-                and all(c in "0123456789abcdef" for c in meta["run_id"])):
-            raise self.refuse.field("run_id", meta["run_id"], "32 lowercase hexadecimal digits")
-        if "batch_size" in meta:
-            self.count("batch_size", meta["batch_size"], lo=1)
-        if meta.get("next_input_id") is not None:
-            self.count("next_input_id", meta["next_input_id"], hi=len(vocab) - 1,
-                       what=f"the id of a character of the {len(vocab)}-character vocabulary")
-        if meta.get("dropout_rng") is not None:
-            self.check_pcg64("dropout_rng", meta["dropout_rng"])
-        if "logs" in meta:
-            self.check_logs(self.mapping("logs", meta["logs"]))
-        if "callbacks" in meta:
-            for name, state in self.mapping("callbacks", meta["callbacks"]).items():
-                self.mapping(f"callbacks.{name}", state)
+        for spec in dataclasses.fields(CheckpointMeta):
+            check = spec.metadata["check"]
+            if spec.name not in meta or check == "check_model" or \
+                    (meta[spec.name] is None and spec.default is None):
+                continue
+            getattr(self, check)(spec.name, meta[spec.name], **spec.metadata["limits"])
         if "optimizer_state" in meta:
             for key, value in self.mapping("optimizer_state", meta["optimizer_state"]).items():
                 if not (value is None or isinstance(value, (str, bool))
                         or is_finite_number(value)):
                     raise self.refuse.field(f"optimizer_state.{key}", value,
                                             "a finite number, a string, true, false or null")
+
+    def check_vocab(self, name: str, vocab: Any) -> None:
+        if not isinstance(vocab, list) or not vocab \
+                or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
+            raise self.refuse.field(name, vocab, "a non-empty list of one-character strings")
+        if len(set(vocab)) != len(vocab):
+            raise self.refuse.field(name, vocab, "a list of distinct characters")
+
+    def check_run_id(self, name: str, value: Any) -> None:
+        if not (isinstance(value, str) and len(value) == 32
+                and all(c in "0123456789abcdef" for c in value)):
+            raise self.refuse.field(name, value, "32 lowercase hexadecimal digits")
+
+    def check_next_input_id(self, name: str, value: Any) -> None:
+        size = len(self.meta["vocab"])
+        self.count(name, value, hi=size - 1,
+                   what=f"the id of a character of the {size}-character vocabulary")
+
+    def check_callbacks(self, name: str, value: Any) -> None:
+        for callback, state in self.mapping(name, value).items():
+            self.mapping(f"{name}.{callback}", state)
 
     def check_pcg64(self, name: str, state: Any) -> None:
         """The shape of numpy's ``PCG64.state``, as the trainer saves its dropout stream."""
@@ -131,8 +189,8 @@ class Header:
         self.count(f"{name}.has_uint32", state["has_uint32"], hi=1)
         self.count(f"{name}.uinteger", state["uinteger"], hi=2**32 - 1)
 
-    def check_logs(self, logs: Dict[str, Any]) -> None:
-        for key, value in logs.items():
+    def check_logs(self, name: str, logs: Any) -> None:
+        for key, value in self.mapping(name, logs).items():
             name = f"logs.{key}"
             if key in ("val_loss", "val_bpc"):
                 if value is not None:
@@ -145,7 +203,7 @@ class Header:
             # strings, true/false, null, and objects or lists (the gradient check's result,
             # where an error may be Infinity) are what callbacks publish
 
-    def check_model(self) -> Dict[str, Tuple[int, ...]]:
+    def check_model(self, *_: Any) -> Dict[str, Tuple[int, ...]]:
         """The parameter shapes the header gives, checked."""
         model = self.mapping("model", self.meta.get("model"))
         self.text("model.name", model.get("name"))
