@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import pytest
 from charrnn.checkpoint import load_checkpoint
@@ -155,37 +155,69 @@ def test_the_best_command_trains_the_best_trial_again(resumed, tmp_path):
         assert config[key] == trial[key], key
 
 
-# -- a worker killed in the middle of a trial --------------------------------------------------
+# -- a worker killed after its trial completed, in the middle of its next ----------------------
 
-def test_a_killed_worker_costs_at_most_its_trial(tmp_path, text_file):
+def _trial_processes(sweep: subprocess.Popen) -> Dict[int, psutil.Process]:
+    """The ``charrnn run`` processes of the sweep's trials, by trial number."""
+    found = {}
+    for child in psutil.Process(sweep.pid).children(recursive=True):
+        try:
+            cmdline = child.cmdline()
+            out = Path(cmdline[cmdline.index("--out") + 1])
+        except (psutil.Error, ValueError, IndexError):
+            continue
+        if out.name.startswith("trial-"):
+            found[int(out.name.split("-")[1])] = child
+    return found
+
+
+def test_a_killed_worker_costs_at_most_its_trial_and_never_reruns_a_finished_one(tmp_path,
+                                                                                 text_file):
+    """The worker that ran trial 0 is killed once trial 0 has recorded its outcome (its result
+    may not have reached the sweep yet, so Dask may run that task again) and while it trains
+    another trial. Trial 0 is never trained again; the interrupted trial is resumed, or started
+    over, on a live worker; every trial ends."""
     out = tmp_path / "sweep"
-    proc = start(sweep_argv(out, text_file, "--trials", 2, "--workers", 2,
+    proc = start(sweep_argv(out, text_file, "--trials", 4, "--workers", 2,
                             "--iterations", 3000), tmp_path)
-    killed = None
-    deadline = time.monotonic() + 120
+    outcome = out / "logs" / "trial-0000.outcome.json"
+    worker = killed = None
+    deadline = time.monotonic() + 180  # a guard against a hang, not a timing assumption
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        for child in psutil.Process(proc.pid).children(recursive=True):
+        time.sleep(0.05)
+        running = _trial_processes(proc)
+        if worker is None and 0 in running:
             try:
-                cmdline = child.cmdline()
-                metrics = Path(cmdline[cmdline.index("--out") + 1]) / "metrics.csv"
-            except (psutil.Error, ValueError, IndexError):
+                worker = running[0].parent()  # the Dask worker running trial 0
+            except psutil.Error:
                 continue
-            if metrics.exists() and len(metrics.read_text().splitlines()) > 2:
-                killed = child.parent()  # the worker running this trial, mid-trial
-                killed.kill()
+        if worker is None or not outcome.exists():
+            continue
+        for number, child in running.items():
+            try:
+                mine = number != 0 and child.parent() == worker
+            except psutil.Error:
+                continue
+            metrics = out / "trials" / f"trial-{number:04d}" / "metrics.csv"
+            if mine and metrics.exists() and len(metrics.read_text().splitlines()) > 2:
+                killed = number
+                worker.kill()  # mid-trial, with trial 0's result perhaps still on it
                 break
     output, _ = proc.communicate(timeout=240)
     assert killed is not None, output
     assert proc.returncode == 0, output
     trials = trials_of(out)
-    assert len([t for t in trials if t.state.name in ("COMPLETE", "FAIL")]) == 2, output
-    # Dask ran the killed trial again on a live worker: its log holds a second start, which
-    # resumed the run directory or, killed before the first checkpoint, started it over.
-    logs = {p.name: p.read_text() for p in (out / "logs").iterdir()}
-    again = [text for text in logs.values() if text.count("\n$ ") + text.startswith("$ ") >= 2]
-    assert len(again) == 1, logs
-    assert "resuming at update" in again[0] or "starting over in" in again[0], again[0]
+    assert len([t for t in trials if t.state.name in ("COMPLETE", "FAIL")]) == 4, output
+    logs = {p.name: p.read_text() for p in (out / "logs").glob("*.log")}
+    starts = {name: text.count("\n$ ") + text.startswith("$ ") for name, text in logs.items()}
+    # Trial 0 trained once, whatever Dask did with its task after the worker was lost.
+    assert starts["trial-0000.log"] == 1, logs["trial-0000.log"]
+    assert json.loads(outcome.read_text())["state"] == "complete"
+    # The trial killed mid-run ran again on a live worker, from its checkpoint or from the start.
+    again = logs[f"trial-{killed:04d}.log"]
+    assert starts[f"trial-{killed:04d}.log"] == 2, again
+    assert "resuming at update" in again or "starting over in" in again, again
+    assert sorted(starts.values()) == [1, 1, 1, 2], starts
 
 
 # -- the pruner ----------------------------------------------------------------------------------
