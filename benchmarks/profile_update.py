@@ -8,8 +8,9 @@ one layer of 512; batch 32 x sequence 64, float32 by default) this script times,
 and interleaved so that machine noise lands on both sides:
 
 * the **recurrences** alone: the backend's ``*_forward`` and ``*_backward`` for one layer, once
-  with :class:`charrnn.recurrent_ops.RecurrentOps` (the reference loops, "before") and once with
-  the NumPy backend's overrides ("after"), and within them the per-step recurrent matrix products
+  with the operations' references (:mod:`charrnn.models.rnn`, ``lstm`` and ``gru``: the plain
+  loops, "before") and once with the NumPy backend's kernels
+  (:mod:`charrnn.backends.numpy_kernels`, "after"), and within them the per-step recurrent matrix products
   alone, which neither can avoid;
 * the **whole update** split into its parts, with the NumPy backend: forward and backward of the
   model (``loss_and_grads``) and the optimizer step (Adam with the norm clip, as the race's
@@ -36,7 +37,15 @@ from typing import Callable, Dict, List  # noqa: E402
 
 import numpy as np  # noqa: E402
 from charrnn.backends.numpy_backend import NumpyBackend  # noqa: E402
-from charrnn.recurrent_ops import RecurrentOps  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+from charrnn.backends import numpy_kernels  # noqa: E402
+from charrnn.models import gru, lstm, rnn  # noqa: E402
+
+#: The references, under the names the kernels module uses.
+REFERENCE = SimpleNamespace(rnn_forward=rnn.rnn_forward, rnn_backward=rnn.rnn_backward,
+                            lstm_forward=lstm.lstm_forward, lstm_backward=lstm.lstm_backward,
+                            gru_forward=gru.gru_forward, gru_backward=gru.gru_backward)
 from charrnn.assembly import make_model, make_optimizer  # noqa: E402
 
 T, B, K = 64, 32, 65
@@ -51,7 +60,8 @@ def ms(fn: Callable[[], object], number: int = 3) -> float:
 
 
 def recurrence_cases(kind: str, be: NumpyBackend, rng: np.random.Generator):
-    """(forward, backward) closures for one layer of ``kind``, given the implementation class."""
+    """(forward, backward) closures for one layer of ``kind``, given the implementation (the
+    references, or the NumPy kernels)."""
     _, m, k = SIZES[kind]
     dt = be.dtype
     Wh = (rng.standard_normal((m, k * m)) * 0.05).astype(dt)
@@ -94,8 +104,8 @@ def profile(kind: str, dtype: str, repeats: int) -> Dict[str, float]:
     be = NumpyBackend(dtype)
     rng = np.random.default_rng(0)
     forward, backward, products = recurrence_cases(kind, be, rng)
-    forward(NumpyBackend)
-    backward(NumpyBackend)
+    forward(numpy_kernels)
+    backward(numpy_kernels)
     runs: Dict[str, List[float]] = {k: [] for k in ("fwd before", "fwd after", "bwd before",
                                                     "bwd after", "products", "update",
                                                     "optimizer")}
@@ -111,10 +121,10 @@ def profile(kind: str, dtype: str, repeats: int) -> Dict[str, float]:
 
     model.loss_and_grads(x, y, state)
     for _ in range(repeats):
-        runs["fwd before"].append(ms(lambda: forward(RecurrentOps)))
-        runs["fwd after"].append(ms(lambda: forward(NumpyBackend)))
-        runs["bwd before"].append(ms(lambda: backward(RecurrentOps)))
-        runs["bwd after"].append(ms(lambda: backward(NumpyBackend)))
+        runs["fwd before"].append(ms(lambda: forward(REFERENCE)))
+        runs["fwd after"].append(ms(lambda: forward(numpy_kernels)))
+        runs["bwd before"].append(ms(lambda: backward(REFERENCE)))
+        runs["bwd after"].append(ms(lambda: backward(numpy_kernels)))
         runs["products"].append(ms(products))
         runs["update"].append(ms(lambda: model.loss_and_grads(x, y, state)))
         runs["optimizer"].append(ms(optimizer_step))

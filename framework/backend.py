@@ -1,9 +1,13 @@
-"""The array backend interface, in the style of thinc's ``Ops``.
+"""The array backend interface, in the style of thinc's ``Ops``: the array basics.
 
-Every operation is written once against ``self.xp`` (NumPy's API, which CuPy mirrors). A backend
-sets ``xp`` and overrides only what must differ on its device or what it can do faster: a
-scatter-add, a fused recurrence kernel, a fused optimizer update. The base class is also the
-reference the conformance suite checks every backend against, so its code is kept plain.
+A backend provides placement (:meth:`asarray`, :meth:`to_numpy`, :meth:`to_float`), allocation
+(:meth:`zeros`), softmax, segment sums, clipping, random masks and synchronisation, each written
+once here against ``self.xp`` (NumPy's API, which CuPy mirrors); a backend sets ``xp`` and
+overrides only what must differ on its device or what it can do faster. The base class is also
+the reference the conformance suite checks every backend against, so its code is kept plain.
+
+Everything heavier (a recurrence, an optimizer's update) is an operation with a kernel per
+backend (:mod:`charrnn.kernels`), found by :meth:`Backend.kernel`.
 
 Arrays passed to and returned from these methods live on the backend's device. Host data enters
 through :meth:`asarray` and leaves through :meth:`to_numpy`; nothing else crosses.
@@ -26,16 +30,17 @@ flat array each (:class:`charrnn.params.FlatParams`).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Sequence
+import functools
+import warnings
+from typing import Any, Callable, ClassVar, Dict, Sequence
 
 import numpy
 
-from .recurrent_ops import RecurrentOps
+from .kernels import LEGACY_METHODS, Operation, forced_reference
 
 Array = Any  # an ndarray of the backend's array module
 
-
-class Backend(RecurrentOps):
+class Backend:
     """Base class for array backends, and, with :attr:`xp` left at NumPy, the reference the
     conformance suite checks every backend against.
 
@@ -43,8 +48,9 @@ class Backend(RecurrentOps):
     :attr:`capabilities` let a backend declare what it does not support (for example
     ``{"float64": False}``); the conformance suite skips those cases instead of failing them.
 
-    The recurrences of the built-in models (:meth:`rnn_forward`, :meth:`lstm_backward`, ...) come
-    from :class:`charrnn.recurrent_ops.RecurrentOps`.
+    The recurrences of the models and the optimizers' updates are operations, each run by
+    :meth:`kernel`: the kernel a plugin registered for this backend (or one it derives from),
+    or else the operation's reference.
 
     Built as ``MyBackend(dtype="float64")``: ``__init__`` calls :meth:`check_available` first,
     so a backend that cannot run here refuses before allocating anything, and refuses a dtype
@@ -86,6 +92,58 @@ class Backend(RecurrentOps):
     def describe(cls) -> str:
         """One line on the device this backend computes on, for logs and reports."""
         return cls.name
+
+    # -- kernels -----------------------------------------------------------------------------
+
+    def kernel(self, operation: Operation) -> Callable[..., Any]:
+        """The function that runs ``operation`` here, bound to this backend: call it with the
+        operation's arguments. Looked up once per backend object."""
+        cache = self.__dict__.setdefault("_kernels", {})
+        found = cache.get(operation.name)
+        if found is None:
+            found = cache[operation.name] = self.resolve(operation)
+        return found
+
+    def resolve(self, operation: Operation, legacy: bool = True) -> Callable[..., Any]:
+        """Where :meth:`kernel` finds ``operation``'s kernel: the backend's class and then the
+        classes it derives from, each by its registered name (and, with ``legacy``, by a 0.5
+        method it overrides); else the reference."""
+        forced = forced_reference()
+        if operation.name not in forced and "all" not in forced:
+            from .registry import get_registry
+
+            table = get_registry().kernels
+            for cls in type(self).__mro__:
+                if cls is Backend:
+                    break
+                method = operation.legacy_method
+                if legacy and method and method in vars(cls):
+                    return getattr(self, method)  # a 0.5 backend's override
+                name = vars(cls).get("name")
+                hit = table.get(operation.name, name) if isinstance(name, str) else None
+                if hit is not None:
+                    return functools.partial(hit[0], self)
+        return functools.partial(operation.reference, self)
+
+    def kernel_source(self, operation: Operation) -> str:
+        """Who runs ``operation`` here, in words: the registered kernel's plugin, a 0.5
+        override, or "reference"."""
+        found = self.resolve(operation)
+        if isinstance(found, functools.partial):
+            if found.func is operation.reference:
+                forced = forced_reference()
+                if operation.name in forced or "all" in forced:
+                    return "reference (by CHARRNN_REFERENCE_KERNELS)"
+                return "reference"
+            from .registry import get_registry
+
+            for cls in type(self).__mro__:
+                name = vars(cls).get("name")
+                hit = get_registry().kernels.get(operation.name, name) \
+                    if isinstance(name, str) else None
+                if hit is not None and hit[0] is found.func:
+                    return f"kernel from {hit[1]}"
+        return f"0.5 method {type(self).__name__}.{operation.legacy_method}"
 
     # -- moving data -------------------------------------------------------------------------
 
@@ -175,81 +233,75 @@ class Backend(RecurrentOps):
         x *= xp.minimum(max_norm / (norm + 1e-6), 1.0)
         return norm
 
-    # -- optimizer updates: clipping and the update are one operation per flat array ------------
-    #
-    # Each takes the model's flat gradient array, clips it elementwise to [-clip, clip] in place
-    # (clip 0 leaves it alone: the array is the model's gradient buffer, rewritten every update),
-    # then updates ``param`` and the optimizer's state in place. ``scratch`` has ``param``'s shape
-    # and arrives holding stale data (the optimizer reuses it every update): write it before
-    # reading it. A backend fuses each into one kernel where it can.
+    # -- the 0.5 interface's heavy methods: deprecated, each runs its operation's kernel ------
 
-    def _clip_grad(self, grad: Array, clip: float) -> None:
-        if clip:
-            self.clip_(grad, -clip, clip)
+    def _legacy(self, method: str, *args: Any) -> Any:
+        from .registry import get_registry
+
+        operation = LEGACY_METHODS[method]
+        note = (f"Backend.{method} is deprecated (charrnn 0.5); call "
+                f"backend.kernel(<the {operation!r} operation>) instead")
+        registry = get_registry()
+        if note not in registry.deprecations:
+            registry.deprecations.append(note)
+            warnings.warn(note, FutureWarning, stacklevel=3)
+        found = registry.items["operation"].get(operation)
+        if found is None:
+            raise NotImplementedError(f"no installed plugin defines the operation {operation!r}")
+        return self.resolve(found.obj, legacy=False)(*args)
+
+    def rnn_forward(self, Wh: Array, A: Array, H: Array) -> Array:
+        """Deprecated (0.5): the ``rnn.forward`` operation's kernel."""
+        return self._legacy("rnn_forward", Wh, A, H)
+
+    def rnn_backward(self, Wh: Array, H: Array, dH: Array, dA: Array) -> Array:
+        """Deprecated (0.5): the ``rnn.backward`` operation's kernel."""
+        return self._legacy("rnn_backward", Wh, H, dH, dA)
+
+    def lstm_forward(self, Wh: Array, G: Array, H: Array, C: Array) -> None:
+        """Deprecated (0.5): the ``lstm.forward`` operation's kernel."""
+        return self._legacy("lstm_forward", Wh, G, H, C)
+
+    def lstm_backward(self, Wh: Array, G: Array, C: Array, dH: Array, dG: Array) -> None:
+        """Deprecated (0.5): the ``lstm.backward`` operation's kernel."""
+        return self._legacy("lstm_backward", Wh, G, C, dH, dG)
+
+    def gru_forward(self, Wh: Array, G: Array, H: Array, RH: Array) -> None:
+        """Deprecated (0.5): the ``gru.forward`` operation's kernel."""
+        return self._legacy("gru_forward", Wh, G, H, RH)
+
+    def gru_backward(self, Wh: Array, G: Array, H: Array, RH: Array, dH: Array,
+                     dG: Array) -> None:
+        """Deprecated (0.5): the ``gru.backward`` operation's kernel."""
+        return self._legacy("gru_backward", Wh, G, H, RH, dH, dG)
 
     def sgd_(self, param: Array, grad: Array, eta: float, clip: float = 0.0) -> None:
-        """``param -= eta * clip(grad)``."""
-        self._clip_grad(grad, clip)
-        param -= eta * grad
+        """Deprecated (0.5): the ``sgd.update`` operation's kernel."""
+        return self._legacy("sgd_", param, grad, eta, clip)
 
     def adagrad_(self, param: Array, grad: Array, mem: Array, eta: float, eps: float,
                  clip: float, scratch: Array) -> None:
-        """AdaGrad: ``g = clip(grad); mem += g**2; param -= eta * g / sqrt(mem + eps)``.
-
-        ``scratch`` arrives holding the previous update's values; it is written before it is read.
-        """
-        xp = self.xp
-        self._clip_grad(grad, clip)
-        xp.multiply(grad, grad, scratch)
-        xp.add(mem, scratch, mem)
-        xp.add(mem, eps, scratch)
-        xp.sqrt(scratch, scratch)
-        xp.divide(grad, scratch, scratch)
-        xp.multiply(scratch, eta, scratch)
-        xp.subtract(param, scratch, param)
+        """Deprecated (0.5): the ``adagrad.update`` operation's kernel."""
+        return self._legacy("adagrad_", param, grad, mem, eta, eps, clip, scratch)
 
     def rmsprop_(self, param: Array, grad: Array, ms: Array, eta: float, decay: float,
                  eps: float, clip: float, scratch: Array) -> None:
-        """RMSProp as char-rnn's ``optim.rmsprop``:
-        ``g = clip(grad); ms = decay * ms + (1 - decay) * g**2; param -= eta * g / (sqrt(ms) + eps)``.
-
-        ``scratch`` arrives holding the previous update's values; it is written before it is read.
-        """
-        xp = self.xp
-        self._clip_grad(grad, clip)
-        xp.multiply(grad, grad, scratch)
-        scratch *= 1.0 - decay
-        ms *= decay
-        ms += scratch
-        xp.sqrt(ms, scratch)
-        scratch += eps
-        xp.divide(grad, scratch, scratch)
-        scratch *= eta
-        param -= scratch
+        """Deprecated (0.5): the ``rmsprop.update`` operation's kernel."""
+        return self._legacy("rmsprop_", param, grad, ms, eta, decay, eps, clip, scratch)
 
     def adam_(self, param: Array, grad: Array, m: Array, v: Array, eta: float, beta1: float,
               beta2: float, eps: float, step: int, clip: float, scratch: Array) -> None:
-        """Adam with bias correction, as ``torch.optim.Adam``; ``step`` counts from 1.
+        """Deprecated (0.5): the ``adam.update`` operation's kernel."""
+        return self._legacy("adam_", param, grad, m, v, eta, beta1, beta2, eps, step, clip,
+                            scratch)
 
-        ``g = clip(grad); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g**2;
-        param -= eta * (m / (1 - b1**step)) / (sqrt(v / (1 - b2**step)) + eps)``.
-
-        ``scratch`` arrives holding the previous update's values; it is written before it is read.
-        """
+    def sigmoid_(self, x: Array) -> Array:
+        """``x = 1 / (1 + exp(-x))`` in place, as ``0.5 * tanh(0.5 x) + 0.5``, which cannot
+        overflow."""
         xp = self.xp
-        self._clip_grad(grad, clip)
-        m *= beta1
-        xp.multiply(grad, 1.0 - beta1, scratch)
-        m += scratch
-        v *= beta2
-        xp.multiply(grad, grad, scratch)
-        scratch *= 1.0 - beta2
-        v += scratch
-        correction1 = 1.0 - beta1 ** step
-        correction2 = 1.0 - beta2 ** step
-        xp.sqrt(v, scratch)
-        scratch *= 1.0 / correction2 ** 0.5
-        scratch += eps
-        xp.divide(m, scratch, scratch)
-        scratch *= eta / correction1
-        param -= scratch
+        x *= 0.5
+        xp.tanh(x, out=x)
+        x *= 0.5
+        x += 0.5
+        return x
+

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
 import click
@@ -214,8 +215,10 @@ def plugins_cmd(as_json: bool) -> None:
                 rows[-1]["unavailable"] = _unavailable_reason(item.obj)
     failed = [{"entry_point": p.name, "value": p.value, "distribution": p.distribution,
                "version": p.version, "error": p.error} for p in reg.failures]
+    kernels = [{"operation": op, "backend": be, "from": origin}
+               for op, be, origin in reg.kernels.pairs()]
     if as_json:
-        click.echo(json.dumps({"plugins": rows, "failed": failed,
+        click.echo(json.dumps({"plugins": rows, "kernels": kernels, "failed": failed,
                                "deprecated": list(reg.deprecations)}, indent=2))
         return
     for kind in reg.KINDS:
@@ -227,6 +230,10 @@ def plugins_cmd(as_json: bool) -> None:
                 click.echo(f"  {'':<14} cannot run here: {row['unavailable']}")
             if kind == "preset":  # what it stands for, so a user can read a recipe before use
                 click.echo(f"  {'':<14} {row['help']}\n  {'':<14} {row['args']}")
+    if kernels:  # the operations a backend runs faster than their reference
+        click.echo("kernels:")
+        for k in kernels:
+            click.echo(f"  {k['operation'] + ' on ' + k['backend']:<24} {k['from']}")
     if failed:
         click.echo("failed to load:")
         for f in failed:
@@ -285,6 +292,20 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _one_line_deprecations() -> None:
+    """A deprecation found while the command runs (a plugin calling a 0.5 method) is one
+    ``Deprecated:`` line too, not Python's two-line warning."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, FutureWarning) and str(message).startswith("Backend."):
+            click.echo(f"Deprecated: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
     """Console-script entry point: runs the group and turns every failure into one line.
 
@@ -318,6 +339,7 @@ def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
         registry.add_commands(cli)
         for note in registry.deprecations:  # one line each, naming the replacement
             click.echo(f"Deprecated: {note}", err=True)
+        _one_line_deprecations()
         # Without standalone mode Click returns, rather than raises, a subcommand's exit code.
         code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
         if isinstance(code, int) and code:

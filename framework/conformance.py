@@ -84,6 +84,26 @@ class _Tally:
         return lines
 
 
+def kernel_sources(backend_name: str) -> List[str]:
+    """What runs each registered operation on the backend: a kernel (and whose), or the
+    reference, which the suite then checked against itself. Empty when the backend cannot be
+    made here."""
+    from .registry import get_registry
+
+    registry = get_registry()
+    try:
+        backend = registry.get("backend", backend_name)("float64")
+    except Exception:  # unavailable here (CuPy without a GPU): its cases were skipped
+        return []
+    lines = ["  operations:"]
+    for name in sorted(registry.items["operation"]):
+        source = backend.kernel_source(registry.get("operation", name))
+        if source == "reference":
+            source = "no kernel for this backend: the reference runs (checked against itself)"
+        lines.append(f"    {name:<16} {source}")
+    return lines
+
+
 def run_conformance(backend_name: str, extra_args: Sequence[str] = ()) -> int:
     """Run the conformance suite against the registered backend ``backend_name``.
 
@@ -140,7 +160,7 @@ def run_conformance(backend_name: str, extra_args: Sequence[str] = ()) -> int:
             for name in [n for n, mod in list(sys.modules.items())
                          if (getattr(mod, "__file__", None) or "").startswith(roots)]:
                 del sys.modules[name]
-    for line in tally.summary(backend_name, origin):
+    for line in tally.summary(backend_name, origin) + kernel_sources(backend_name):
         print(line)
     sys.stdout.flush()
     if code == 0 and not tally.passed:

@@ -59,6 +59,33 @@ def register_optimizers(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def register_operations(register: Callable[[Any], None]) -> None:
+    """Register operations: the heavy work a model or optimizer defines, each with its reference.
+
+    :param register: call ``register(operation)`` once per :class:`charrnn.kernels.Operation`.
+        Its ``name`` (``"lstm.forward"``) is what kernels are registered for, and the
+        conformance suite checks every backend's kernel for it against its reference.
+
+    Called once, when the plugin registry is first read. The return value is ignored.
+    """
+
+
+@hookspec
+def register_kernels(register: Callable[[str, str, Callable[..., Any]], None]) -> None:
+    """Register kernels: a faster function for an operation on a backend.
+
+    :param register: call ``register(operation_name, backend_name, kernel)``; the kernel is
+        called as ``kernel(backend, *arguments)`` and must compute what the operation's reference
+        computes. Any plugin may register one for any operation on any backend, a third-party
+        model's operations included; the first registration of a pair wins (charrnn's own
+        plugins come first). A backend derived from another (``class Mine(NumpyBackend)``)
+        uses the other's kernels unless it has its own.
+
+    Called once, when the plugin registry is first read. The return value is ignored.
+    """
+
+
+@hookspec
 def register_callbacks(register: Callable[[type], None]) -> None:
     """Register training callbacks.
 

@@ -16,6 +16,7 @@ import pluggy
 
 from . import DISTRIBUTION, hookspecs
 from .config import Option, Schema, with_origin
+from .kernels import KernelTable, legacy_overrides
 from .legacy_options import legacy_option
 from .run_options import CORE_OPTIONS
 
@@ -49,7 +50,7 @@ class Registered:
 class Registry:
     """Everything the installed plugins provide, read once per process."""
 
-    KINDS = ("backend", "model", "optimizer", "callback", "preset")
+    KINDS = ("backend", "model", "optimizer", "callback", "preset", "operation")
 
     def __init__(self, pm: pluggy.PluginManager, plugins: List[PluginInfo]):
         self.pm = pm
@@ -64,6 +65,9 @@ class Registry:
             self._call_each(f"register_{kind}s",
                             lambda info, kind=kind: {"register": self._register_fn(kind, info)})
         self._call_each("add_run_options", lambda info: {"add_option": self._add_option_fn(info)})
+        #: Kernels by (operation, backend): :class:`charrnn.kernels.KernelTable`.
+        self.kernels = KernelTable()
+        self._call_each("register_kernels", lambda info: {"register": self._kernel_fn(info)})
 
     def _call_each(self, hook: str, make_kwargs: Callable[[PluginInfo], Dict[str, Any]],
                    after: Optional[Callable[[PluginInfo], None]] = None) -> None:
@@ -132,6 +136,17 @@ class Registry:
 
         self._call_each("register_commands", lambda info: {"cli": cli}, after=record)
 
+    def _kernel_fn(self, info: PluginInfo) -> Callable[..., None]:
+        def register(operation: str, backend: str, kernel: Callable[..., Any]) -> None:
+            ignored = self.kernels.add(operation, backend, kernel,
+                                       f"{info.name} ({info.distribution})")
+            if ignored:
+                info.error = ignored
+            else:
+                info.provides.append(f"kernel:{operation}@{backend}")
+
+        return register
+
     def _register_fn(self, kind: str, info: PluginInfo) -> Callable[[Any], None]:
         def register(obj: Any) -> None:
             name = getattr(obj, "name", None)
@@ -147,8 +162,23 @@ class Registry:
                 return
             table[name] = Registered(kind, name, obj, info)
             info.provides.append(f"{kind}:{name}")
+            if kind == "backend":
+                self._note_legacy_backend(obj, info)
 
         return register
+
+    def _note_legacy_backend(self, cls: Any, info: PluginInfo) -> None:
+        try:
+            overridden = legacy_overrides(cls)
+        except Exception:  # not a class at all: the launcher refuses it when chosen
+            return
+        if overridden:
+            methods = ", ".join(sorted(overridden))
+            self.deprecations.append(
+                f"backend {cls.name!r} of {info.distribution} overrides {methods} (the 0.5 "
+                "interface, still used as its kernels); register kernels for the operations "
+                f"{', '.join(sorted(set(overridden.values())))} with the register_kernels hook "
+                "instead")
 
     def names(self, kind: str) -> List[str]:
         return sorted(self.items[kind])

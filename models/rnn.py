@@ -30,8 +30,8 @@ How the code computes this, for B sequences at once (arrays are (T, B, ·); see
   (:meth:`~charrnn.backend.Backend.segment_sum`). ``E`` is stored last, so AdaGrad and SGD may
   skip the rows no character of the batch touched: no faster at K=103, 1.8x faster on the
   optimizer step at K=1000.
-* Only the recurrence steps through time, in one backend operation each way
-  (:meth:`~charrnn.backend.Backend.rnn_forward`, :meth:`~charrnn.backend.Backend.rnn_backward`);
+* Only the recurrence steps through time, in one operation each way (:data:`RNN_FORWARD`,
+  :data:`RNN_BACKWARD`, below, with their references; a backend may register faster kernels);
   every other line is one matrix operation over all steps.
 * ``V`` and ``c`` are stored side by side as ``Vc`` (K, m+1), and the outputs of the top layer
   get a row of ones, so the logits of all steps are one product ``Vc [h; 1]`` and ``dV`` and
@@ -48,7 +48,61 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy
 from charrnn import hookimpl
+from charrnn.kernels import Case, Operation, Sizes, preactivations, stale, states, weights
 from charrnn.model import Model, State, layer_names
+
+
+# -- the recurrence, as operations -------------------------------------------------------------
+
+def rnn_forward(be, Wh, A, H):
+    """``h_t = tanh(Wh h_{t-1} + a_t)`` for every step, each row of the batch at once.
+
+    ``Wh`` (m, m) in the course's column-vector orientation (the course's W), so a batch of row
+    vectors is multiplied by ``Wh.T``. ``A`` (T, B, m) holds the input projection and bias of
+    every step. ``H`` (T+1, B, m): row 0, the incoming state, is read; rows ``1..T`` are
+    written. Returns ``H``.
+    """
+    xp = be.xp
+    for t in range(A.shape[0]):
+        xp.tanh(H[t] @ Wh.T + A[t], out=H[t + 1])
+    return H
+
+
+def rnn_backward(be, Wh, H, dH, dA):
+    """Back-propagation through :func:`rnn_forward`.
+
+    ``H`` is what the forward pass wrote; ``dH`` (T, B, m) the loss gradient reaching each
+    ``h_t`` from outside the recurrence (the output layer, the layer above). Writes ``dA``
+    (T, B, m), the gradient at each pre-activation ``a_t``, and returns it::
+
+        dA[t] = (dH[t] + dA[t+1] @ Wh) * (1 - h_t**2)        (nothing flows in after T)
+    """
+    xp = be.xp
+    carry = xp.zeros_like(dH[0])
+    for t in range(dH.shape[0] - 1, -1, -1):
+        h = H[t + 1]
+        dA[t] = (dH[t] + carry) * (1.0 - h * h)
+        carry = dA[t] @ Wh
+    return dA
+
+
+def _forward_case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
+    T, B, m = sizes.T, sizes.B, sizes.m
+    return Case([weights(rng, (m, m), dtype), preactivations(rng, (T, B, m), dtype, saturated),
+                 states(rng, (T + 1, B, m), dtype)], written=(2,))
+
+
+def _backward_case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
+    T, B, m = sizes.T, sizes.B, sizes.m
+    H = numpy.tanh(preactivations(rng, (T + 1, B, m), numpy.float64, saturated)).astype(dtype)
+    return Case([weights(rng, (m, m), dtype), H, rng.standard_normal((T, B, m)).astype(dtype),
+                 stale(rng, (T, B, m), dtype)], written=(3,))
+
+
+RNN_FORWARD = Operation("rnn.forward", rnn_forward, _forward_case, doc=rnn_forward.__doc__,
+                        legacy_method="rnn_forward")
+RNN_BACKWARD = Operation("rnn.backward", rnn_backward, _backward_case, rtol=2.0,
+                         doc=rnn_backward.__doc__, legacy_method="rnn_backward")
 
 
 class RNN(Model):
@@ -121,7 +175,7 @@ class RNN(Model):
                 A += p[b]
             H = self.buffer(f"H{layer}", (T + 1, B, m))
             H[0] = h0[layer]
-            be.rnn_forward(p[W], A, H)  # ... + W h_{t-1}, h_t = tanh(a_t)
+            be.kernel(RNN_FORWARD)(p[W], A, H)  # ... + W h_{t-1}, h_t = tanh(a_t)
             inputs, mask = self.dropped(H[1:], rng, f"X{layer + 1}")  # on its way up
             self._masks.append(mask)
         return inputs.reshape(T * B, m)
@@ -186,7 +240,7 @@ class RNN(Model):
                 dH *= mask
             H = self.buffer(f"H{layer}", (T + 1, B, m))
             dA = self.buffer(f"dA{layer}", (T, B, m))
-            be.rnn_backward(p[W], H, dH, dA)  # da_t = (dh_t + W^T da_{t+1}) * (1 - h_t**2)
+            be.kernel(RNN_BACKWARD)(p[W], H, dH, dA)  # da_t = (dh_t + W^T da_{t+1}) * (1 - h_t**2)
             dA2 = dA.reshape(N, m)
             xp.dot(dA2.T, H[:-1].reshape(N, m), out=g[W])  # dW = sum_t da_t h_{t-1}^T
             xp.sum(dA2, axis=0, out=g[b])  # db = sum_t da_t
@@ -223,3 +277,9 @@ class RNN(Model):
 @hookimpl
 def register_models(register):
     register(RNN)
+
+
+@hookimpl
+def register_operations(register):
+    register(RNN_FORWARD)
+    register(RNN_BACKWARD)

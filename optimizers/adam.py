@@ -8,7 +8,46 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from charrnn import hookimpl
+from charrnn.kernels import Case, Operation, Sizes, gradient, stale
 from charrnn.optimizer import Optimizer
+
+
+def adam_update(be, param, grad, m, v, eta: float, beta1: float, beta2: float, eps: float,
+                step: int, clip: float, scratch) -> None:
+    """Adam with bias correction, as ``torch.optim.Adam``; ``step`` counts from 1.
+    ``g = clip(grad)`` (in place); ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g**2``;
+    ``param -= eta * (m / (1 - b1**step)) / (sqrt(v / (1 - b2**step)) + eps)``. ``scratch``
+    arrives holding stale data: it is written before it is read."""
+    xp = be.xp
+    if clip:
+        be.clip_(grad, -clip, clip)
+    m *= beta1
+    xp.multiply(grad, 1.0 - beta1, scratch)
+    m += scratch
+    v *= beta2
+    xp.multiply(grad, grad, scratch)
+    scratch *= 1.0 - beta2
+    v += scratch
+    correction1 = 1.0 - beta1 ** step
+    correction2 = 1.0 - beta2 ** step
+    xp.sqrt(v, scratch)
+    scratch *= 1.0 / correction2 ** 0.5
+    scratch += eps
+    xp.divide(m, scratch, scratch)
+    scratch *= eta / correction1
+    param -= scratch
+
+
+def _case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
+    n = sizes.n
+    return Case([rng.standard_normal(n).astype(dtype), gradient(rng, n, dtype),
+                 (rng.standard_normal(n) * 0.1).astype(dtype),
+                 rng.exponential(0.01, n).astype(dtype), 0.01, 0.9, 0.999, 1e-8, 7, 5.0,
+                 stale(rng, (n,), dtype)], written=(0, 1, 2, 3), scratch=(10,))
+
+
+ADAM_UPDATE = Operation("adam.update", adam_update, _case, axes=("n",), doc=adam_update.__doc__,
+                        legacy_method="adam_")
 
 
 class Adam(Optimizer):
@@ -27,7 +66,7 @@ class Adam(Optimizer):
 
     def step(self, params, grads, support=None) -> None:
         self.t += 1
-        self.backend.adam_(params, grads, self.m, self.v, self.eta, self.beta1, self.beta2,
+        self.backend.kernel(ADAM_UPDATE)(params, grads, self.m, self.v, self.eta, self.beta1, self.beta2,
                            self.eps, self.t, self.clip, self._scratch)
 
     def describe(self) -> str:
@@ -53,3 +92,8 @@ class Adam(Optimizer):
 @hookimpl
 def register_optimizers(register):
     register(Adam)
+
+
+@hookimpl
+def register_operations(register):
+    register(ADAM_UPDATE)

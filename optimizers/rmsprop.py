@@ -9,7 +9,38 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from charrnn import hookimpl
+from charrnn.kernels import Case, Operation, Sizes, gradient, stale
 from charrnn.optimizer import Optimizer
+
+
+def rmsprop_update(be, param, grad, ms, eta: float, decay: float, eps: float, clip: float,
+                   scratch) -> None:
+    """RMSProp as char-rnn's ``optim.rmsprop``: ``g = clip(grad)`` (in place);
+    ``ms = decay * ms + (1 - decay) * g**2``; ``param -= eta * g / (sqrt(ms) + eps)``.
+    ``scratch`` arrives holding stale data: it is written before it is read."""
+    xp = be.xp
+    if clip:
+        be.clip_(grad, -clip, clip)
+    xp.multiply(grad, grad, scratch)
+    scratch *= 1.0 - decay
+    ms *= decay
+    ms += scratch
+    xp.sqrt(ms, scratch)
+    scratch += eps
+    xp.divide(grad, scratch, scratch)
+    scratch *= eta
+    param -= scratch
+
+
+def _case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
+    n = sizes.n
+    return Case([rng.standard_normal(n).astype(dtype), gradient(rng, n, dtype),
+                 rng.exponential(1.0, n).astype(dtype), 0.01, 0.95, 1e-8, 5.0,
+                 stale(rng, (n,), dtype)], written=(0, 1, 2), scratch=(7,))
+
+
+RMSPROP_UPDATE = Operation("rmsprop.update", rmsprop_update, _case, axes=("n",),
+                           doc=rmsprop_update.__doc__, legacy_method="rmsprop_")
 
 
 class RMSProp(Optimizer):
@@ -25,7 +56,7 @@ class RMSProp(Optimizer):
         self._scratch = backend.zeros(size)
 
     def step(self, params, grads, support=None) -> None:
-        self.backend.rmsprop_(params, grads, self.ms, self.eta, self.decay, self.eps, self.clip,
+        self.backend.kernel(RMSPROP_UPDATE)(params, grads, self.ms, self.eta, self.decay, self.eps, self.clip,
                               self._scratch)
 
     def describe(self) -> str:
@@ -45,3 +76,8 @@ class RMSProp(Optimizer):
 @hookimpl
 def register_optimizers(register):
     register(RMSProp)
+
+
+@hookimpl
+def register_operations(register):
+    register(RMSPROP_UPDATE)

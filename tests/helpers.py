@@ -72,11 +72,16 @@ def run_options(*args) -> dict:
     return dict(run.make_context("run", [str(a) for a in args]).params)
 
 
-def assert_one_line_error(proc, *parts, quiet_stdout: bool = False) -> str:
-    """The command failed with exactly one ``Error: ...`` line naming ``parts``, no traceback."""
+def assert_one_line_error(proc, *parts, quiet_stdout: bool = False,
+                          deprecated: int = 0) -> str:
+    """The command failed with exactly one ``Error: ...`` line naming ``parts``, no traceback;
+    before it, ``deprecated`` one-line notices of a plugin's use of the 0.5 interface."""
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.splitlines()
+    notices = [line for line in lines[:deprecated] if line.startswith("Deprecated: ")]
+    assert len(notices) == deprecated, proc.stderr
+    lines = lines[deprecated:]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("Error: "), lines[0]
     for part in parts:

@@ -20,10 +20,13 @@ they all derive from)::
     class TestMyOps(OperationsConformance):     # the backend's operations, one by one
         backend = MyBackend
 
-* :class:`OperationsConformance`: every operation of :class:`charrnn.backend.Backend`: moving
-  data, ``softmax`` (large logits included), ``segment_sum``, ``clip_``, ``clip_norm_``, ``dropout_mask``, the
-  whole-sequence recurrences of the built-in models (``rnn_``, ``lstm_`` and ``gru_forward`` and
-  ``_backward``, at B=1 and B>1) and the fused clip-and-update operations of the optimizers;
+* :class:`OperationsConformance`: every array basic of :class:`charrnn.backend.Backend`: moving
+  data, ``softmax`` (large logits included), ``segment_sum``, ``clip_``, ``clip_norm_`` and
+  ``dropout_mask``;
+* :class:`KernelConformance`: every registered operation (:mod:`charrnn.kernels`: the models'
+  recurrences, the optimizers' updates, a third party's) by the kernel the backend runs for it,
+  against the operation's reference, at sequence lengths up to 64, batches above 1, flat arrays
+  of 10^5 entries and saturated pre-activations;
 * :class:`ModelConformance`: for every registered model (:attr:`ConformanceFixtures.models`), at
   B=1 and B>1 and with one and two layers: the loss, the state after the sequence and every
   gradient of ``loss_and_grads``, the loss alone, two steps of generation, that generation
@@ -66,16 +69,17 @@ from __future__ import annotations
 
 from ..conformance import run_conformance
 from .fixtures import CAPABILITIES, ConformanceFixtures, requires, resolve_backend
+from .kernels import KernelConformance
 from .models import ModelConformance
 from .operations import OperationsConformance
 from .optimizers import OptimizerConformance
 from .training import TrainingConformance
 
 __all__ = ["BackendConformance", "ConformanceFixtures", "OperationsConformance",
-           "ModelConformance", "OptimizerConformance", "TrainingConformance", "CAPABILITIES",
+           "KernelConformance", "ModelConformance", "OptimizerConformance", "TrainingConformance", "CAPABILITIES",
            "requires", "resolve_backend", "run_conformance"]
 
 
-class BackendConformance(OperationsConformance, ModelConformance, OptimizerConformance,
-                         TrainingConformance):
+class BackendConformance(OperationsConformance, KernelConformance, ModelConformance,
+                         OptimizerConformance, TrainingConformance):
     """The whole suite: subclass it and set :attr:`backend`."""

@@ -1,11 +1,9 @@
 """The array operations a backend provides, against the NumPy reference."""
 from __future__ import annotations
 
-from typing import Any, Dict
 
 import numpy
 
-from ..backend import Backend
 from .fixtures import CAPABILITIES, ConformanceFixtures, _parametrize
 
 
@@ -166,131 +164,6 @@ class OperationsConformance(ConformanceFixtures):
         assert abs(dropped - p) < 0.03, f"dropout_mask dropped {dropped:.3f} of the units, not ~{p}"
         numpy.testing.assert_array_equal(masks[1], mask, err_msg=(
             "dropout_mask must follow from the generator's state alone (resumed runs repeat it)"))
-
-    # -- the recurrences ---------------------------------------------------------------------
-
-    def _recurrence_case(self, kind: str, T: int, B: int, dtype: str, rng: Any) -> Dict[str, Any]:
-        """Host inputs for one recurrence, as a forward pass would leave them for backward."""
-        m = self.hidden
-        k = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
-        case = {"Wh": self.round_to(dtype, rng.standard_normal((m, k * m)) * 0.5),
-                "Z": self.round_to(dtype, rng.standard_normal((T, B, k * m))),
-                "H0": self.round_to(dtype, rng.uniform(-0.5, 0.5, (B, m))),
-                "C0": self.round_to(dtype, rng.uniform(-0.5, 0.5, (B, m))),
-                "dH": self.round_to(dtype, rng.standard_normal((T, B, m)))}
-        return case
-
-    def _forward(self, be: Backend, kind: str, case: Dict[str, Any]) -> Dict[str, numpy.ndarray]:
-        T, B, _ = case["Z"].shape
-        m = self.hidden
-        Wh, Z = self.device(be, case["Wh"]), self.device(be, case["Z"])
-        H = self.device(be, numpy.concatenate([case["H0"][None], numpy.full((T, B, m), 99.0)]))
-        out: Dict[str, Any] = {}
-        if kind == "rnn":
-            returned = be.rnn_forward(Wh, Z, H)
-            out["returned H"] = self.host(be, returned)
-        elif kind == "lstm":
-            C = self.device(be, numpy.concatenate([case["C0"][None],
-                                                   numpy.full((T, B, m), 99.0)]))
-            be.lstm_forward(Wh, Z, H, C)
-            out["C"] = self.host(be, C)
-        else:
-            RH = self.device(be, numpy.full((T, B, m), 99.0))
-            be.gru_forward(Wh, Z, H, RH)
-            out["RH"] = self.host(be, RH)
-        out["H"] = self.host(be, H)
-        out["Z"] = self.host(be, Z)
-        out["Wh"] = self.host(be, Wh)
-        return out
-
-    @_parametrize("kind", ["rnn", "lstm", "gru"])
-    @_parametrize("T", [1, 7])
-    def test_recurrence_forward(self, impl, reference, dtype, tol, rng, batch, T, kind):
-        """Each forward recurrence at ``T`` 1 and 7, from a non-zero incoming state, into outputs
-        filled with 99.0 first (stale data): the states (and the activated gates) as the
-        reference writes them; the weights, and ``rnn_forward``'s ``A``, unchanged."""
-        case = self._recurrence_case(kind, T, batch, dtype, rng)
-        expected, got = self._forward(reference, kind, case), self._forward(impl, kind, case)
-        for key, value in expected.items():
-            if kind != "rnn" or key != "Z":
-                self.assert_close(got[key], value, tol, f"{kind}_forward (T={T}, B={batch}): {key}")
-        if kind == "rnn":
-            numpy.testing.assert_array_equal(got["Z"], case["Z"].astype(dtype),
-                                             err_msg="rnn_forward changed A")
-        numpy.testing.assert_array_equal(got["Wh"], case["Wh"].astype(dtype),
-                                         err_msg=f"{kind}_forward changed the weights")
-
-    @_parametrize("kind", ["rnn", "lstm", "gru"])
-    @_parametrize("T", [1, 7])
-    def test_recurrence_backward(self, impl, reference, dtype, tol, rng, batch, T, kind):
-        """Each backward recurrence from what the reference's forward pass left, into outputs
-        filled with 99.0: the gradient at the pre-activations as the reference's, and ``dH``
-        unchanged. At ``T`` 1 no gradient flows between steps, so only ``T`` 7 checks the
-        recurrent term."""
-        case = self._recurrence_case(kind, T, batch, dtype, rng)
-        # What the forward pass leaves (computed by the reference, rounded to the tested dtype).
-        fwd = {k: self.round_to(dtype, v) for k, v in self._forward(reference, kind, case).items()}
-        m, k = self.hidden, case["Wh"].shape[1] // self.hidden
-
-        def run(be):
-            Wh, dH = self.device(be, case["Wh"]), self.device(be, case["dH"])
-            d_out = self.device(be, numpy.full((T, batch, k * m), 99.0))
-            if kind == "rnn":
-                returned = be.rnn_backward(Wh, self.device(be, fwd["H"]), dH, d_out)
-                extra = {"returned dA": self.host(be, returned)}
-            elif kind == "lstm":
-                be.lstm_backward(Wh, self.device(be, fwd["Z"]), self.device(be, fwd["C"]), dH, d_out)
-                extra = {}
-            else:
-                be.gru_backward(Wh, self.device(be, fwd["Z"]), self.device(be, fwd["H"]),
-                                self.device(be, fwd["RH"]), dH, d_out)
-                extra = {}
-            return {"gradient": self.host(be, d_out), **extra, "dH": self.host(be, dH)}
-
-        expected, got = run(reference), run(impl)
-        for key in expected:
-            if key != "dH":
-                self.assert_close(got[key], expected[key], tol,
-                                  f"{kind}_backward (T={T}, B={batch}): {key}")
-        numpy.testing.assert_array_equal(got["dH"], case["dH"].astype(dtype),
-                                         err_msg=f"{kind}_backward changed dH")
-
-    # -- the optimizers' fused operations ------------------------------------------------------
-
-    @_parametrize("op", ["sgd_", "adagrad_", "rmsprop_", "adam_"])
-    @_parametrize("clip", [5.0, 0.0], ids=["clip", "noclip"])
-    def test_optimizer_op(self, impl, reference, dtype, tol, rng, op, clip):
-        """Each fused optimizer operation over three updates, with a clip of 5 and without,
-        from gradients with entries beyond the clip and entries of 1e-3 scale: the parameters
-        and every state array as the reference's."""
-        n = 40
-        param = self.round_to(dtype, rng.standard_normal(n))
-        state = [self.round_to(dtype, rng.standard_normal(n) ** 2) for _ in range(2)]
-        grads = [self.round_to(dtype, rng.standard_normal(n) * s) for s in (1.0, 1e-3, 3.0)]
-        grads[0][:4] = [7.5, -6.0, 5.0, -40.0]  # beyond the clip
-        grads[1][4:7] = 0.0
-
-        def run(be):
-            p = self.device(be, param)
-            st = [self.device(be, s) for s in state]
-            scratch = be.zeros(n)
-            for step, g in enumerate(grads, start=1):
-                g_dev = self.device(be, g)
-                if op == "sgd_":
-                    be.sgd_(p, g_dev, 0.1, clip)
-                elif op == "adagrad_":
-                    be.adagrad_(p, g_dev, st[0], 0.1, 1e-8, clip, scratch)
-                elif op == "rmsprop_":
-                    be.rmsprop_(p, g_dev, st[0], 0.01, 0.95, 1e-8, clip, scratch)
-                else:
-                    be.adam_(p, g_dev, st[0], st[1], 0.01, 0.9, 0.999, 1e-8, step, clip, scratch)
-            return [self.host(be, p)] + [self.host(be, s) for s in st]
-
-        expected, got = run(reference), run(impl)
-        what = f"{op} ({'clip 5' if clip else 'no clip'}), three updates"
-        self.assert_close(got[0], expected[0], tol, f"{what}: param")
-        for i, (a, b) in enumerate(zip(got[1:], expected[1:])):
-            self.assert_close(a, b, tol, f"{what}: state array {i}")
 
 
 # -- every registered model ------------------------------------------------------------------
