@@ -276,16 +276,16 @@ def test_conformance_passes_on_both_backends_of_one_entry_point(extension_site, 
     passed = {case.get("name") for case in ET.parse(report).iter("testcase")
               if not [c for c in case if c.tag in ("failure", "error", "skipped")]}
     assert len(passed) == int(summary.group(1)) > 190, summary.group(0)
-    for name in ("test_recurrence_backward[B3-float32-7-gru]", "test_gradient_check[lstm-B3-2]",
+    for name in ("test_kernel[gru.backward-T7-B3-float32]", "test_gradient_check[lstm-B3-2]",
                  "test_optimizer_steps[nesterov-float64]",
                  "test_checkpoint_portability[rnn-float64-numpy]"):
         assert name in passed, sorted(passed)
 
-    proc = charrnn("conformance", "--backend", "reference", "--", "-k", "recurrence_backward",
+    proc = charrnn("conformance", "--backend", "reference", "--", "-k", "kernel and backward",
                    sites=sites, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^charrnn conformance: backend 'reference' \(charrnn-checked-backend "
-                     r"0\.1\.0\): passed: 24 passed, 0 failed, 0 skipped$", proc.stdout,
+                     r"0\.1\.0\): passed: 72 passed, 0 failed, 0 skipped$", proc.stdout,
                      flags=re.M), proc.stdout
 
 
