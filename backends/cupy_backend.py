@@ -97,6 +97,7 @@ class CupyBackend(Backend):
     name = "cupy"
     xp = _CupyModule()  # type: ignore[assignment]
     capabilities = {"float64": True, "float32": True}
+    host_memory = False  # reading a loss waits for the GPU: the trainer checks it seldom
 
     def __init__(self, dtype: str = "float64") -> None:
         super().__init__(dtype)  # calls check_available() first

@@ -15,6 +15,7 @@ import numpy
 
 # -- the vanilla RNN's recurrence --------------------------------------------------------
 
+
 def rnn_forward(be, Wh, A, H):
     T, B, m = A.shape
     if B != 1:
@@ -31,6 +32,7 @@ def rnn_forward(be, Wh, A, H):
         tanh(h_t, h_t)
     return H
 
+
 def _rnn_forward_batch(be, Wh, A, H):
     # tanh through exp (see _tanh_): at m=512, B=32, T=64, float32 the forward pass takes
     # 18.8 ms instead of 21.8 (benchmarks/profile_update.py). Batch 1 keeps numpy.tanh, and
@@ -45,6 +47,7 @@ def _rnn_forward_batch(be, Wh, A, H):
             add(tmp, a_t, h_t)
             tanh(h_t, h_t)
     return H
+
 
 def rnn_backward(be, Wh, H, dH, dA):
     T, B, m = dH.shape
@@ -81,6 +84,7 @@ def rnn_backward(be, Wh, H, dH, dA):
 # conformance suite's tolerances. exp may overflow to inf for large arguments, which yields
 # the right limit (0, or -1 for tanh), so the operations below run under ``errstate``.
 
+
 def _sigmoid_(x, out):
     """``out = 1 / (1 + exp(-x))``."""
     numpy.negative(x, out=out)
@@ -88,6 +92,7 @@ def _sigmoid_(x, out):
     numpy.add(out, 1.0, out=out)
     numpy.reciprocal(out, out=out)
     return out
+
 
 def _tanh_(x, out):
     """``out = 2 / (1 + exp(-2x)) - 1``, which is tanh(x)."""
@@ -100,6 +105,7 @@ def _tanh_(x, out):
 
 # -- the LSTM's recurrence -----------------------------------------------------------------
 
+
 def _gate_scale(be, m: int, sigmoid_blocks: int, tanh_blocks: int):
     """The row ``[-1]*sigmoid_blocks*m + [-2]*tanh_blocks*m``: one multiply, one exp and one
     reciprocal then give every gate (sigmoid(z), and sigmoid(2z) for the tanh blocks)."""
@@ -110,6 +116,7 @@ def _gate_scale(be, m: int, sigmoid_blocks: int, tanh_blocks: int):
                                    numpy.full(tanh_blocks * m, -2.0)]).astype(be.dtype)
         be._scratch[key] = scale
     return scale
+
 
 def lstm_forward(be, Wh, G, H, C):
     # Every step writes into preallocated buffers (no temporaries), and the four gates are
@@ -139,6 +146,7 @@ def lstm_forward(be, Wh, G, H, C):
             add(c, ic, out=c)  # c_t = f c_{t-1} + i n
             _tanh_(c, h)
             multiply(h, o, out=h)  # h_t = o tanh(c_t)
+
 
 def lstm_backward(be, Wh, G, C, dH, dG):
     # Preallocated buffers, each gate's derivative formed in a contiguous scratch block,
@@ -195,6 +203,7 @@ def lstm_backward(be, Wh, G, C, dH, dG):
 
 # -- the GRU's recurrence ------------------------------------------------------------------
 
+
 def gru_forward(be, Wh, G, H, RH):
     # As for the LSTM: preallocated buffers, sigmoid and tanh through exp.
     T, B, k = G.shape
@@ -219,6 +228,7 @@ def gru_forward(be, Wh, G, H, RH):
             numpy.subtract(n, h, out=h_new)
             multiply(h_new, u, out=h_new)
             add(h_new, h, out=h_new)  # h_t = h_{t-1} + u (n - h_{t-1})
+
 
 def gru_backward(be, Wh, G, H, RH, dH, dG):
     # Each factor is formed in a contiguous scratch row block and written to its strided

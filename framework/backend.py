@@ -65,6 +65,10 @@ class Backend:
     name: ClassVar[str] = "base"
     xp: ClassVar[Any] = numpy
     capabilities: ClassVar[Dict[str, bool]] = {}
+    #: Whether the arrays live in host memory, where reading a scalar (:meth:`to_float`) costs
+    #: nothing. A device backend sets False: the trainer then checks the loss for divergence
+    #: on the device and reads the result every hundred updates, not at every update.
+    host_memory: ClassVar[bool] = True
 
     def __init__(self, dtype: str = "float64") -> None:
         self.check_available()

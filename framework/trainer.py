@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint
 
 SMOOTHING = 0.999
+#: Updates between divergence checks on a backend whose arrays are on a device (a GPU): each
+#: check waits for the device, so it is not made at every update (see ``Trainer._diverged``).
+DIVERGENCE_CHECK_EVERY = 100
 
 #: Mixed into the seed of the dropout stream, so it is not the initial weights' stream.
 DROPOUT_STREAM = 0x64726F70  # "drop"
@@ -100,6 +103,12 @@ class Trainer:
         self.stop_reason: Optional[StopReason] = None
         #: The update whose loss was not finite (the run then stops: see :meth:`fit`).
         self.diverged_at: Optional[int] = None
+        #: Updates between divergence checks: every one where a scalar reads for free (the
+        #: backend's arrays are in host memory), else :data:`DIVERGENCE_CHECK_EVERY`, so that a
+        #: GPU is not made to wait at every update.
+        self.divergence_every = 1 if getattr(self.backend, "host_memory", True) else \
+            DIVERGENCE_CHECK_EVERY
+        self._first_bad: Any = None  # on the device: the first update whose loss was not finite
         #: Set by a Ctrl-C that arrived while the callbacks of an update were running.
         self.interrupted_mid_update = False
         #: Names the run across its processes: in config.json and every checkpoint, so that a
@@ -289,6 +298,37 @@ class Trainer:
             return True
         return False
 
+    # -- divergence --------------------------------------------------------------------------
+
+    def _diverged(self, loss: Any) -> bool:
+        """Whether training diverged (and then it is stopped). On the host, every update's loss
+        is read; on a device, a non-finite loss is recorded there, without waiting for the
+        device, and read every :attr:`divergence_every` updates (and before any checkpoint)."""
+        if self.divergence_every == 1:
+            value = self.backend.to_float(loss)
+            return not math.isfinite(value) and self._diverge(self.update, value)
+        xp = self.backend.xp
+        if self._first_bad is None:
+            self._first_bad = self.backend.asarray(-1)
+        self._first_bad = xp.where(~xp.isfinite(loss) & (self._first_bad < 0), self.update,
+                                   self._first_bad)
+        return self.update % self.divergence_every == 0 and self.check_divergence()
+
+    def check_divergence(self) -> bool:
+        """Read what the device recorded (one synchronisation); stop training if a loss was
+        not finite. True when training has diverged."""
+        if self.diverged_at is not None:
+            return True
+        if self._first_bad is None:
+            return False
+        first = int(self.backend.to_float(self._first_bad))
+        return first >= 0 and self._diverge(first, math.nan)
+
+    def _diverge(self, update: int, value: float) -> bool:
+        self.diverged_at = update
+        self.stop(StopReason(Stop.DIVERGED, f"{DIVERGED}: the loss is {value} at update {update}"))
+        return True
+
     @property
     def can_save(self) -> bool:
         """Whether the state now is one to checkpoint: not after a divergence (the parameters
@@ -296,6 +336,8 @@ class Trainer:
         Ctrl-C in the middle of an update's callbacks (a metrics row or a sample of that update
         may be missing, and a resume from it would never write them: the last periodic
         checkpoint is the one to resume from)."""
+        if self._first_bad is not None:
+            self.check_divergence()  # a device's record is read before anything is saved
         return self.diverged_at is None and self.error is None and not self.interrupted_mid_update
 
     def _call(self, cb: Callback, event: str) -> None:
@@ -340,11 +382,7 @@ class Trainer:
             with boundary:
                 while not self.finished():
                     loss = self.train_step()
-                    value = self.backend.to_float(loss)
-                    if not math.isfinite(value):
-                        self.diverged_at = self.update
-                        self.stop(StopReason(Stop.DIVERGED, f"{DIVERGED}: the loss is {value} "
-                                                        f"at update {self.update}"))
+                    if self._diverged(loss):
                         break
                     settling = True
                     for cb in callbacks:
@@ -373,6 +411,7 @@ class Trainer:
                     self.stop(StopReason(Stop.ERROR, f"error: {type(exc).__name__}"))
             else:
                 self.stop(StopReason(Stop.INTERRUPTED))
+        self.check_divergence()  # on a device, what the last updates recorded
         self.ended_at = time.perf_counter()
         for cb in callbacks:
             try:

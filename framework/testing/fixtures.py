@@ -264,15 +264,20 @@ class ConformanceFixtures:
         return {k: self.round_to(dtype, rng.standard_normal(s) * scale) for k, s in shapes.items()}
 
     def make_model(self, be: Backend, model_cls: type, vocab_size: int,
-                   params: Dict[str, numpy.ndarray], layers: int = 1) -> Any:
+                   params: Dict[str, numpy.ndarray], layers: int = 1,
+                   dropout: float = 0.0) -> Any:
         """The model under test. A model may refuse an option (a model without layers refuses a
-        stack): the case is then skipped with its reason."""
+        stack, one without dropout refuses it): the case is then skipped with its reason."""
         try:
+            if dropout:
+                return model_cls(be, vocab_size, hidden=self.hidden, layers=layers,
+                                 params=params, dropout=dropout)
             return model_cls(be, vocab_size, hidden=self.hidden, layers=layers, params=params)
-        except CharrnnError as exc:
-            if layers == 1:
+        except (CharrnnError, TypeError) as exc:
+            if layers == 1 and not dropout:
                 raise
-            pytest.skip(f"the {model_cls.name} model refuses {layers} layers: {exc}")
+            pytest.skip(f"the {model_cls.name} model refuses {layers} layers"
+                        f"{f' with dropout {dropout}' if dropout else ''}: {exc}")
 
     def host_state(self, model: Any, batch: int, dtype: str, seed: int) -> List[numpy.ndarray]:
         """A state of the model's shapes with every entry non-zero, rounded to dtype."""

@@ -90,18 +90,31 @@ class ModelConformance(ConformanceFixtures):
 
     @requires("float64")
     @_parametrize("layers", [1, 2])
-    def test_gradient_check(self, backend_class, model_name, batch, layers):
-        """Analytic gradients against centred differences, under the backend alone."""
+    @_parametrize("dropout", [0.0, 0.3], ids=["", "dropout"])
+    def test_gradient_check(self, backend_class, model_name, batch, layers, dropout):
+        """Analytic gradients against centred differences, under the backend alone; with
+        dropout, every loss is computed under the same masks (generators in the same state), so
+        a wrong sign or a missing mask in the dropout's backward pass shows."""
         be = backend_class(dtype="float64")
         cls = self.model_class(model_name)
         K, T = self.vocab_size, self.seq_length
         params = self.host_params(cls, K, "float64", seed=8, layers=layers)
         x, y = self.sequences(K, T, batch, seed=9)
-        model = self.make_model(be, cls, K, params, layers)
+        model = self.make_model(be, cls, K, params, layers, dropout)
         state = tuple(self.device(be, s) for s in self.host_state(model, batch, "float64", 10))
         xd, yd = be.asarray(x), be.asarray(y)
-        model.loss_and_grads(xd, yd, state)
+
+        def loss() -> float:
+            if not dropout:
+                return model.loss(xd, yd, state)[0]
+            value, _ = model.loss_and_grads(xd, yd, state, numpy.random.default_rng(11))
+            return be.to_float(value)
+
+        model.loss_and_grads(xd, yd, state, numpy.random.default_rng(11) if dropout else None)
         analytic = model.get_grads()
+        if dropout:  # the masks really drop something: the loss differs from the undropped one
+            assert abs(loss() - model.loss(xd, yd, state)[0]) > 1e-6, \
+                f"{model_name}: dropout {dropout} changed nothing in the loss"
 
         rng = numpy.random.default_rng(10)
         host, step, bad = model.get_params(), self.gradcheck_step, []
@@ -114,10 +127,10 @@ class ModelConformance(ConformanceFixtures):
                 original = host[name][idx]
                 host[name][idx] = original + step
                 model.set_params(host)
-                plus = model.loss(xd, yd, state)[0]
+                plus = loss()
                 host[name][idx] = original - step
                 model.set_params(host)
-                minus = model.loss(xd, yd, state)[0]
+                minus = loss()
                 host[name][idx] = original
                 numerical = (plus - minus) / (2 * step)
                 a = float(analytic[name][idx])
@@ -125,7 +138,8 @@ class ModelConformance(ConformanceFixtures):
                     bad.append(f"d{name}{tuple(int(i) for i in idx)}: analytic {a:.10g}, "
                                f"centred difference {numerical:.10g}")
         model.set_params(host)
-        assert not bad, (f"gradient check ({model_name}, {layers} layer(s), B={batch}) failed "
+        assert not bad, (f"gradient check ({model_name}, {layers} layer(s), B={batch}"
+                         f"{f', dropout {dropout}' if dropout else ''}) failed "
                          f"for {len(bad)} entries: " + "; ".join(bad[:8]))
 
 

@@ -130,12 +130,15 @@ class OperationsConformance(ConformanceFixtures):
                                          err_msg="clip_ is exact and in place")
 
     @_parametrize("scale", [8.0, 0.01])
-    def test_clip_norm_(self, impl, reference, dtype, tol, rng, scale):
+    @_parametrize("size", [300, 250_007])
+    def test_clip_norm_(self, impl, reference, dtype, tol, rng, scale, size):
         """Above the limit the norm is scaled down to it and the norm before scaling is returned;
-        within it the array is left exactly as it was."""
-        host = self.round_to(dtype, rng.standard_normal(300) * scale)
+        within it the array is left exactly as it was. At 300 entries and at a model's size
+        (the trainer passes the whole flat gradient, with ``clip_norm * seq_length`` as the
+        limit), where a norm summed in float32 without care, or over a part, goes wrong."""
+        host = self.round_to(dtype, rng.standard_normal(size) * scale)
         norm = float(numpy.sqrt(numpy.dot(host.astype(numpy.float64), host.astype(numpy.float64))))
-        limit = 5.0
+        limit = 5.0 * (size / 300) ** 0.5  # above the norm at scale 0.01, below it at 8
         dev = self.device(impl, host)
         returned = float(self.host(impl, impl.clip_norm_(dev, limit)))
         ref = self.device(reference, host)
@@ -149,9 +152,10 @@ class OperationsConformance(ConformanceFixtures):
                                              err_msg="clip_norm_ changed a gradient within the limit")
 
     def test_dropout_mask(self, impl, dtype):
-        """Only 0 and ``1 / (1 - p)``, in the backend's dtype, about ``p`` of them 0, and the
-        same mask from two generators in the same state, so that a resumed run drops the units
-        an uninterrupted one would."""
+        """Only 0 and ``1 / (1 - p)``, in the backend's dtype, about ``p`` of them 0; the same
+        mask from two generators in the same state, so that a resumed run drops the units an
+        uninterrupted one would; and a mask that changes from one draw to the next, the
+        generator advancing with each, so that every update drops other units."""
         p, shape = 0.25, (64, 4, 32)
         masks = [self.host(impl, impl.dropout_mask(numpy.random.default_rng(5), shape, p))
                  for _ in range(2)]
@@ -164,6 +168,16 @@ class OperationsConformance(ConformanceFixtures):
         assert abs(dropped - p) < 0.03, f"dropout_mask dropped {dropped:.3f} of the units, not ~{p}"
         numpy.testing.assert_array_equal(masks[1], mask, err_msg=(
             "dropout_mask must follow from the generator's state alone (resumed runs repeat it)"))
+        rng = numpy.random.default_rng(5)
+        before = rng.bit_generator.state["state"]["state"]
+        first = self.host(impl, impl.dropout_mask(rng, shape, p)).copy()
+        after = rng.bit_generator.state["state"]["state"]
+        second = self.host(impl, impl.dropout_mask(rng, shape, p))
+        assert after != before, ("dropout_mask did not draw from the generator it was given: "
+                                 "a checkpoint of it would not bring the masks back")
+        changed = float((first != second).mean())
+        assert changed > 0.2, (f"two successive dropout masks differ in {changed:.1%} of the "
+                               "units: each update must drop other units")
 
 
 # -- every registered model ------------------------------------------------------------------

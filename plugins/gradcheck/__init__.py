@@ -146,7 +146,7 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
                    seq_length: int = DEFAULT_SEQ_LENGTH, step: float = DEFAULT_STEP,
                    entries: Optional[int] = DEFAULT_RUN_ENTRIES, seed: int = 0,
                    sigma: Optional[float] = None, threshold: float = DEFAULT_THRESHOLD,
-                   eps: float = EPS) -> Dict[str, Any]:
+                   eps: float = EPS, dropout: float = 0.0) -> Dict[str, Any]:
     """Compare analytic and numerical gradients of a fresh model on ``backend``; return a dict.
 
     ``model`` is a registered model's name or a :class:`charrnn.model.Model` subclass; ``sigma``
@@ -154,7 +154,9 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
     computes in ``backend``'s own dtype: pass a float64 instance where the backend supports it
     (see :func:`check_dtype`). ``corpus_ids_host`` is the text as host integer ids; its first
     ``batch * (seq_length + 1)`` are used. ``entries`` is the number of entries checked per
-    parameter, 0 or None for all of them.
+    parameter, 0 or None for all of them. With ``dropout`` the model drops units as in training,
+    and every loss of the check is computed under the same masks (a generator in the same
+    state each time), so the dropout's backward pass is checked too.
 
     The result is plain JSON data::
 
@@ -184,22 +186,33 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
         raise ValueError(f"character ids reach {int(max(x_host.max(), y_host.max()))}, "
                          f"beyond the vocabulary of {vocab_size}")
 
-    weight_seq, entry_seq = numpy.random.SeedSequence(seed).spawn(2)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError("dropout must be in [0, 1)")
+    weight_seq, entry_seq, mask_seq = numpy.random.SeedSequence(seed).spawn(3)
     weight_rng = numpy.random.default_rng(weight_seq)
     shapes = cls.param_shapes(vocab_size, hidden=hidden, layers=layers)
     params = {name: weight_rng.standard_normal(shape) * sigma for name, shape in shapes.items()}
-    net = cls(backend, vocab_size, hidden=hidden, layers=layers, dropout=0.0, sigma=sigma,
+    net = cls(backend, vocab_size, hidden=hidden, layers=layers, dropout=dropout, sigma=sigma,
               params=params)
     dtype = numpy.dtype(backend.dtype)
 
     x, y = backend.asarray(x_host), backend.asarray(y_host)
     state = net.zero_state(batch)
-    base_loss = abs(float(net.loss(x, y, state)[0]))
+
+    def masks() -> Optional[numpy.random.Generator]:
+        return numpy.random.default_rng(mask_seq) if dropout else None
+
+    def loss() -> float:
+        if not dropout:
+            return net.loss(x, y, state)[0]
+        return backend.to_float(net.loss_and_grads(x, y, state, masks())[0])
+
+    base_loss = abs(float(loss()))
     # What the difference quotient cannot resolve: the loss is known to about one rounding unit
     # of its dtype, so a quotient over 2h carries an error of that order divided by 2h. Ten of
     # them are allowed; an entry whose error is below that is noise, not a disagreement.
     noise = NOISE_UNITS * float(numpy.finfo(numpy.dtype(backend.dtype)).eps) * base_loss / (2 * step)
-    net.loss_and_grads(x, y, state)
+    net.loss_and_grads(x, y, state, masks())
     analytic = net.get_grads()
     stored = net.get_params()  # exactly what the device holds, to restore it bit for bit
     char_axes = net.char_axes()
@@ -222,9 +235,9 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
                 raise CharrnnError(f"the gradient check's step {step:g} is below the resolution "
                                    f"of {dtype.name} at {float(value):g}; pass a larger step")
             view[idx] = plus
-            loss_plus = net.loss(x, y, state)[0]
+            loss_plus = loss()
             view[idx] = minus
-            loss_minus = net.loss(x, y, state)[0]
+            loss_minus = loss()
             view[idx] = value
             gn[j] = (loss_plus - loss_minus) / (float(plus) - float(minus))
         with numpy.errstate(all="ignore"):
@@ -254,7 +267,7 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
         raise RuntimeError("the gradient check did not restore the parameters it perturbed")
     return {
         "model": net.name, "options": net.options(), "hidden": int(hidden), "layers": int(layers),
-        "batch": int(batch),
+        "batch": int(batch), "dropout": float(dropout),
         "seq_length": int(seq_length), "step": float(step),
         "entries": int(entries or 0), "dtype": dtype.name, "threshold": float(threshold),
         "passed": bool(passed), "sigma": float(sigma), "seed": int(seed),
@@ -316,8 +329,10 @@ def describe(result: Mapping[str, Any]) -> str:
     else:
         shape = f" hidden {result.get('hidden')}"
     batch = f"batch {result.get('batch')}, " if (result.get("batch") or 1) > 1 else ""
+    dropout = f"dropout {result['dropout']:g}, " if result.get("dropout") else ""
     return (f"gradient check: {result.get('backend', '?')} backend in {result.get('dtype', '?')}, "
-            f"{result.get('model', 'rnn')}{shape}, {batch}sequence {result.get('seq_length')}, "
+            f"{result.get('model', 'rnn')}{shape}, {batch}{dropout}sequence "
+            f"{result.get('seq_length')}, "
             f"step {result.get('step'):g}, sigma {result.get('sigma'):g}, {per}")
 
 
@@ -400,10 +415,12 @@ class GradCheck(Callback):
         batch = max(1, min(trainer.batch, MAX_RUN_BATCH, int(ids.size) // 2))
         seq_length = max(1, min(int(trainer.seq_length), int(ids.size) // batch - 1))
         model = trainer.model
+        # With the run's dropout, so that the masks' backward pass is checked as it will run.
         return gradient_check(backend, ids, vocab, model=type(model), hidden=self.hidden,
                               layers=model.layers, batch=batch, seq_length=seq_length,
                               step=self.step, entries=self.entries, seed=self.seed,
-                              sigma=self.sigma, threshold=self.threshold)
+                              sigma=self.sigma, threshold=self.threshold,
+                              dropout=float(getattr(model, "dropout", 0.0) or 0.0))
 
     def on_train_begin(self, trainer) -> None:
         if trainer.update != 0:  # a resumed run was checked when it started

@@ -44,10 +44,18 @@ def register(cli) -> None:
                   help="Standard deviation of the weights and biases [default: the model's own: "
                        "0.1 for rnn, 0.3 for lstm and gru] (a run's 0.01 keeps tanh nearly "
                        "linear, which hides some errors).")
+    @click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
+                  show_default=True,
+                  help="Check with units dropped as in training (the same masks for every loss "
+                       "of the check), which checks the dropout's backward pass too.")
+    @click.option("--dtype", type=click.Choice(["float64", "float32"]), default=None,
+                  help="Precision of the check [default: float64 where the backend supports it]; "
+                       "float32 needs a larger --step and --threshold.")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
     def gradcheck_cmd(data: Optional[str], encoding: str, backend: str, model: str, hidden: int,
                       layers: int, batch_size: int, seq_length: int, step: float, entries: int,
-                      threshold: float, seed: int, sigma: float, as_json: bool) -> None:
+                      threshold: float, seed: int, sigma: float, dropout: float,
+                      dtype: Optional[str], as_json: bool) -> None:
         """Check a backend's gradients against centred finite differences.
 
         Runs in float64 where the backend supports it. Prints a table of the largest relative
@@ -63,7 +71,9 @@ def register(cli) -> None:
         corpus = load_corpus(data, encoding, seq_length)
         registry = get_registry()
         known = backend in registry.names("backend")  # else make_backend says what is available
-        dtype = check_dtype(registry.get("backend", backend), "float32") if known else "float64"
+        if dtype is None:
+            dtype = check_dtype(registry.get("backend", backend), "float32") if known \
+                else "float64"
         be = make_backend(backend, dtype)
         steps = seq_length * batch_size * layers
         # Read at the call (not imported by value), so that it can be changed for a test.
@@ -74,7 +84,7 @@ def register(cli) -> None:
         result = gradient_check(be, corpus.ids, corpus.vocab_size, model=model, hidden=hidden,
                                 layers=layers, batch=batch_size, seq_length=seq_length,
                                 step=step, entries=entries, seed=seed, sigma=sigma,
-                                threshold=threshold)
+                                threshold=threshold, dropout=dropout)
         if as_json:
             click.echo(json.dumps(result, indent=2))
         else:
