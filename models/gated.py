@@ -88,11 +88,6 @@ class GatedRNN(Model):
         """The state after the last step of the forward pass just run."""
         raise NotImplementedError
 
-    def cell_step(self, layer: int, z: Any, state: State, new: State) -> Any:
-        """One step of layer ``layer`` from its input projection ``z`` (B, gates*m): write the
-        layer's row of ``new`` from ``state`` and return its ``h``."""
-        raise NotImplementedError
-
     # -- forward -----------------------------------------------------------------------------
 
     def _forward(self, x: Any, state: State, rng: Any) -> Any:
@@ -174,10 +169,19 @@ class GatedRNN(Model):
     # -- generation --------------------------------------------------------------------------
 
     def step(self, state: State, ids: Any) -> Tuple[State, Any]:
+        """One character per stream: each layer's recurrence is the same sequence kernel as in
+        training, at ``T = 1``, so sampling computes what the loss computes."""
         xp, p = self.backend.xp, self.params
-        new = tuple(xp.empty_like(s) for s in state)
+        B = ids.shape[0]
+        width = self.gates * self.hidden
         below: Optional[Any] = None
         for layer, (Wx, _, b, bh) in enumerate(self.names):
-            z = (p[Wx][ids] if layer == 0 else below @ p[Wx]) + p[b] + p[bh]
-            below = self.cell_step(layer, z, state, new)
-        return new, below @ p["Wy"] + p["by"]
+            Z = self.buffer(f"Z{layer}", (1, B, width))
+            bias = p[b] + p[bh]
+            if layer == 0:
+                xp.add(p[Wx][ids], bias, out=Z[0])  # z = x Wx + b + bh: a row lookup
+            else:
+                xp.dot(below, p[Wx], out=Z[0])
+                Z[0] += bias
+            below = self.cell_forward(layer, Z, state)[1]
+        return self.cell_state_after(1, B), below @ p["Wy"] + p["by"]

@@ -164,15 +164,6 @@ class GRU(GatedRNN):
             h[layer] = self._H_RH(layer, T, B)[0][T]
         return (h,)
 
-    def cell_step(self, layer: int, z: Any, state: State, new: State) -> Any:
-        xp, m = self.backend.xp, self.hidden
-        h, Wh = state[0][layer], self.params[self.names[layer][1]]
-        ru = 0.5 * xp.tanh(0.5 * (z[:, : 2 * m] + h @ Wh[:, : 2 * m])) + 0.5
-        r, u = ru[:, :m], ru[:, m:]
-        n = xp.tanh(z[:, 2 * m :] + (r * h) @ Wh[:, 2 * m :])
-        new[0][layer] = u * n + (1.0 - u) * h
-        return new[0][layer]
-
 
 @hookimpl
 def register_models(register):

@@ -162,15 +162,6 @@ class LSTM(GatedRNN):
             h[layer], c[layer] = H[T], C[T]
         return (h, c)
 
-    def cell_step(self, layer: int, z: Any, state: State, new: State) -> Any:
-        xp, m = self.backend.xp, self.hidden
-        h, c = state[0][layer], state[1][layer]
-        z = z + h @ self.params[self.names[layer][1]]
-        i, f, o = (0.5 * xp.tanh(0.5 * z[:, k * m : (k + 1) * m]) + 0.5 for k in range(3))
-        new[1][layer] = f * c + i * xp.tanh(z[:, 3 * m :])
-        new[0][layer] = o * xp.tanh(new[1][layer])
-        return new[0][layer]
-
 
 @hookimpl
 def register_models(register):
