@@ -22,6 +22,7 @@ BROKEN = "charrnn-broken-plugin"
 BIGRAM = "charrnn-bigram-model"
 MOMENTUM = "charrnn-momentum-optimizer"
 CHECKED = "charrnn-checked-backend"
+MGU = "charrnn-mgu-cell"
 BROKEN_MESSAGE = "RuntimeError: this example plugin is broken on purpose"
 RECORD_KEYS = {"update", "epoch", "smooth_loss", "loss", "updates_per_second", "timestamp"}
 TEXT = ("First Citizen: Before we proceed any further, hear me speak.\n"

@@ -36,7 +36,7 @@ from typing import Dict, List
 
 import pytest
 from helpers import console_script
-from test_examples import (BIGRAM, BIGRAM_REFUSAL, BROKEN, BROKEN_MESSAGE, CHECKED, JSONL, MOMENTUM,
+from test_examples import (BIGRAM, BIGRAM_REFUSAL, BROKEN, BROKEN_MESSAGE, CHECKED, JSONL, MGU, MOMENTUM,
                            TEXT, check_metrics, read_metrics)
 
 #: End-to-end tier (the examples installed with pip, run as real processes): `python -m pytest -m e2e`.
@@ -90,7 +90,8 @@ def broken_site(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bigram_site(tmp_path_factory) -> Path:
-    return pip_install(BIGRAM, tmp_path_factory.mktemp("bigram"))
+    """The two model examples, the bigram and the MGU cell, installed together."""
+    return pip_install(BIGRAM, tmp_path_factory.mktemp("bigram"), MGU)
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +224,8 @@ def test_conformance_suite_checks_the_bigram_model(bigram_site, tmp_path):
             passed.append(name)
         elif BIGRAM_REFUSAL in (outcome[0].get("message") or ""):
             refused.append((name, outcome[0].tag))
+        elif outcome[0].tag == "skipped" and "drops no units" in (outcome[0].get("message") or ""):
+            assert "dropout" in name, name  # the bigram has no hidden units to drop
         else:
             other.append(f"{name}: {outcome[0].tag}: {outcome[0].get('message')}")
     assert not other, "\n".join(other)
@@ -234,6 +237,48 @@ def test_conformance_suite_checks_the_bigram_model(bigram_site, tmp_path):
         assert any(n.startswith(test + "[") for n in passed), (test, passed)
     assert len(passed) >= 16, passed
     assert proc.returncode == 0, proc.stdout
+
+
+# -- a third-party cell with its own kernel: the MGU -----------------------------------------------
+
+def test_a_third_party_cell_and_its_kernel_are_checked_by_the_suite(bigram_site, tmp_path):
+    """The MGU example adds a model, two operations and a NumPy kernel for them, without
+    touching charrnn: the suite runs the kernel against the operations' references (long,
+    batched and saturated cases included) and the model through every model case."""
+    report = tmp_path / "conformance.xml"
+    proc = charrnn("conformance", "--backend", "numpy", "--", "-k", "mgu",
+                   f"--junitxml={report}", sites=[bigram_site], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^    mgu\.forward +kernel from mgu \(charrnn-mgu-cell\)$", proc.stdout,
+                     flags=re.M), proc.stdout
+    passed = {case.get("name") for case in ET.parse(report).iter("testcase")
+              if not [c for c in case if c.tag in ("failure", "error", "skipped")]}
+    for name in ("test_kernel[mgu.forward-T64-B3-saturated-float32]",
+                 "test_kernel[mgu.backward-T64-B3-float64]",
+                 "test_gradient_check[mgu-B3-2-dropout]", "test_step_agrees_with_loss[mgu-B3-float64]",
+                 "test_train_steps[mgu-float32-adam]",
+                 "test_checkpoint_portability[mgu-float64-backend]"):
+        assert name in passed, sorted(passed)
+
+
+def test_the_mgu_cell_trains_samples_and_passes_its_own_tests(bigram_site, data_file, tmp_path):
+    out = tmp_path / "mgu"
+    proc = charrnn("run", "--model", "mgu", "--layers", 2, "--hidden", 16, "--dropout", 0.1,
+                   "--data", data_file, "--iterations", 200, "--out", out, "--quiet",
+                   sites=[bigram_site], cwd=tmp_path)
+    _check(proc, "charrnn run --model mgu")
+    assert "model mgu (2 layers of 16, dropout 0.1" in proc.stdout, proc.stdout
+    proc = charrnn("sample", "--checkpoint", out, "--length", 40, sites=[bigram_site],
+                   cwd=tmp_path)
+    _check(proc, "charrnn sample")
+    tests = tmp_path / "own-tests"
+    shutil.copytree(EXAMPLES / MGU, tests, ignore=shutil.ignore_patterns("*.egg-info", "build"))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "no:randomly", str(tests / "test_charrnn_mgu_cell.py")],
+                          cwd=str(tmp_path), env=_subprocess_env(PYTHONPATH=str(bigram_site)),
+                          capture_output=True, text=True, timeout=300)
+    _check(proc, "pytest examples/charrnn-mgu-cell")
+    assert re.search(r"\d+ passed", proc.stdout), proc.stdout
 
 
 # -- a third-party optimizer and a third-party backend, each registering two ----------------------
