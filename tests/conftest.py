@@ -14,6 +14,9 @@ settings.register_profile("fast", max_examples=20)
 settings.register_profile("thorough", max_examples=100)
 settings.load_profile("fast")
 
+#: Not tests of this project: fixtures (the 0.5.0 plugins, frozen, with their own test files).
+collect_ignore_glob = ["data/*"]
+
 #: With several pytest-xdist workers on as many cores, the processes the tests start use one BLAS
 #: thread each, as the sweep's trials do: two workers each starting runs that spread their
 #: matrix products over every core would slow both down several times over.
