@@ -79,6 +79,11 @@ class Operation:
     ``axes`` names the sizes the operation depends on (``"T"``, ``"B"``, ``"m"``, ``"K"``,
     ``"n"``), so the suite varies those. ``rtol`` scales the suite's tolerance for operations
     whose rounding grows with the sequence (a backward pass through 64 steps).
+
+    ``reads`` and ``writes`` name the array arguments (as the reference names them) the
+    operation reads and writes; ``"H[0]"`` is row 0 of ``H`` (an incoming state, where the
+    other rows are outputs). Tools that watch every operation (a backend that checks each for
+    NaN, say) use them; the suite checks that its cases write what ``writes`` says.
     """
 
     name: str
@@ -87,6 +92,8 @@ class Operation:
     axes: Tuple[str, ...] = ("T", "B", "m")
     doc: str = ""
     rtol: float = 1.0
+    reads: Tuple[str, ...] = ()
+    writes: Tuple[str, ...] = ()
     #: The 0.5 ``Backend`` method this operation replaces, for backends that still override it.
     legacy_method: Optional[str] = None
     legacy_args: Optional[Callable[..., Tuple[Any, ...]]] = field(default=None, compare=False)

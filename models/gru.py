@@ -117,9 +117,11 @@ def _backward_case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
 
 
 GRU_FORWARD = Operation("gru.forward", gru_forward, _forward_case, doc=gru_forward.__doc__,
-                        legacy_method="gru_forward")
+                        legacy_method="gru_forward",
+                        reads=("Wh", "G", "H[0]"), writes=("G", "H", "RH"))
 GRU_BACKWARD = Operation("gru.backward", gru_backward, _backward_case, rtol=2.0,
-                         doc=gru_backward.__doc__, legacy_method="gru_backward")
+                         doc=gru_backward.__doc__, legacy_method="gru_backward",
+                         reads=("Wh", "G", "H", "RH", "dH"), writes=("dG",))
 
 
 class GRU(GatedRNN):

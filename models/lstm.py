@@ -116,9 +116,11 @@ def _backward_case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
 
 
 LSTM_FORWARD = Operation("lstm.forward", lstm_forward, _forward_case, doc=lstm_forward.__doc__,
-                         legacy_method="lstm_forward")
+                         legacy_method="lstm_forward",
+                         reads=("Wh", "G", "H[0]", "C[0]"), writes=("G", "H", "C"))
 LSTM_BACKWARD = Operation("lstm.backward", lstm_backward, _backward_case, rtol=2.0,
-                          doc=lstm_backward.__doc__, legacy_method="lstm_backward")
+                          doc=lstm_backward.__doc__, legacy_method="lstm_backward",
+                          reads=("Wh", "G", "C", "dH"), writes=("dG",))
 
 
 class LSTM(GatedRNN):

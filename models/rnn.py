@@ -100,9 +100,11 @@ def _backward_case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
 
 
 RNN_FORWARD = Operation("rnn.forward", rnn_forward, _forward_case, doc=rnn_forward.__doc__,
-                        legacy_method="rnn_forward")
+                        legacy_method="rnn_forward",
+                        reads=("Wh", "A", "H[0]"), writes=("H",))
 RNN_BACKWARD = Operation("rnn.backward", rnn_backward, _backward_case, rtol=2.0,
-                         doc=rnn_backward.__doc__, legacy_method="rnn_backward")
+                         doc=rnn_backward.__doc__, legacy_method="rnn_backward",
+                         reads=("Wh", "H", "dH"), writes=("dA",))
 
 
 class RNN(Model):

@@ -32,7 +32,8 @@ def _case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
 
 
 ADAGRAD_UPDATE = Operation("adagrad.update", adagrad_update, _case, axes=("n",),
-                           doc=adagrad_update.__doc__, legacy_method="adagrad_")
+                           doc=adagrad_update.__doc__, legacy_method="adagrad_",
+                           reads=("param", "grad", "mem"), writes=("param", "grad", "mem"))
 
 
 class AdaGrad(Optimizer):

@@ -47,7 +47,8 @@ def _case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
 
 
 ADAM_UPDATE = Operation("adam.update", adam_update, _case, axes=("n",), doc=adam_update.__doc__,
-                        legacy_method="adam_")
+                        legacy_method="adam_",
+                        reads=("param", "grad", "m", "v"), writes=("param", "grad", "m", "v"))
 
 
 class Adam(Optimizer):

@@ -40,7 +40,8 @@ def _case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
 
 
 RMSPROP_UPDATE = Operation("rmsprop.update", rmsprop_update, _case, axes=("n",),
-                           doc=rmsprop_update.__doc__, legacy_method="rmsprop_")
+                           doc=rmsprop_update.__doc__, legacy_method="rmsprop_",
+                           reads=("param", "grad", "ms"), writes=("param", "grad", "ms"))
 
 
 class RMSProp(Optimizer):

@@ -20,7 +20,8 @@ def _case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
 
 
 SGD_UPDATE = Operation("sgd.update", sgd_update, _case, axes=("n",), doc=sgd_update.__doc__,
-                       legacy_method="sgd_")
+                       legacy_method="sgd_",
+                       reads=("param", "grad"), writes=("param", "grad"))
 
 
 class SGD(Optimizer):

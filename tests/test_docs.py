@@ -167,6 +167,10 @@ COMMANDS: Dict[str, str] = {
     "charrnn conformance --backend numpy -- -x -k softmax": RUN,
     # docs/plugins/model.md
     "charrnn run --model bigram --layers 2": EXAMPLE,
+    "pip install -e examples/charrnn-mgu-cell": EXAMPLE,
+    "charrnn run --model mgu --layers 2 --hidden 64 --iterations 2000 --out runs/mgu --quiet":
+        EXAMPLE,
+    "charrnn conformance --backend numpy -- -k mgu": EXAMPLE,
     "pip install -e examples/charrnn-bigram-model": EXAMPLE,
     "charrnn run --help | grep -A1 -- --model": EXAMPLE,
     "charrnn run --model bigram --iterations 2000 --out runs/bigram --quiet": EXAMPLE,

@@ -267,10 +267,8 @@ def test_checked_backend_stops_at_the_operation_that_overflows(with_examples, da
     proc = charrnn("run", "--backend", "checked", "--optimizer", "sgd", "--eta", "1e308",
                    "--data", data_file, *SHORT_RUN, "--iterations", 20, "--out", out,
                    cwd=tmp_path)
-    # The example is written against 0.5's interface: it says so, in one line, and still works.
-    assert_one_line_error(proc, "backend 'checked': sgd_ wrote a non-finite value into param",
-                          "from finite inputs", "--eta", deprecated=1)
-    assert "overrides adagrad_, adam_, gru_backward" in proc.stderr
+    assert_one_line_error(proc, "backend 'checked': sgd.update wrote a non-finite value into "
+                          "param", "from finite inputs", "--eta")
     assert proc.returncode == 2
     assert not (out / "latest.npz").exists()
 

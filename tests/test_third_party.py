@@ -285,16 +285,16 @@ def test_the_mgu_cell_trains_samples_and_passes_its_own_tests(bigram_site, data_
 
 
 def test_plugins_lists_two_optimizers_and_two_backends(extension_site, tmp_path):
-    for dist, entry in ((MOMENTUM, "momentum"), (CHECKED, "checked")):
-        (dist_info,) = extension_site.glob(dist.replace("-", "_") + "-0.1.0.dist-info")
+    for dist, entry, version in ((MOMENTUM, "momentum", "0.1.0"), (CHECKED, "checked", "0.2.0")):
+        (dist_info,) = extension_site.glob(f"{dist.replace('-', '_')}-{version}.dist-info")
         entry_points = (dist_info / "entry_points.txt").read_text()
         assert f"[charrnn]\n{entry} = {dist.replace('-', '_')}" in entry_points, entry_points
 
     listing = plugins_json([extension_site], tmp_path)
     ours = sorted((r["kind"], r["name"], r["distribution"], r["version"], r["entry_point"])
                   for r in listing["plugins"] if r["distribution"] in (MOMENTUM, CHECKED))
-    assert ours == [("backend", "checked", CHECKED, "0.1.0", "checked"),
-                    ("backend", "reference", CHECKED, "0.1.0", "checked"),
+    assert ours == [("backend", "checked", CHECKED, "0.2.0", "checked"),
+                    ("backend", "reference", CHECKED, "0.2.0", "checked"),
                     ("optimizer", "momentum", MOMENTUM, "0.1.0", "momentum"),
                     ("optimizer", "nesterov", MOMENTUM, "0.1.0", "momentum")]
     assert not [f for f in listing["failed"] if f["distribution"] in (MOMENTUM, CHECKED)]
@@ -315,7 +315,7 @@ def test_conformance_passes_on_both_backends_of_one_entry_point(extension_site, 
     proc = charrnn("conformance", "--backend", "checked", "--", f"--junitxml={report}",
                    sites=sites, cwd=tmp_path)
     summary = re.search(r"^charrnn conformance: backend 'checked' \(charrnn-checked-backend "
-                        r"0\.1\.0\): passed: (\d+) passed, 0 failed, 0 skipped$", proc.stdout,
+                        r"0\.2\.0\): passed: (\d+) passed, 0 failed, 0 skipped$", proc.stdout,
                         flags=re.M)
     assert summary and proc.returncode == 0, proc.stdout + proc.stderr
     passed = {case.get("name") for case in ET.parse(report).iter("testcase")
@@ -330,7 +330,7 @@ def test_conformance_passes_on_both_backends_of_one_entry_point(extension_site, 
                    sites=sites, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^charrnn conformance: backend 'reference' \(charrnn-checked-backend "
-                     r"0\.1\.0\): passed: 72 passed, 0 failed, 0 skipped$", proc.stdout,
+                     r"0\.2\.0\): passed: 72 passed, 0 failed, 0 skipped$", proc.stdout,
                      flags=re.M), proc.stdout
 
 

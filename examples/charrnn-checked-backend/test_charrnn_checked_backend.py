@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from charrnn.registry import get_registry
 from charrnn.testing import BackendConformance
 from charrnn_checked_backend import CheckedBackend, NonFiniteValue, ReferenceBackend
+
+
+def operation(name):
+    """A registered operation (``"rnn.forward"``, ``"adagrad.update"``, ...)."""
+    return get_registry().get("operation", name)
 
 
 class TestReference(BackendConformance):
@@ -24,10 +30,11 @@ class TestChecked(BackendConformance):
 def test_an_overflow_is_caught_where_it_happens():
     be = CheckedBackend("float64")
     param, grad, mem = numpy.ones(4), numpy.zeros(4), numpy.zeros(4)
+    update = be.kernel(operation("adagrad.update"))
     with numpy.errstate(invalid="ignore"), \
-            pytest.raises(NonFiniteValue, match=r"adagrad_ wrote a non-finite value into param "
-                                                r"\(first at 0: nan\) from finite inputs"):
-        be.adagrad_(param, grad, mem, 0.1, 0.0, 0.0, numpy.empty(4))  # eps 0: 0 / 0
+            pytest.raises(NonFiniteValue, match=r"adagrad\.update wrote a non-finite value into "
+                                                r"param \(first at 0: nan\) from finite inputs"):
+        update(param, grad, mem, 0.1, 0.0, 0.0, numpy.empty(4))  # eps 0: 0 / 0
 
 
 def test_a_non_finite_input_is_blamed_on_the_caller():
@@ -35,9 +42,9 @@ def test_a_non_finite_input_is_blamed_on_the_caller():
     A = numpy.zeros((3, 2, 4))
     A[1, 0, 2] = numpy.inf
     H = numpy.zeros((4, 2, 4))
-    with pytest.raises(NonFiniteValue, match=r"rnn_forward was given a non-finite A \(first at "
+    with pytest.raises(NonFiniteValue, match=r"rnn\.forward was given a non-finite A \(first at "
                                              r"\(1, 0, 2\): inf\); it was computed outside"):
-        be.rnn_forward(numpy.eye(4), A, H)
+        be.kernel(operation("rnn.forward"))(numpy.eye(4), A, H)
 
 
 def test_stale_outputs_are_not_checked_on_the_way_in():
@@ -45,7 +52,7 @@ def test_stale_outputs_are_not_checked_on_the_way_in():
     be = CheckedBackend("float64")
     H = numpy.full((4, 1, 3), numpy.nan)
     H[0] = 0.5
-    be.rnn_forward(numpy.eye(3) * 0.1, numpy.zeros((3, 1, 3)), H)
+    be.kernel(operation("rnn.forward"))(numpy.eye(3) * 0.1, numpy.zeros((3, 1, 3)), H)
     assert numpy.isfinite(H).all()
 
 
@@ -57,5 +64,5 @@ def test_results_are_the_reference_bit_for_bit():
     for be in (ReferenceBackend("float64"), CheckedBackend("float64")):
         H = numpy.empty((7, 2, 5))
         H[0] = H0
-        out.append(be.rnn_forward(Wh, A.copy(), H))
+        out.append(be.kernel(operation("rnn.forward"))(Wh, A.copy(), H))
     numpy.testing.assert_array_equal(out[1], out[0])

@@ -93,9 +93,11 @@ def _backward_case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
                  stale(rng, (T, B, 2 * m), dtype)], written=(5,))
 
 
-MGU_FORWARD = Operation("mgu.forward", mgu_forward, _forward_case, doc=mgu_forward.__doc__)
+MGU_FORWARD = Operation("mgu.forward", mgu_forward, _forward_case, doc=mgu_forward.__doc__,
+                        reads=("Wh", "G", "H[0]"), writes=("G", "H", "FH"))
 MGU_BACKWARD = Operation("mgu.backward", mgu_backward, _backward_case, rtol=2.0,
-                         doc=mgu_backward.__doc__)
+                         doc=mgu_backward.__doc__,
+                         reads=("Wh", "G", "H", "FH", "dH"), writes=("dG",))
 
 
 # -- the NumPy kernels ----------------------------------------------------------------------------

@@ -82,8 +82,18 @@ class KernelConformance(ConformanceFixtures):
         assert name in operations, f"no installed plugin registers the operation {name!r}"
         operation = operations[name]
         sizes, saturated = drawn
+        if operation.writes:
+            import inspect
+
+            names = list(inspect.signature(operation.reference).parameters)[1:]
+            declared = {spec.split("[")[0] for spec in operation.writes}
+            assert declared <= set(names), (name, declared, names)
         seed = zlib.crc32(f"{name}/{sizes}/{saturated}/{dtype}".encode())
         case = operation.example(numpy.random.default_rng(seed), sizes, dtype, saturated)
+        if operation.writes:  # the operation's declaration and its cases agree
+            assert {names[i] for i in case.written} == declared, \
+                f"{name}: its cases write {sorted(names[i] for i in case.written)}, its " \
+                f"declaration says {sorted(declared)}"
         from ..backend import Backend
 
         reference = Backend(dtype)  # the reference in the tested dtype: the same roundings
