@@ -88,7 +88,7 @@ def test_a_third_party_kernel_for_its_own_operation_is_found_and_checked(tmp_pat
     code = run_conformance("numpy", ["-q", "-k", "scale"])
     report = capsys.readouterr().out
     assert code == 0, report
-    assert "4 passed" in report  # two sizes, two dtypes
+    assert "6 passed" in report  # two sizes and the property-based cases, two dtypes
     assert "scale.apply      kernel from scale (scale-op)" in report
 
 
@@ -97,7 +97,8 @@ def test_a_wrong_kernel_fails_the_suite(tmp_path, monkeypatch, capsys):
 
     install(tmp_path / "site", monkeypatch, "1.5")  # out = 2 x + 1.5
     capsys.readouterr()
-    code = run_conformance("numpy", ["-q", "-k", "scale"])
+    # (The property-based cases fail too, after shrinking the example: left out for time.)
+    code = run_conformance("numpy", ["-q", "-k", "scale and not properties"])
     report = capsys.readouterr().out
     assert code == 1, report
     assert "scale.apply on backend 'numpy' (kernel from scale (scale-op))" in report

@@ -330,7 +330,7 @@ def test_conformance_passes_on_both_backends_of_one_entry_point(extension_site, 
                    sites=sites, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^charrnn conformance: backend 'reference' \(charrnn-checked-backend "
-                     r"0\.2\.0\): passed: 72 passed, 0 failed, 0 skipped$", proc.stdout,
+                     r"0\.2\.0\): passed: 78 passed, 0 failed, 0 skipped$", proc.stdout,
                      flags=re.M), proc.stdout
 
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 import numpy
 
 from ..kernels import Operation, Sizes
-from .fixtures import ConformanceFixtures
+from .fixtures import ConformanceFixtures, pytest
 
 
 def _registered_operations() -> Dict[str, Operation]:
@@ -60,6 +60,9 @@ class KernelConformance(ConformanceFixtures):
 
     def pytest_generate_tests(self, metafunc: Any) -> None:
         super().pytest_generate_tests(metafunc)
+        if "operation_name" in metafunc.fixturenames:
+            names = list(self.operations or sorted(_registered_operations()))
+            metafunc.parametrize("operation_name", names)
         if "kernel_case" in metafunc.fixturenames:
             operations = _registered_operations()
             names = list(self.operations or sorted(operations))
@@ -80,22 +83,26 @@ class KernelConformance(ConformanceFixtures):
         name, drawn = kernel_case
         operations = _registered_operations()
         assert name in operations, f"no installed plugin registers the operation {name!r}"
-        operation = operations[name]
         sizes, saturated = drawn
-        if operation.writes:
-            import inspect
-
-            names = list(inspect.signature(operation.reference).parameters)[1:]
-            declared = {spec.split("[")[0] for spec in operation.writes}
-            assert declared <= set(names), (name, declared, names)
         seed = zlib.crc32(f"{name}/{sizes}/{saturated}/{dtype}".encode())
+        self._compare(impl, dtype, tol, operations[name], sizes, saturated, seed)
+
+    def _compare(self, impl: Any, dtype: str, tol: Dict[str, float], operation: Operation,
+                 sizes: Sizes, saturated: bool, seed: int) -> None:
+        """One case of ``operation`` on ``impl`` against its reference, in the same dtype."""
+        import inspect
+
+        from ..backend import Backend
+
+        name = operation.name
+        names = list(inspect.signature(operation.reference).parameters)[1:]
+        declared = {spec.split("[")[0] for spec in operation.writes}
+        assert declared <= set(names), (name, declared, names)
         case = operation.example(numpy.random.default_rng(seed), sizes, dtype, saturated)
         if operation.writes:  # the operation's declaration and its cases agree
             assert {names[i] for i in case.written} == declared, \
                 f"{name}: its cases write {sorted(names[i] for i in case.written)}, its " \
                 f"declaration says {sorted(declared)}"
-        from ..backend import Backend
-
         reference = Backend(dtype)  # the reference in the tested dtype: the same roundings
 
         def on(be: Any) -> List[Any]:
@@ -106,9 +113,9 @@ class KernelConformance(ConformanceFixtures):
         with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
             got = impl.kernel(operation)(*got_args)
             want = operation.reference(reference, *want_args)
-        where = (f"{name} on backend {impl.name!r} ({impl.kernel_source(operation)}), "
-                 f"{sizes.T if 'T' in operation.axes else ''}"
-                 f"{'T ' if 'T' in operation.axes else ''}"
+        shape = (f"n {sizes.n}" if "n" in operation.axes else
+                 f"T {sizes.T}, B {sizes.B}, m {sizes.m}")
+        where = (f"{name} on backend {impl.name!r} ({impl.kernel_source(operation)}), {shape}, "
                  f"{'saturated, ' if saturated else ''}{dtype}")
         scaled = {k: v * operation.rtol for k, v in tol.items()}
         for i, (g, w, original) in enumerate(zip(got_args, want_args, case.args)):
@@ -116,11 +123,11 @@ class KernelConformance(ConformanceFixtures):
                 continue
             if i in case.written:
                 self.assert_close(self.host(impl, g), self.host(reference, w), scaled,
-                                  f"{where}: argument {i} as the reference writes it")
+                                  f"{where}: {names[i]} as the reference writes it")
             else:
                 numpy.testing.assert_array_equal(
                     self.host(impl, g), original,
-                    err_msg=f"{where}: argument {i} is not the operation's to write")
+                    err_msg=f"{where}: {names[i]} is not the operation's to write")
         if case.returns:
             self.assert_close(self.host(impl, got), self.host(reference, want), scaled,
                               f"{where}: the value returned")
@@ -135,3 +142,26 @@ class KernelConformance(ConformanceFixtures):
             assert source.startswith(("reference", "kernel from", "0.5 method")), \
                 (name, source)
             assert callable(impl.kernel(operation)), name
+
+    def test_kernel_properties(self, impl, dtype, tol, operation_name):
+        """Property-based (Hypothesis, when installed): for shapes and values drawn at random
+        (sequence lengths, batches and hidden sizes from 1 up, ordinary or saturated inputs),
+        the kernel writes what the reference writes. Shrinks a failure to the smallest case."""
+        try:
+            from hypothesis import HealthCheck, given, settings
+            from hypothesis import strategies as st
+        except ImportError:  # the suite does not need it; these cases do
+            pytest.skip("Hypothesis is not installed (pip install hypothesis)")
+        operation = _registered_operations()[operation_name]
+        flat = "n" in operation.axes
+
+        @settings(deadline=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(T=st.integers(1, 20), B=st.integers(1, 4), m=st.integers(1, 12),
+               n=st.integers(1, 5000), saturated=st.booleans(),
+               seed=st.integers(0, 2**32 - 1))
+        def check(T, B, m, n, saturated, seed):
+            sizes = Sizes(T=T, B=B, m=m, n=n)
+            self._compare(impl, dtype, tol, operation, sizes, saturated and not flat, seed)
+
+        check()
