@@ -241,3 +241,31 @@ def examples_on_path(monkeypatch, site: Path, *names: Union[str, Path]) -> List[
     importlib.invalidate_caches()
     get_registry(refresh=True)
     return modules
+
+
+def pytest_outcomes(folder: Path, name: str, source: str) -> Tuple[dict, int, str]:
+    """Run pytest, in a process of its own, on the test module ``source`` written to
+    ``folder/name`` with an empty configuration (no conftest, no project ini). Returns
+    ``({class: {test id: (outcome, message)}}, exit status, stdout)``: outcome ``passed``,
+    ``failure``, ``error`` or ``skipped``."""
+    import xml.etree.ElementTree as ET
+
+    (folder / name).write_text(source, encoding="utf-8")
+    (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    report = folder / "report.xml"
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "pytest.ini",
+         "--rootdir", str(folder), f"--junitxml={report}", "-W", "ignore::RuntimeWarning",
+         name], cwd=str(folder), env=env, capture_output=True, text=True, timeout=600)
+    assert report.exists(), proc.stdout + proc.stderr
+    outcomes: dict = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        cls = case.get("classname").rsplit(".", 1)[-1]
+        outcome, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                outcome, message = child.tag, child.get("message") or ""
+        outcomes.setdefault(cls, {})[case.get("name")] = (outcome, message)
+    return outcomes, proc.returncode, proc.stdout

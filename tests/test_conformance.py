@@ -9,12 +9,9 @@ and the CuPy backend's own code runs the suite on a CPU stand-in for CuPy.
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import types
-import xml.etree.ElementTree as ET
 
 import numpy
 import pytest
@@ -22,7 +19,7 @@ from charrnn.backend import Backend
 from charrnn.conformance import NOTHING_CHECKED
 from charrnn.errors import BackendUnavailable, CharrnnError
 from charrnn.registry import PluginInfo, Registered, get_registry
-from helpers import call_in_process
+from helpers import call_in_process, pytest_outcomes
 from charrnn.testing import BackendConformance, run_conformance
 
 for _name in get_registry().names("backend"):
@@ -182,27 +179,8 @@ class TestWrongDtype(OperationsConformance, ModelConformance, TrainingConformanc
 @pytest.fixture(scope="module")
 def third_party_run(tmp_path_factory):
     """Outcomes of pytest on THIRD_PARTY_MODULE: {class: {test id: (outcome, message)}}, rc."""
-    tmp = tmp_path_factory.mktemp("third_party")
-    (tmp / "test_third_party_backends.py").write_text(THIRD_PARTY_MODULE, encoding="utf-8")
-    (tmp / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # no conftest, no project ini
-    report = tmp / "report.xml"
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "pytest.ini",
-         "--rootdir", str(tmp), f"--junitxml={report}", "-W", "ignore::RuntimeWarning",
-         "test_third_party_backends.py"],
-        cwd=str(tmp), env=env, capture_output=True, text=True, timeout=600)
-    assert report.exists(), proc.stdout + proc.stderr
-    outcomes: dict = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname").rsplit(".", 1)[-1]
-        outcome, message = "passed", ""
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                outcome, message = child.tag, child.get("message") or ""
-        outcomes.setdefault(cls, {})[case.get("name")] = (outcome, message)
-    return outcomes, proc.returncode, proc.stdout
+    return pytest_outcomes(tmp_path_factory.mktemp("third_party"),
+                           "test_third_party_backends.py", THIRD_PARTY_MODULE)
 
 
 def failed(cases):

@@ -12,12 +12,8 @@ that never changes, and a sign error in a model's dropout backward pass.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
-
 import pytest
+from helpers import pytest_outcomes
 
 #: End-to-end tier (a pytest run of the suite on eight mutants, in a process of its own).
 pytestmark = pytest.mark.e2e
@@ -152,28 +148,11 @@ class TestDropoutSign(ModelConformance):
 @pytest.fixture(scope="module")
 def mutant_run(tmp_path_factory):
     """{class: {test id: outcome}} of the suite on every mutant."""
-    tmp = tmp_path_factory.mktemp("mutants")
-    (tmp / "test_mutants.py").write_text(MUTANTS_MODULE, encoding="utf-8")
-    (tmp / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    report = tmp / "report.xml"
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "pytest.ini",
-         "--rootdir", str(tmp), f"--junitxml={report}", "-W", "ignore::RuntimeWarning",
-         "test_mutants.py"],
-        cwd=str(tmp), env=env, capture_output=True, text=True, timeout=600)
-    assert report.exists(), proc.stdout + proc.stderr
-    outcomes: dict = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname").rsplit(".", 1)[-1]
-        outcome = "passed"
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                outcome = child.tag
-        outcomes.setdefault(cls, {})[case.get("name")] = outcome
-    assert "TestStopsAt32" in outcomes, proc.stdout + proc.stderr
-    return outcomes
+    outcomes, _, stdout = pytest_outcomes(tmp_path_factory.mktemp("mutants"), "test_mutants.py",
+                                          MUTANTS_MODULE)
+    assert "TestStopsAt32" in outcomes, stdout
+    return {cls: {name: outcome for name, (outcome, _) in cases.items()}
+            for cls, cases in outcomes.items()}
 
 
 def failing(cases: dict, test: str = "test_kernel") -> set:
