@@ -1,4 +1,6 @@
-"""What the gated cells (LSTM, GRU) share: stacking, dropout, the output layer, backward plumbing.
+"""The base of the gated cells (LSTM, GRU, a third party's MGU): their input projection and
+output layer, on the stacked base every built-in model shares (:mod:`charrnn.models.stacked`:
+layers, dropout, the loops of the forward and backward passes).
 
 Both are written for row vectors: layer ``l`` computes its input projection
 ``z_t = x_t Wx + b`` (``x_t`` the one-hot character for the first layer, the output of the layer
@@ -20,8 +22,9 @@ How it is computed, for B sequences at once (arrays are (T, B, ·)):
   (:meth:`~charrnn.backend.Backend.segment_sum`). Wx is stored last in the flat array, so an
   optimizer may skip the rows no character of the batch touched. An upper layer's projection is
   one matrix product over all steps.
-* The recurrence is one backend operation each way, which leaves the gates and their gradients in
-  (T, B, gates * m) arrays, so every weight gradient is one matrix product over all steps.
+* The recurrence is one operation each way (a kernel per backend, see :mod:`charrnn.kernels`),
+  which leaves the gates and their gradients in (T, B, gates * m) arrays, so every weight
+  gradient is one matrix product over all steps. Sampling runs the same operation at T = 1.
 * With ``--dropout p``, as in char-rnn, each layer's output is multiplied by a mask of 0
   (probability p) and ``1/(1-p)`` on its way to the layer above or to Wy, while training only.
 """
@@ -30,17 +33,20 @@ from __future__ import annotations
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import numpy
-from charrnn.model import Model, State, layer_names
+from charrnn.model import State, layer_names
+from charrnn.models.stacked import StackedRNN
 
 
 #: Per-layer parameter names: input weights, recurrent weights, and the two biases.
 NAMES = ("Wx", "Wh", "b", "bh")
 
 
-class GatedRNN(Model):
-    """A stack of gated cells with a softmax output layer; subclasses define the cell."""
+class GatedRNN(StackedRNN):
+    """A stack of gated cells with a softmax output layer; subclasses define the cell
+    (:meth:`cell_forward`, :meth:`cell_backward`, :meth:`cell_state_after` and
+    :meth:`~charrnn.model.Model.zero_state`) and its number of gates."""
 
-    #: Blocks of m columns in the input projection (4 for LSTM: i f o n; 3 for GRU: r z n).
+    #: Blocks of m columns in the input projection (4 for LSTM: i f o n; 3 for GRU: r u n).
     gates: ClassVar[int] = 1
 
     @classmethod
@@ -72,99 +78,48 @@ class GatedRNN(Model):
         first = self.names[0][0]
         return [(n, s) for n, s in self.shapes.items() if n != first] + [(first, self.shapes[first])]
 
-    # -- the cell: what a subclass defines ---------------------------------------------------
+    # -- the input projection and the output layer ----------------------------------------
 
-    def cell_forward(self, layer: int, Z: Any, state: State) -> Any:
-        """Run layer ``layer``'s recurrence over ``Z`` (T, B, gates*m), its input projections
-        (overwritten with whatever the backward pass needs); return its ``H`` (T+1, B, m)."""
-        raise NotImplementedError
-
-    def cell_backward(self, layer: int, Z: Any, dH: Any, dZ: Any) -> None:
-        """From ``dH`` (T, B, m), the gradient reaching each ``h_t`` from above, write ``dZ``
-        (T, B, gates*m) and the gradient of the layer's ``Wh``."""
-        raise NotImplementedError
-
-    def cell_state_after(self, T: int, B: int) -> State:
-        """The state after the last step of the forward pass just run."""
-        raise NotImplementedError
-
-    # -- forward -----------------------------------------------------------------------------
-
-    def _forward(self, x: Any, state: State, rng: Any) -> Any:
-        """Every layer over all steps; returns the top layer's output, (T*B, m)."""
+    def project_input(self, layer: int, source: Any, Z: Any) -> None:
         xp, p = self.backend.xp, self.params
-        T, B = x.shape
-        m, width = self.hidden, self.gates * self.hidden
-        self._masks: List[Any] = []
-        inputs = None
-        for layer, (Wx, _, b, bh) in enumerate(self.names):
-            Z = self.buffer(f"Z{layer}", (T, B, width))
-            bias = p[b] + p[bh]
-            if layer == 0:
-                xp.add(p[Wx][x], bias, out=Z)  # z_t = x_t Wx + b + bh: a row lookup
-            else:
-                xp.dot(inputs.reshape(T * B, m), p[Wx], out=Z.reshape(T * B, width))
-                Z += bias
-            H = self.cell_forward(layer, Z, state)
-            inputs, mask = self.dropped(H[1:], rng, f"X{layer + 1}")  # on its way up
-            self._masks.append(mask)
-        return inputs.reshape(T * B, m)
+        Wx, _, b, bh = self.names[layer]
+        bias = p[b] + p[bh]
+        if layer == 0:
+            xp.add(p[Wx][source], bias, out=Z)  # z_t = x_t Wx + b + bh: a row lookup
+        else:
+            T, B = Z.shape[:2]
+            xp.dot(source.reshape(T * B, self.hidden), p[Wx], out=Z.reshape(T * B, -1))
+            Z += bias
 
-    def _logits(self, top: Any) -> Any:
+    def project_input_backward(self, layer: int, source: Any, dZ: Any,
+                               dH_below: Optional[Any]) -> None:
+        xp, p, g = self.backend.xp, self.params, self.grads
+        Wx, _, b, bh = self.names[layer]
+        xp.sum(dZ, axis=0, out=g[b])  # db = sum_t dz_t
+        g[bh][...] = g[b]  # dbh = db
+        if layer == 0:  # dWx = sum_t x_t^T dz_t: rows of dz summed by character
+            rows = self.backend.segment_sum(source.reshape(-1), dZ, g[Wx])
+            self.support = self.support_from_rows(rows, Wx)
+        else:
+            below = source.reshape(dZ.shape[0], self.hidden)
+            xp.dot(below.T, dZ, out=g[Wx])  # dWx = sum_t h'_t^T dz_t
+            xp.dot(dZ, p[Wx].T, out=dH_below)  # into the layer below: dz_t Wx^T
+
+    def output_loss(self, top: Any, y: Any, batch: int) -> Any:
         xp, p = self.backend.xp, self.params
         O = self.buffer("O", (top.shape[0], self.K))
         xp.dot(top, p["Wy"], out=O)  # o_t = h_t Wy + by
         O += p["by"]
-        return O
+        self._top = top
+        return self.softmax_loss(O, y, batch)
 
-    def loss(self, x: Any, y: Any, state: State) -> Tuple[float, State]:
-        T, B = x.shape
-        O = self._logits(self._forward(x, state, None))
-        loss = self.softmax_loss(O, y.reshape(-1), B)
-        return self.backend.to_float(loss), self.cell_state_after(T, B)
-
-    # -- forward and backward ----------------------------------------------------------------
-
-    def loss_and_grads(self, x: Any, y: Any, state: State, rng: Any = None) -> Tuple[Any, State]:
-        xp, be, p, g = self.backend.xp, self.backend, self.params, self.grads
-        T, B = x.shape
-        m, N, width = self.hidden, T * B, self.gates * self.hidden
-        top = self._forward(x, state, rng)
-        O = self._logits(top)
-        loss = self.softmax_loss(O, y.reshape(-1), B)
-        new_state = self.cell_state_after(T, B)
-
-        dO = self.softmax_grad_(O, y.reshape(-1), B)  # do_t = p_t - onehot(y_t)
+    def output_backward(self, y: Any, batch: int, dH: Any) -> None:
+        xp, p, g = self.backend.xp, self.params, self.grads
+        top = self._top
+        dO = self.softmax_grad_(self.buffer("O", (top.shape[0], self.K)), y, batch)
         xp.dot(top.T, dO, out=g["Wy"])  # dWy = sum_t h_t^T do_t
         xp.sum(dO, axis=0, out=g["by"])  # dby = sum_t do_t
-        dH = self.buffer(f"dH{self.layers - 1}", (T, B, m))
-        xp.dot(dO, p["Wy"].T, out=dH.reshape(N, m))  # dh_t from the output: do_t Wy^T
-        for layer in range(self.layers - 1, -1, -1):
-            Wx, _, b, bh = self.names[layer]
-            mask = self._masks[layer]
-            if mask is not None:
-                dH *= mask
-            Z = self.buffer(f"Z{layer}", (T, B, width))
-            dZ = self.buffer(f"dZ{layer}", (T, B, width))
-            self.cell_backward(layer, Z, dH, dZ)  # dz_t, and dWh = sum_t h_{t-1}^T dz_t
-            dZ2 = dZ.reshape(N, width)
-            xp.sum(dZ2, axis=0, out=g[b])  # db = sum_t dz_t
-            g[bh][...] = g[b]  # dbh = db
-            if layer == 0:  # dWx = sum_t x_t^T dz_t: rows of dz summed by character
-                rows = be.segment_sum(x.reshape(-1), dZ2, g[Wx])
-                self.support = self.support_from_rows(rows, Wx)
-            else:
-                below = self._layer_input(layer, T, B).reshape(N, m)
-                xp.dot(below.T, dZ2, out=g[Wx])  # dWx = sum_t h'_t^T dz_t
-                dH = self.buffer(f"dH{layer - 1}", (T, B, m))
-                xp.dot(dZ2, p[Wx].T, out=dH.reshape(N, m))  # into the layer below: dz_t Wx^T
-        return loss, new_state
-
-    def _layer_input(self, layer: int, T: int, B: int) -> Any:
-        """What layer ``layer`` (> 0) read: the output of the layer below, after dropout."""
-        if self._masks[layer - 1] is None:
-            return self.buffer(f"H{layer - 1}", (T + 1, B, self.hidden))[1:]
-        return self.buffer(f"X{layer}", (T, B, self.hidden))
+        xp.dot(dO, p["Wy"].T, out=dH)  # dh_t from the output: do_t Wy^T
 
     # -- generation --------------------------------------------------------------------------
 

@@ -49,7 +49,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy
 from charrnn import hookimpl
 from charrnn.kernels import Case, Operation, Sizes, preactivations, stale, states, weights
-from charrnn.model import Model, State, layer_names
+from charrnn.model import State, layer_names
+from charrnn.models.stacked import StackedRNN
 
 
 # -- the recurrence, as operations -------------------------------------------------------------
@@ -107,7 +108,11 @@ RNN_BACKWARD = Operation("rnn.backward", rnn_backward, _backward_case, rtol=2.0,
                          reads=("Wh", "H", "dH"), writes=("dA",))
 
 
-class RNN(Model):
+class RNN(StackedRNN):
+    """The course's cell on the stacked base: its own input projection (the embedding table
+    ``E = U^T``) and output layer (``Vc``, logits as columns), its arithmetic unchanged since
+    0.1.0."""
+
     name = "rnn"
     default_sigma = 0.01  # the assignment's randn * 0.01
 
@@ -158,31 +163,47 @@ class RNN(Model):
     def zero_state(self, batch: int) -> State:
         return (self.backend.zeros((self.layers, batch, self.hidden)),)
 
-    # -- forward -----------------------------------------------------------------------------
+    # -- the stacked base's hooks --------------------------------------------------------------
 
-    def _forward(self, x, state: State, rng) -> Any:
-        """Every layer over all steps; returns the top layer's output, (T*B, m)."""
-        xp, be, p = self.backend.xp, self.backend, self.params
-        T, B = x.shape
-        m = self.hidden
-        h0 = state[0]
-        self._masks: List[Any] = []
-        inputs = None  # the layer below's output, (T, B, m), dropout applied
-        for layer, (W, U, b) in enumerate(self.names):
-            A = self.buffer(f"A{layer}", (T, B, m))
-            if layer == 0:
-                xp.add(p["E"][x], p[b], out=A)  # a_t = U x_t + b ...
-            else:
-                xp.dot(inputs.reshape(T * B, m), p[U].T, out=A.reshape(T * B, m))
-                A += p[b]
-            H = self.buffer(f"H{layer}", (T + 1, B, m))
-            H[0] = h0[layer]
-            be.kernel(RNN_FORWARD)(p[W], A, H)  # ... + W h_{t-1}, h_t = tanh(a_t)
-            inputs, mask = self.dropped(H[1:], rng, f"X{layer + 1}")  # on its way up
-            self._masks.append(mask)
-        return inputs.reshape(T * B, m)
+    def project_input(self, layer: int, source: Any, Z: Any) -> None:
+        xp, p = self.backend.xp, self.params
+        _, U, b = self.names[layer]
+        if layer == 0:
+            xp.add(p["E"][source], p[b], out=Z)  # a_t = U x_t + b ...
+        else:
+            T, B, m = Z.shape
+            xp.dot(source.reshape(T * B, m), p[U].T, out=Z.reshape(T * B, m))
+            Z += p[b]
 
-    def _state_after(self, T: int, B: int) -> State:
+    def cell_forward(self, layer: int, Z: Any, state: State) -> Any:
+        T, B, m = Z.shape
+        H = self.buffer(f"H{layer}", (T + 1, B, m))
+        H[0] = state[0][layer]
+        # ... + W h_{t-1}, h_t = tanh(a_t)
+        self.backend.kernel(RNN_FORWARD)(self.params[self.names[layer][0]], Z, H)
+        return H
+
+    def cell_backward(self, layer: int, Z: Any, dH: Any, dZ: Any) -> None:
+        xp, p, g = self.backend.xp, self.params, self.grads
+        W = self.names[layer][0]
+        T, B, m = dZ.shape
+        H = self.buffer(f"H{layer}", (T + 1, B, m))
+        self.backend.kernel(RNN_BACKWARD)(p[W], H, dH, dZ)  # da_t = (dh_t + W^T da_{t+1}) * (1 - h_t**2)
+        xp.dot(dZ.reshape(T * B, m).T, H[:-1].reshape(T * B, m), out=g[W])  # dW = sum_t da_t h_{t-1}^T
+
+    def project_input_backward(self, layer: int, source: Any, dZ: Any,
+                               dH_below: Optional[Any]) -> None:
+        xp, p, g = self.backend.xp, self.params, self.grads
+        _, U, b = self.names[layer]
+        xp.sum(dZ, axis=0, out=g[b])  # db = sum_t da_t
+        if layer == 0:  # dU = sum_t da_t x_t^T: rows of da summed by character
+            rows = self.backend.segment_sum(source.reshape(-1), dZ, g["E"])
+            self.support = self.support_from_rows(rows, "E")
+        else:
+            xp.dot(dZ.T, source.reshape(dZ.shape[0], self.hidden), out=g[U])  # dU = sum_t da_t h'_t^T
+            xp.dot(dZ, p[U], out=dH_below)  # into the layer below: U^T da_t
+
+    def cell_state_after(self, T: int, B: int) -> State:
         if self.layers == 1:
             return (self.buffer("H0", (T + 1, B, self.hidden))[T:].copy(),)
         h = self.backend.zeros((self.layers, B, self.hidden))
@@ -204,63 +225,25 @@ class RNN(Model):
         xp.dot(p["Vc"], HT1, out=OT)
         return OT, top1
 
-    def _loss(self, OT, y, batch: int) -> Any:
-        """``-sum_t log p_t[y_t]`` over the batch's average; ``OT`` becomes the probabilities."""
+    def output_loss(self, top: Any, y: Any, batch: int) -> Any:
+        """``-sum_t log p_t[y_t]`` over the batch's average; the logits become the
+        probabilities."""
         xp = self.backend.xp
+        OT, self._top1 = self._logits(top)
         PT = self.backend.softmax(OT, axis=0)  # p_t = softmax(o_t), column by column
         loss = -xp.log(PT[y, self._rows(PT.shape[1])]).sum()
         return loss if batch == 1 else loss / batch
 
-    def loss(self, x, y, state: State) -> Tuple[float, State]:
-        T, B = x.shape
-        OT, _ = self._logits(self._forward(x, state, None))
-        loss = self._loss(OT, y.reshape(-1), B)
-        return self.backend.to_float(loss), self._state_after(T, B)
-
-    # -- forward and backward ----------------------------------------------------------------
-
-    def loss_and_grads(self, x, y, state: State, rng=None) -> Tuple[Any, State]:
-        xp, be, p, g = self.backend.xp, self.backend, self.params, self.grads
-        T, B = x.shape
-        m, N = self.hidden, T * B
-        y = y.reshape(-1)
-        OT, top1 = self._logits(self._forward(x, state, rng))
-        loss = self._loss(OT, y, B)
-        new_state = self._state_after(T, B)
-
-        dOT = OT  # do_t = p_t - onehot(y_t), column by column, in place
+    def output_backward(self, y: Any, batch: int, dH: Any) -> None:
+        xp, p, g = self.backend.xp, self.params, self.grads
+        top1 = self._top1
+        N = top1.shape[0]
+        dOT = self.buffer("OT", (self.K, N))  # do_t = p_t - onehot(y_t), column by column
         dOT[y, self._rows(N)] -= 1.0
-        if B != 1:
-            dOT *= 1.0 / B
+        if batch != 1:
+            dOT *= 1.0 / batch
         xp.dot(dOT, top1, out=g["Vc"])  # [dV | dc] = sum_t do_t [h_t; 1]^T
-        dH = self.buffer(f"dH{self.layers - 1}", (T, B, m))
-        xp.dot(dOT.T, p["V"], out=dH.reshape(N, m))  # V^T do_t
-        for layer in range(self.layers - 1, -1, -1):
-            W, U, b = self.names[layer]
-            mask = self._masks[layer]
-            if mask is not None:
-                dH *= mask
-            H = self.buffer(f"H{layer}", (T + 1, B, m))
-            dA = self.buffer(f"dA{layer}", (T, B, m))
-            be.kernel(RNN_BACKWARD)(p[W], H, dH, dA)  # da_t = (dh_t + W^T da_{t+1}) * (1 - h_t**2)
-            dA2 = dA.reshape(N, m)
-            xp.dot(dA2.T, H[:-1].reshape(N, m), out=g[W])  # dW = sum_t da_t h_{t-1}^T
-            xp.sum(dA2, axis=0, out=g[b])  # db = sum_t da_t
-            if layer == 0:  # dU = sum_t da_t x_t^T: rows of da summed by character
-                rows = be.segment_sum(x.reshape(-1), dA2, g["E"])
-                self.support = self.support_from_rows(rows, "E")
-            else:
-                below = self._layer_input(layer, T, B)
-                xp.dot(dA2.T, below.reshape(N, m), out=g[U])  # dU = sum_t da_t h'_t^T
-                dH = self.buffer(f"dH{layer - 1}", (T, B, m))
-                xp.dot(dA2, p[U], out=dH.reshape(N, m))  # into the layer below: U^T da_t
-        return loss, new_state
-
-    def _layer_input(self, layer: int, T: int, B: int):
-        """What layer ``layer`` (> 0) read: the output of the layer below, after dropout."""
-        if self._masks[layer - 1] is None:
-            return self.buffer(f"H{layer - 1}", (T + 1, B, self.hidden))[1:]
-        return self.buffer(f"X{layer}", (T, B, self.hidden))
+        xp.dot(dOT.T, p["V"], out=dH)  # V^T do_t
 
     # -- generation --------------------------------------------------------------------------
 

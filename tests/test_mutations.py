@@ -31,17 +31,19 @@ settings.load_profile("mutants")
 import numpy
 from charrnn.backends import numpy_kernels
 from charrnn.backends.numpy_backend import NumpyBackend
-from charrnn.models import gated, lstm
+from charrnn.models import gated, lstm, stacked
 from charrnn.registry import get_registry
 from charrnn.testing import KernelConformance, ModelConformance, OperationsConformance
 
 KERNELS_SOURCE = inspect.getsource(numpy_kernels)
 
 
-def mutated(source, old, new, name):
-    """The module ``source`` with ``old`` replaced by ``new`` (which must occur)."""
+def mutated(source, old, new, name, **namespace):
+    """The module ``source`` with ``old`` replaced by ``new`` (which must occur), executed with
+    ``namespace`` already defined in it."""
     assert source.count(old) >= 1, f"mutation {name}: {old!r} is not in the source"
     module = types.ModuleType(f"mutant_{name}")
+    module.__dict__.update(namespace)
     exec(compile(source.replace(old, new), f"<mutant {name}>", "exec"), module.__dict__)
     return module
 
@@ -96,10 +98,15 @@ class FrozenMask(NumpyBackend):
         return super().dropout_mask(numpy.random.default_rng(0), shape, p)
 
 
-# 8. A sign error in the dropout's backward pass of the stacked models (LSTM shown).
-gated_mutant = mutated(inspect.getsource(gated), "dH *= mask", "dH *= -mask", "dropout-sign")
-SignLSTM = type("SignLSTM", (gated_mutant.GatedRNN,),
-                {k: v for k, v in vars(lstm.LSTM).items() if k not in ("__dict__", "__weakref__")})
+# 8. A sign error in the dropout's backward pass of the stacked base, under the LSTM (the gated
+# base and the LSTM rebuilt on the mutant, from their own source).
+stacked_mutant = mutated(inspect.getsource(stacked), "dH *= mask", "dH *= -mask",
+                         "dropout-sign")
+gated_mutant = mutated(inspect.getsource(gated), "from charrnn.models.stacked import StackedRNN",
+                       "", "dropout-sign-gated", StackedRNN=stacked_mutant.StackedRNN)
+lstm_mutant = mutated(inspect.getsource(lstm), "from charrnn.models.gated import GatedRNN", "",
+                      "dropout-sign-lstm", GatedRNN=gated_mutant.GatedRNN)
+SignLSTM = lstm_mutant.LSTM
 SignLSTM.name = "sign-lstm"
 
 
