@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import numpy
-from charrnn.model import State, layer_names
+from charrnn.model import layer_names
 from charrnn.models.stacked import StackedRNN
 
 
@@ -121,22 +121,5 @@ class GatedRNN(StackedRNN):
         xp.sum(dO, axis=0, out=g["by"])  # dby = sum_t do_t
         xp.dot(dO, p["Wy"].T, out=dH)  # dh_t from the output: do_t Wy^T
 
-    # -- generation --------------------------------------------------------------------------
-
-    def step(self, state: State, ids: Any) -> Tuple[State, Any]:
-        """One character per stream: each layer's recurrence is the same sequence kernel as in
-        training, at ``T = 1``, so sampling computes what the loss computes."""
-        xp, p = self.backend.xp, self.params
-        B = ids.shape[0]
-        width = self.gates * self.hidden
-        below: Optional[Any] = None
-        for layer, (Wx, _, b, bh) in enumerate(self.names):
-            Z = self.buffer(f"Z{layer}", (1, B, width))
-            bias = p[b] + p[bh]
-            if layer == 0:
-                xp.add(p[Wx][ids], bias, out=Z[0])  # z = x Wx + b + bh: a row lookup
-            else:
-                xp.dot(below, p[Wx], out=Z[0])
-                Z[0] += bias
-            below = self.cell_forward(layer, Z, state)[1]
-        return self.cell_state_after(1, B), below @ p["Wy"] + p["by"]
+    def output_logits(self, top: Any) -> Any:
+        return top @ self.params["Wy"] + self.params["by"]

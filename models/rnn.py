@@ -245,19 +245,8 @@ class RNN(StackedRNN):
         xp.dot(dOT, top1, out=g["Vc"])  # [dV | dc] = sum_t do_t [h_t; 1]^T
         xp.dot(dOT.T, p["V"], out=dH)  # V^T do_t
 
-    # -- generation --------------------------------------------------------------------------
-
-    def step(self, state: State, ids) -> Tuple[State, Any]:
-        xp, p = self.backend.xp, self.params
-        h = state[0]
-        new = xp.empty_like(h)
-        below: Optional[Any] = None
-        for layer, (W, U, b) in enumerate(self.names):
-            a = p["E"][ids] if layer == 0 else below @ p[U].T
-            new[layer] = xp.tanh(a + h[layer] @ p[W].T + p[b])
-            below = new[layer]
-        return (new,), below @ p["V"].T + p["c"]
-
+    def output_logits(self, top: Any) -> Any:
+        return top @ self.params["V"].T + self.params["c"]
 
 @hookimpl
 def register_models(register):

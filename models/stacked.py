@@ -61,6 +61,10 @@ class StackedRNN(Model):
         ``dH`` (T*B, m)."""
         raise NotImplementedError
 
+    def output_logits(self, top: Any) -> Any:
+        """The logits (B, K) of the top layer's outputs ``top`` (B, m), for sampling."""
+        raise NotImplementedError
+
     # -- the passes ----------------------------------------------------------------------------
 
     def _forward(self, x: Any, state: State, rng: Any) -> Any:
@@ -109,3 +113,16 @@ class StackedRNN(Model):
         if self._masks[layer - 1] is None:
             return self.buffer(f"H{layer - 1}", (T + 1, B, self.hidden))[1:]
         return self.buffer(f"X{layer}", (T, B, self.hidden))
+
+    # -- generation --------------------------------------------------------------------------
+
+    def step(self, state: State, ids: Any) -> Tuple[State, Any]:
+        """One character per stream: each layer's projection and cell are the ones training
+        runs, at ``T = 1``, so sampling computes what the loss computes."""
+        B = ids.shape[0]
+        source: Any = ids[None]
+        for layer in range(self.layers):
+            Z = self.buffer(f"Z{layer}", (1, B, self.gates * self.hidden))
+            self.project_input(layer, source, Z)
+            source = self.cell_forward(layer, Z, state)[1:]
+        return self.cell_state_after(1, B), self.output_logits(source[0])
