@@ -256,12 +256,15 @@ class Backend:
         return self.resolve(found.obj, legacy=False)(*args)
 
     def rnn_forward(self, Wh: Array, A: Array, H: Array) -> Array:
-        """Deprecated (0.5): the ``rnn.forward`` operation's kernel."""
-        return self._legacy("rnn_forward", Wh, A, H)
+        """Deprecated (0.5): the ``rnn.forward`` operation's kernel; returns ``H``, as in 0.5."""
+        self._legacy("rnn_forward", Wh, A, H)
+        return H
 
     def rnn_backward(self, Wh: Array, H: Array, dH: Array, dA: Array) -> Array:
-        """Deprecated (0.5): the ``rnn.backward`` operation's kernel."""
-        return self._legacy("rnn_backward", Wh, H, dH, dA)
+        """Deprecated (0.5): the ``rnn.backward`` operation's kernel; returns ``dA``, as in
+        0.5."""
+        self._legacy("rnn_backward", Wh, H, dH, dA)
+        return dA
 
     def lstm_forward(self, Wh: Array, G: Array, H: Array, C: Array) -> None:
         """Deprecated (0.5): the ``lstm.forward`` operation's kernel."""

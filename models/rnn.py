@@ -61,12 +61,11 @@ def rnn_forward(be, Wh, A, H):
     ``Wh`` (m, m) in the course's column-vector orientation (the course's W), so a batch of row
     vectors is multiplied by ``Wh.T``. ``A`` (T, B, m) holds the input projection and bias of
     every step. ``H`` (T+1, B, m): row 0, the incoming state, is read; rows ``1..T`` are
-    written. Returns ``H``.
+    written. Returns None, as every operation does: what it computes is in its outputs.
     """
     xp = be.xp
     for t in range(A.shape[0]):
         xp.tanh(H[t] @ Wh.T + A[t], out=H[t + 1])
-    return H
 
 
 def rnn_backward(be, Wh, H, dH, dA):
@@ -74,7 +73,7 @@ def rnn_backward(be, Wh, H, dH, dA):
 
     ``H`` is what the forward pass wrote; ``dH`` (T, B, m) the loss gradient reaching each
     ``h_t`` from outside the recurrence (the output layer, the layer above). Writes ``dA``
-    (T, B, m), the gradient at each pre-activation ``a_t``, and returns it::
+    (T, B, m), the gradient at each pre-activation ``a_t``::
 
         dA[t] = (dH[t] + dA[t+1] @ Wh) * (1 - h_t**2)        (nothing flows in after T)
     """
@@ -84,7 +83,6 @@ def rnn_backward(be, Wh, H, dH, dA):
         h = H[t + 1]
         dA[t] = (dH[t] + carry) * (1.0 - h * h)
         carry = dA[t] @ Wh
-    return dA
 
 
 def _forward_case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
