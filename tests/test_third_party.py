@@ -285,7 +285,7 @@ def test_the_mgu_cell_trains_samples_and_passes_its_own_tests(bigram_site, data_
 
 
 def test_plugins_lists_two_optimizers_and_two_backends(extension_site, tmp_path):
-    for dist, entry, version in ((MOMENTUM, "momentum", "0.1.0"), (CHECKED, "checked", "0.2.0")):
+    for dist, entry, version in ((MOMENTUM, "momentum", "0.2.0"), (CHECKED, "checked", "0.2.0")):
         (dist_info,) = extension_site.glob(f"{dist.replace('-', '_')}-{version}.dist-info")
         entry_points = (dist_info / "entry_points.txt").read_text()
         assert f"[charrnn]\n{entry} = {dist.replace('-', '_')}" in entry_points, entry_points
@@ -295,15 +295,17 @@ def test_plugins_lists_two_optimizers_and_two_backends(extension_site, tmp_path)
                   for r in listing["plugins"] if r["distribution"] in (MOMENTUM, CHECKED))
     assert ours == [("backend", "checked", CHECKED, "0.2.0", "checked"),
                     ("backend", "reference", CHECKED, "0.2.0", "checked"),
-                    ("optimizer", "momentum", MOMENTUM, "0.1.0", "momentum"),
-                    ("optimizer", "nesterov", MOMENTUM, "0.1.0", "momentum")]
+                    ("operation", "momentum.update", MOMENTUM, "0.2.0", "momentum"),
+                    ("operation", "nesterov.update", MOMENTUM, "0.2.0", "momentum"),
+                    ("optimizer", "momentum", MOMENTUM, "0.2.0", "momentum"),
+                    ("optimizer", "nesterov", MOMENTUM, "0.2.0", "momentum")]
     assert not [f for f in listing["failed"] if f["distribution"] in (MOMENTUM, CHECKED)]
 
     proc = charrnn("plugins", sites=[extension_site], cwd=tmp_path)
     _check(proc, "charrnn plugins")
     optimizers = re.search(r"^optimizers:\n((?:  .*\n)*)", proc.stdout, flags=re.M)
     assert optimizers, proc.stdout
-    assert re.search(r"^  nesterov +charrnn-momentum-optimizer 0\.1\.0  \(entry point momentum\)$",
+    assert re.search(r"^  nesterov +charrnn-momentum-optimizer 0\.2\.0  \(entry point momentum\)$",
                      optimizers.group(1), flags=re.M), proc.stdout
 
 
@@ -341,7 +343,12 @@ def test_conformance_checks_the_momentum_optimizers_on_numpy(extension_site, tmp
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = sorted(case.get("name") for case in ET.parse(report).iter("testcase")
                    if not [c for c in case if c.tag in ("failure", "error", "skipped")])
-    assert names == sorted(f"{test}[{opt}-{dtype}]"
-                           for test in ("test_optimizer_steps", "test_optimizer_state_round_trip")
-                           for opt in ("momentum", "nesterov")
-                           for dtype in ("float64", "float32")), names
+    expected = [f"{test}[{opt}-{dtype}]"
+                for test in ("test_optimizer_steps", "test_optimizer_state_round_trip")
+                for opt in ("momentum", "nesterov") for dtype in ("float64", "float32")]
+    # Their updates are operations of their own: the suite checks them as every kernel.
+    expected += [f"test_kernel[{opt}.update-n{n}-{dtype}]" for opt in ("momentum", "nesterov")
+                 for n in (300, 100003) for dtype in ("float64", "float32")]
+    expected += [f"test_kernel_properties[{opt}.update-{dtype}]"
+                 for opt in ("momentum", "nesterov") for dtype in ("float64", "float32")]
+    assert names == sorted(expected), names

@@ -13,10 +13,11 @@ configuration (the embedded text, hidden 100, sequences of 25) a rate of 1e-2 di
 updates, 1e-3 stalled near a smooth loss of 70, and the default, 5e-4, reached 50.6 (Nesterov's
 form: 49.7) after 12,000 updates, where AdaGrad with its defaults reached 46.6.
 
-Everything runs through the backend: the clip and the final update are the backend's own
-operations (``clip_`` and ``sgd_``, which a backend may fuse or run on a GPU), and the velocity is
-updated in place with the array's own operators, so the optimizer runs on every backend. Its one
-array of state, the velocity, is saved in checkpoints, so a resumed run continues exactly.
+The update is one operation per form (``momentum.update`` and ``nesterov.update``), each with its
+reference written once against the backend's array module, so the optimizer runs on every
+backend and any backend may register a fused kernel for it; the conformance suite checks every
+backend's against the reference. Its one array of state, the velocity, is saved in checkpoints,
+so a resumed run continues exactly.
 """
 from __future__ import annotations
 
@@ -25,10 +26,59 @@ from typing import Any, Dict, Optional
 
 from charrnn import hookimpl
 from charrnn.backend import Array, Backend
+from charrnn.kernels import Case, Operation, Sizes, gradient, stale
 from charrnn.optimizer import DEFAULT_CLIP, Optimizer
 from charrnn.params import GradientSupport
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+
+# -- the updates, as operations ---------------------------------------------------------------
+
+def momentum_update(be, param, grad, velocity, eta: float, mu: float, clip: float) -> None:
+    """``g = clip(grad)`` (in place; clip 0 leaves it); ``v = mu v + g``; ``param -= eta v``."""
+    if clip:
+        be.clip_(grad, -clip, clip)  # the model rewrites grads every update
+    velocity *= mu
+    velocity += grad
+    param -= eta * velocity
+
+
+def nesterov_update(be, param, grad, velocity, eta: float, mu: float, clip: float,
+                    scratch) -> None:
+    """As :func:`momentum_update`, then ``param -= eta (g + mu v)``: the step looks ahead along
+    the velocity. ``scratch`` has ``param``'s shape and arrives holding stale data."""
+    if clip:
+        be.clip_(grad, -clip, clip)
+    velocity *= mu
+    velocity += grad
+    be.xp.multiply(velocity, mu, out=scratch)
+    scratch += grad  # g + mu v
+    param -= eta * scratch
+
+
+def _case(rng, sizes: Sizes, dtype, saturated: bool, nesterov: bool = False) -> Case:
+    n = sizes.n
+    args = [rng.standard_normal(n).astype(dtype), gradient(rng, n, dtype),
+            (rng.standard_normal(n) * 0.1).astype(dtype), 0.01, 0.9, 5.0]
+    if nesterov:
+        return Case(args + [stale(rng, (n,), dtype)], written=(0, 1, 2), scratch=(6,))
+    return Case(args, written=(0, 1, 2))
+
+
+def _nesterov_case(rng, sizes: Sizes, dtype, saturated: bool) -> Case:
+    return _case(rng, sizes, dtype, saturated, nesterov=True)
+
+
+MOMENTUM_UPDATE = Operation("momentum.update", momentum_update, _case, axes=("n",),
+                            reads=("param", "grad", "velocity"),
+                            writes=("param", "grad", "velocity"))
+NESTEROV_UPDATE = Operation("nesterov.update", nesterov_update, _nesterov_case, axes=("n",),
+                            reads=("param", "grad", "velocity"),
+                            writes=("param", "grad", "velocity"))
+
+
+# -- the optimizers -----------------------------------------------------------------------------
 
 
 class Momentum(Optimizer):
@@ -51,18 +101,12 @@ class Momentum(Optimizer):
 
     def step(self, params: Array, grads: Array, support: Optional[GradientSupport] = None) -> None:
         be = self.backend
-        if self.clip:
-            be.clip_(grads, -self.clip, self.clip)  # the model rewrites grads every update
-        v = self.velocity
-        v *= self.momentum
-        v += grads  # v = mu v + g
-        if not self.nesterov:
-            be.sgd_(params, v, self.eta)  # theta -= eta v
-            return
-        look_ahead = self._scratch
-        be.xp.multiply(v, self.momentum, out=look_ahead)
-        look_ahead += grads  # g + mu v
-        be.sgd_(params, look_ahead, self.eta)
+        if self.nesterov:
+            be.kernel(NESTEROV_UPDATE)(params, grads, self.velocity, self.eta, self.momentum,
+                                       self.clip, self._scratch)
+        else:
+            be.kernel(MOMENTUM_UPDATE)(params, grads, self.velocity, self.eta, self.momentum,
+                                       self.clip)
 
     def describe(self) -> str:
         return f"{super().describe()[:-1]}, momentum {self.momentum:g})"
@@ -97,3 +141,9 @@ def _check_momentum(value: Any) -> float:
 def register_optimizers(register):
     register(Momentum)
     register(Nesterov)
+
+
+@hookimpl
+def register_operations(register):
+    register(MOMENTUM_UPDATE)
+    register(NESTEROV_UPDATE)

@@ -12,7 +12,7 @@ import numpy
 import pytest
 from charrnn.backends.numpy_backend import NumpyBackend
 from charrnn.registry import get_registry
-from charrnn.testing import OptimizerConformance
+from charrnn.testing import KernelConformance, OptimizerConformance
 from charrnn_momentum_optimizer import Momentum, Nesterov
 
 
@@ -69,8 +69,10 @@ def test_refuses_a_bad_momentum(bad):
     not {"momentum", "nesterov"} <= set(get_registry().names("optimizer")),
     reason="charrnn finds the optimizers through the entry point only once the example is "
            "installed: pip install -e examples/charrnn-momentum-optimizer")
-class TestConformance(OptimizerConformance):
-    """charrnn's optimizer checks, for both optimizers, on the NumPy backend."""
+class TestConformance(OptimizerConformance, KernelConformance):
+    """charrnn's optimizer checks, for both optimizers, and its kernel checks, for both updates,
+    on the NumPy backend."""
 
     backend = "numpy"
     optimizers = ["momentum", "nesterov"]
+    operations = ["momentum.update", "nesterov.update"]
