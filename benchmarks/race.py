@@ -19,6 +19,13 @@ The contestants:
 * **charrnn, like for like**: the same model, batch, sequence, optimizer, learning rate, norm clip
   and dtype as the PyTorch side (:data:`LIKE_FOR_LIKE`), so that the difference from PyTorch is
   the implementation alone.
+* **PyTorch, charrnn's recipe** (``torch-recipe``) and **the same with nn.Embedding input**
+  (``torch-recipe-embed``, :data:`EMBEDDING` dimensions, as torch-rnn's ``wordvec_size``): the
+  recipe's own model (``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``, layers and hidden size), batch,
+  sequence, Adam learning rate, its schedule over the same budget (cosine or linear to
+  ``--lr-final`` of it, by training time, as charrnn's ``--lr-schedule`` runs it under a time
+  limit) and its norm clip, read from the recipe's options. The recipe is charrnn's choice of
+  everything; these show how much of its result is the recipe and how much the implementation.
 
 How they are scored: the last ``--val-frac`` of the text (default 0.1, as ``charrnn run
 --val-frac`` holds it out) is never trained on. After training, each model reads the whole
@@ -81,8 +88,12 @@ LIKE_FOR_LIKE = ("--model lstm --layers 2 --hidden 256 --batch-size 32 --seq-len
 #: The PyTorch side's settings (those of LIKE_FOR_LIKE).
 TORCH = {"hidden": 256, "layers": 2, "batch": 32, "seq_length": 64, "lr": 2e-3, "clip_norm": 5.0}
 
-CONTESTANTS = ("recipe", "torch", "like")
-LABELS = {"recipe": "charrnn, recipe", "torch": "PyTorch nn.LSTM", "like": "charrnn, like for like"}
+#: The embedding of the PyTorch recipe contestant with nn.Embedding input (torch-rnn's default).
+EMBEDDING = 64
+
+CONTESTANTS = ("recipe", "torch", "like", "torch-recipe", "torch-recipe-embed")
+LABELS = {"recipe": "charrnn, recipe", "torch": "PyTorch nn.LSTM", "like": "charrnn, like for like",
+          "torch-recipe": "PyTorch, the recipe", "torch-recipe-embed": "PyTorch, recipe + embed"}
 EVAL_CHUNK = 1000
 
 
@@ -124,31 +135,79 @@ def evaluate_charrnn(run_dir: str, val_ids: np.ndarray, chars: Sequence[str]) ->
 # -- PyTorch ----------------------------------------------------------------------------------
 
 
+def recipe_settings(recipe: str) -> Dict[str, Any]:
+    """The PyTorch side's settings for a charrnn recipe (its ``charrnn run`` options, a preset
+    expanded): model, layers, hidden size, batch, sequence, learning rate, its schedule, norm
+    clip."""
+    from charrnn.registry import get_registry
+
+    words = shlex.split(recipe)
+    if "--preset" in words:  # the preset's options first; the recipe's own override them
+        i = words.index("--preset")
+        preset = get_registry().get("preset", words[i + 1])
+        words = shlex.split(preset.args) + words[:i] + words[i + 2:]
+    given: Dict[str, str] = {}
+    for i, word in enumerate(words):
+        if word.startswith("--") and i + 1 < len(words) and not words[i + 1].startswith("--"):
+            given[word[2:].replace("-", "_")] = words[i + 1]
+    optimizer = given.get("optimizer", "adagrad")
+    if optimizer != "adam":
+        raise SystemExit(f"race: the PyTorch recipe contestants run Adam; the recipe uses "
+                         f"{optimizer}")
+    return {"model": given.get("model", "rnn"), "hidden": int(given.get("hidden", 100)),
+            "layers": int(given.get("layers", 1)), "batch": int(given.get("batch_size", 1)),
+            "seq_length": int(given.get("seq_length", 25)), "lr": float(given["eta"]),
+            "schedule": given.get("lr_schedule", "constant"),
+            "final": float(given.get("lr_final", 0.1)),
+            "clip_norm": float(given.get("clip_norm", 0) or 0)}
+
+
 def race_torch(torch: Any, train_ids: np.ndarray, val_ids: np.ndarray, K: int, budget: float,
-               seed: int) -> Dict[str, Any]:
-    """Train the plain PyTorch LSTM for ``budget`` seconds, then score it like charrnn."""
+               seed: int, cfg: Optional[Dict[str, Any]] = None,
+               embedding: Optional[int] = None) -> Dict[str, Any]:
+    """Train a PyTorch model (:data:`TORCH`'s plain LSTM, or ``cfg``'s) for ``budget`` seconds,
+    then score it like charrnn. Input is one-hot, or an ``nn.Embedding`` of ``embedding``
+    dimensions; the learning rate follows ``cfg``'s schedule over the budget."""
     nn, F = torch.nn, torch.nn.functional
     torch.manual_seed(seed)
-    cfg = TORCH
-    lstm = nn.LSTM(K, cfg["hidden"], cfg["layers"])
+    cfg = {"model": "lstm", "schedule": "constant", "final": 1.0, **TORCH, **(cfg or {})}
+    cell = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cfg["model"]]
+    embed = nn.Embedding(K, embedding) if embedding else None
+    rnn = cell(embedding or K, cfg["hidden"], cfg["layers"])
     head = nn.Linear(cfg["hidden"], K)
-    params = list(lstm.parameters()) + list(head.parameters())
+    params = list(rnn.parameters()) + list(head.parameters()) + \
+        (list(embed.parameters()) if embed is not None else [])
     opt = torch.optim.Adam(params, lr=cfg["lr"])
+
+    def inputs(ids: Any) -> Any:
+        return embed(ids) if embed is not None else F.one_hot(ids, K).float()
+
+    def rate(progress: float) -> float:
+        final, p = cfg["final"], min(max(progress, 0.0), 1.0)
+        if cfg["schedule"] == "cosine":
+            return cfg["lr"] * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * p)))
+        if cfg["schedule"] == "linear":
+            return cfg["lr"] * (1.0 - (1.0 - final) * p)
+        return cfg["lr"]
+
     data = torch.from_numpy(stripes(train_ids, cfg["batch"]).astype(np.int64))
     T, L = cfg["seq_length"], data.shape[0]
     pos, state, updates = 0, None, 0
     started = time.perf_counter()
     while time.perf_counter() - started < budget:
+        for group in opt.param_groups:  # as charrnn's schedule: by the training time spent
+            group["lr"] = rate((time.perf_counter() - started) / budget)
         if pos + T + 1 > L:  # the text wraps: every stream starts again from a zero state
             pos, state = 0, None
         x, y = data[pos : pos + T], data[pos + 1 : pos + T + 1]
         pos += T
-        out, state = lstm(F.one_hot(x, K).float(), state)
-        state = tuple(s.detach() for s in state)
+        out, state = rnn(inputs(x), state)
+        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         loss = F.cross_entropy(head(out).reshape(-1, K), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(params, cfg["clip_norm"])
+        if cfg["clip_norm"]:
+            nn.utils.clip_grad_norm_(params, cfg["clip_norm"])
         opt.step()
         updates += 1
     seconds = time.perf_counter() - started
@@ -157,14 +216,19 @@ def race_torch(torch: Any, train_ids: np.ndarray, val_ids: np.ndarray, K: int, b
         state, total, n = None, 0.0, len(val_ids) - 1
         for start in range(0, n, EVAL_CHUNK):
             stop = min(start + EVAL_CHUNK, n)
-            out, state = lstm(F.one_hot(ids[start:stop], K).float()[:, None, :], state)
+            out, state = rnn(inputs(ids[start:stop])[:, None, :], state)
             total += float(F.cross_entropy(head(out[:, 0]), ids[start + 1 : stop + 1],
                                            reduction="sum"))
+    module = {"lstm": "nn.LSTM", "gru": "nn.GRU", "rnn": "nn.RNN"}[cfg["model"]]
+    feed = f"nn.Embedding({K}, {embedding})" if embedding else "one-hot"
+    schedule = "" if cfg["schedule"] == "constant" else \
+        f" ({cfg['schedule']} to {cfg['final']:g} of it over the budget)"
     return {"val_loss": total / n, "updates": updates, "train_s": seconds,
             "chars_per_s": updates * cfg["batch"] * T / seconds,
-            "command": (f"nn.LSTM({K}, {cfg['hidden']}, {cfg['layers']}) + nn.Linear, batch "
-                        f"{cfg['batch']} x {T}, Adam {cfg['lr']:g}, clip_grad_norm_"
-                        f"({cfg['clip_norm']:g}), float32")}
+            "command": (f"{module}({embedding or K}, {cfg['hidden']}, {cfg['layers']}) + "
+                        f"nn.Linear, {feed} input, batch {cfg['batch']} x {T}, Adam "
+                        f"{cfg['lr']:g}{schedule}, clip_grad_norm_({cfg['clip_norm']:g}), "
+                        "float32")}
 
 
 # -- the race ---------------------------------------------------------------------------------
@@ -174,12 +238,14 @@ def one_race(opts: argparse.Namespace, torch: Any, corpus: Any, train: np.ndarra
              val: np.ndarray, workdir: str, repeat: int) -> Dict[str, Dict[str, Any]]:
     results: Dict[str, Dict[str, Any]] = {}
     for who in opts.only:
-        if who == "torch":
+        if who.startswith("torch"):
             if torch is None:
                 continue
             time.sleep(opts.settle)
+            cfg = recipe_settings(opts.recipe) if who != "torch" else None
             results[who] = race_torch(torch, train, val, corpus.vocab_size, opts.budget,
-                                      opts.seed + repeat)
+                                      opts.seed + repeat, cfg,
+                                      EMBEDDING if who == "torch-recipe-embed" else None)
         else:
             args = opts.recipe if who == "recipe" else LIKE_FOR_LIKE
             args = f"{args} --seed {opts.seed + repeat}"
@@ -217,6 +283,15 @@ def print_summary(summary: Dict[str, Dict[str, Any]], n: int) -> None:
               f"{r['updates']:>8.0f} {r['chars_per_s']:>9,.0f}   {runs}")
     for who, r in summary.items():
         print(f"  {LABELS[who]}: {r['command']}")
+    peers = [who for who in ("torch-recipe", "torch-recipe-embed") if who in summary]
+    if "recipe" in summary and peers:
+        best = min(peers, key=lambda who: summary[who]["val_loss"])
+        paired = statistics.median(a - b for a, b in zip(summary["recipe"]["runs"],
+                                                           summary[best]["runs"]))
+        d = summary["recipe"]["val_loss"] - summary[best]["val_loss"]
+        print(f"target: recipe ahead of the better PyTorch recipe contestant ({LABELS[best]}) "
+              f"by 0.05 or more: difference of medians {d:+.4f}, median of per-race differences "
+              f"{paired:+.4f} nats/char -> {'met' if max(d, paired) <= -0.05 else 'NOT met'}")
     if "torch" in summary:
         ref = summary["torch"]["val_loss"]
         for who, goal in (("recipe", "recipe <= PyTorch"),
@@ -275,7 +350,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             os.environ.setdefault(var, str(opts.threads))
     if opts.data is None and os.path.exists(SHARED_TEXT):
         opts.data = os.path.abspath(SHARED_TEXT)
-    torch, why = import_torch() if "torch" in opts.only else (None, None)
+    torch, why = import_torch() if any(w.startswith("torch") for w in opts.only) \
+        else (None, None)
     if why:
         print(f"note: {why}")
     threads = set_threads(torch, opts.threads)
