@@ -82,9 +82,10 @@ def train(config: Optional[Mapping[str, Any]] = None, *, callbacks: Sequence[Cal
     :class:`CharrnnError` with the message the command line prints; a diverged run
     :class:`TrainingDiverged`, which carries its :class:`Run`.
     """
-    from .registry import check_disabled
+    from .registry import check_disabled, check_reference_kernels
 
     check_disabled()
+    check_reference_kernels()
     warn_deprecations()
     if isinstance(config, RunConfig):
         cfg = config.replace(**options) if options else config

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable, ClassVar, Dict, Sequence
+from typing import Any, Callable, ClassVar, Dict, Sequence, Tuple
 
 import numpy
 
@@ -112,42 +112,32 @@ class Backend:
         """Where :meth:`kernel` finds ``operation``'s kernel: the backend's class and then the
         classes it derives from, each by its registered name (and, with ``legacy``, by a 0.5
         method it overrides); else the reference."""
-        forced = forced_reference()
-        if operation.name not in forced and "all" not in forced:
-            from .registry import get_registry
-
-            table = get_registry().kernels
-            for cls in type(self).__mro__:
-                if cls is Backend:
-                    break
-                method = operation.legacy_method
-                if legacy and method and method in vars(cls):
-                    return getattr(self, method)  # a 0.5 backend's override
-                name = vars(cls).get("name")
-                hit = table.get(operation.name, name) if isinstance(name, str) else None
-                if hit is not None:
-                    return functools.partial(hit[0], self)
-        return functools.partial(operation.reference, self)
+        return self._lookup(operation, legacy)[0]
 
     def kernel_source(self, operation: Operation) -> str:
         """Who runs ``operation`` here, in words: the registered kernel's plugin, a 0.5
-        override, or "reference"."""
-        found = self.resolve(operation)
-        if isinstance(found, functools.partial):
-            if found.func is operation.reference:
-                forced = forced_reference()
-                if operation.name in forced or "all" in forced:
-                    return "reference (by CHARRNN_REFERENCE_KERNELS)"
-                return "reference"
-            from .registry import get_registry
+        override, or the reference."""
+        return self._lookup(operation, True)[1]
 
-            for cls in type(self).__mro__:
-                name = vars(cls).get("name")
-                hit = get_registry().kernels.get(operation.name, name) \
-                    if isinstance(name, str) else None
-                if hit is not None and hit[0] is found.func:
-                    return f"kernel from {hit[1]}"
-        return f"0.5 method {type(self).__name__}.{operation.legacy_method}"
+    def _lookup(self, operation: Operation, legacy: bool) -> Tuple[Callable[..., Any], str]:
+        forced = forced_reference()
+        if operation.name in forced or "all" in forced:
+            return (functools.partial(operation.reference, self),
+                    "reference (by CHARRNN_REFERENCE_KERNELS)")
+        from .registry import get_registry
+
+        table = get_registry().kernels
+        for cls in type(self).__mro__:
+            if cls is Backend:
+                break
+            method = operation.legacy_method
+            if legacy and method and method in vars(cls):  # a 0.5 backend's override
+                return getattr(self, method), f"0.5 method {cls.__name__}.{method}"
+            name = vars(cls).get("name")
+            hit = table.get(operation.name, name) if isinstance(name, str) else None
+            if hit is not None:
+                return functools.partial(hit[0], self), f"kernel from {hit[1]}"
+        return functools.partial(operation.reference, self), "reference"
 
     # -- moving data -------------------------------------------------------------------------
 

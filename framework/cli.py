@@ -17,7 +17,8 @@ import click
 from . import DISTRIBUTION, __version__
 from .errors import CharrnnError, os_error_message
 from .config import Option, Schema
-from .registry import DISABLE_ENV, check_disabled, get_registry, run_schema
+from .registry import (DISABLE_ENV, check_disabled, check_reference_kernels, get_registry,
+                       run_schema)
 from .run_config import RunConfig
 
 
@@ -336,6 +337,7 @@ def main(argv: Optional[List[str]] = None, prog_name: str = "charrnn") -> None:
         if (os.environ.get(NO_PLUGINS_ENV), os.environ.get(DISABLE_ENV)) != before:
             get_registry(refresh=True)  # the plugins this command runs with
         registry = get_registry()
+        check_reference_kernels()
         registry.add_commands(cli)
         for note in registry.deprecations:  # one line each, naming the replacement
             click.echo(f"Deprecated: {note}", err=True)

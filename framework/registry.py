@@ -290,6 +290,19 @@ def check_disabled(given: Sequence[str] = ()) -> None:
                                "charrnn plugins lists them")
 
 
+def check_reference_kernels() -> None:
+    """Refuse a ``CHARRNN_REFERENCE_KERNELS`` name that no installed plugin defines as an
+    operation: a typo would otherwise leave the kernel it meant running without a word."""
+    from .errors import CharrnnError
+    from .kernels import forced_reference
+
+    known = set(get_registry().items["operation"])
+    for name in sorted(forced_reference() - {"all"}):
+        if name not in known:
+            raise CharrnnError(f"CHARRNN_REFERENCE_KERNELS names {name!r}, which no installed "
+                               "plugin defines as an operation; charrnn plugins lists them")
+
+
 def disabled_names() -> List[str]:
     """The plugins left out by name (``--disable lossplot``), built-in ones included: to run
     without one, or to prove that the others do without it."""

@@ -167,6 +167,8 @@ ROWS = [
     ("resume-before-first-checkpoint", ["run", "--resume", "{root}/nockpt"],
      ["no checkpoint", "--out"]),
     # -- sample
+    ("mlflow-store-unusable", ["run", "--data", D, "--mlflow", "--mlflow-uri", "nosuch://x"],
+     ["MLflow could not open the tracking store at nosuch://x", "--mlflow-uri"]),
     ("sample-missing", ["sample", "--checkpoint", "{root}/nowhere.npz"], ["does not exist"]),
     ("sample-device", ["sample", "--checkpoint", "/dev/zero"], ["/dev/zero", "not a regular file"]),
     ("sample-pipe", ["sample", "--checkpoint", "{root}/fifo"], ["fifo", "not a regular file"]),
@@ -183,6 +185,8 @@ ROWS = [
     ("sample-no-checkpoint", ["sample", "--checkpoint", "{root}/nockpt"], ["no checkpoint"]),
     # -- gradcheck, report, conformance, plugins, the group
     ("gradcheck-step-nan", ["gradcheck", "--step", "nan"], ["--step"]),
+    ("gradcheck-dropout-one", ["gradcheck", "--dropout", "1"], ["--dropout"]),
+    ("gradcheck-dtype-unknown", ["gradcheck", "--dtype", "float16"], ["--dtype", "float16"]),
     ("gradcheck-data-missing", ["gradcheck", "--data", "{root}/nowhere.txt"], ["does not exist"]),
     ("report-missing", ["report", "{root}/nowhere"], ["not a run directory"]),
     ("report-before-first-checkpoint", ["report", "{root}/nockpt"], ["no checkpoint"]),

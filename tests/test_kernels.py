@@ -166,3 +166,22 @@ def test_a_05_backend_override_is_its_kernel_with_one_deprecation_line(tmp_path,
     assert len(caught) == 1  # its call up to the base class is not told again
     # Training runs it over sequences of 10; sampling, one character at a time.
     assert {shape[0] for shape in old_backend.CALLS} == {10, 1}, old_backend.CALLS
+
+
+def test_a_misspelt_reference_kernels_name_is_one_line(tmp_path, monkeypatch):
+    """``CHARRNN_REFERENCE_KERNELS`` naming no operation would leave the kernel it meant
+    running without a word: the command line refuses it in one line, as ``charrnn.train``
+    does, before anything is written."""
+    import charrnn
+    from helpers import TEXT, assert_one_line_error, run_in_process
+
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    proc = run_in_process("run", "--data", data, "--out", tmp_path / "run", cwd=tmp_path,
+                          env={"CHARRNN_REFERENCE_KERNELS": "lstm.forwrd"})
+    assert_one_line_error(proc, "CHARRNN_REFERENCE_KERNELS names 'lstm.forwrd'",
+                          "charrnn plugins")
+    monkeypatch.setenv("CHARRNN_REFERENCE_KERNELS", "all,lstm.forwrd")
+    with pytest.raises(charrnn.CharrnnError, match="lstm.forwrd"):
+        charrnn.train(data=data, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
