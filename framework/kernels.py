@@ -27,6 +27,7 @@ written is written, nothing read before; arguments not documented as written are
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -111,9 +112,10 @@ LEGACY_METHODS: Dict[str, str] = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def legacy_overrides(cls: type) -> Dict[str, str]:
     """The 0.5 methods a backend class overrides (defines outside ``charrnn.backend``):
-    ``{method: operation}``."""
+    ``{method: operation}`` (read-only: it is computed once per class)."""
     found = {}
     for method, operation in LEGACY_METHODS.items():
         owner = next((c for c in cls.__mro__ if method in vars(c)), None)
