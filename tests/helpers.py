@@ -245,13 +245,21 @@ def examples_on_path(monkeypatch, site: Path, *names: Union[str, Path]) -> List[
 
 def pytest_outcomes(folder: Path, name: str, source: str) -> Tuple[dict, int, str]:
     """Run pytest, in a process of its own, on the test module ``source`` written to
-    ``folder/name`` with an empty configuration (no conftest, no project ini). Returns
+    ``folder/name`` with an empty configuration (no project ini; a conftest that only stops
+    Hypothesis shrinking its counterexamples). Returns
     ``({class: {test id: (outcome, message)}}, exit status, stdout)``: outcome ``passed``,
     ``failure``, ``error`` or ``skipped``."""
     import xml.etree.ElementTree as ET
 
     (folder / name).write_text(source, encoding="utf-8")
     (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    # The backends run here are wrong on purpose: no time goes to shrinking what Hypothesis
+    # finds against them.
+    (folder / "conftest.py").write_text(
+        "from hypothesis import Phase, settings\n"
+        "settings.register_profile('no-shrink', phases=[Phase.explicit, Phase.reuse, "
+        "Phase.generate])\n"
+        "settings.load_profile('no-shrink')\n", encoding="utf-8")
     report = folder / "report.xml"
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)

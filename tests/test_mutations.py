@@ -22,12 +22,6 @@ MUTANTS_MODULE = r'''
 import inspect
 import types
 
-from hypothesis import Phase, settings
-
-# Failing is expected here: no time is spent shrinking the counterexamples.
-settings.register_profile("mutants", phases=[Phase.explicit, Phase.reuse, Phase.generate])
-settings.load_profile("mutants")
-
 import numpy
 from charrnn.backends import numpy_kernels
 from charrnn.backends.numpy_backend import NumpyBackend

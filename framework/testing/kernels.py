@@ -40,6 +40,8 @@ class KernelConformance(ConformanceFixtures):
     flat_sizes: ClassVar[Sequence[int]] = (300, 100_003)
     #: Operations to check (registered names); None checks every registered operation.
     operations: ClassVar[Optional[Sequence[str]]] = None
+    #: Examples Hypothesis draws per operation in :meth:`test_kernel_properties`.
+    property_examples: ClassVar[int] = 25
 
     def kernel_cases(self, operation: Operation) -> List[Tuple[str, Sizes, bool]]:
         """(id, sizes, saturated) for each case of ``operation``."""
@@ -155,7 +157,7 @@ class KernelConformance(ConformanceFixtures):
         operation = _registered_operations()[operation_name]
         flat = "n" in operation.axes
 
-        @settings(deadline=None, derandomize=True,
+        @settings(deadline=None, derandomize=True, max_examples=self.property_examples,
                   suppress_health_check=[HealthCheck.function_scoped_fixture])
         @given(T=st.integers(1, 20), B=st.integers(1, 4), m=st.integers(1, 12),
                n=st.integers(1, 5000), saturated=st.booleans(),
