@@ -394,7 +394,8 @@ class TestCupyBackendCodeOnACpuStandIn(BackendConformance):
 
 
 def test_run_conformance_numpy_passes_and_prints_a_summary(capsys):
-    assert run_conformance("numpy") == 0
+    # A part of the suite: all of it runs on numpy in this file already (TestConformance_numpy).
+    assert run_conformance("numpy", ["-k", "kernel or softmax or train_steps"]) == 0
     out = capsys.readouterr().out
     summary = [line for line in out.splitlines() if line.startswith("charrnn conformance:")]
     assert len(summary) == 1, out
