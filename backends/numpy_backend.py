@@ -100,9 +100,46 @@ def register_backends(register):
     register(NumpyBackend)
 
 
+#: ``CHARRNN_NUMBA=0`` registers the NumPy kernels even where numba is installed: to compare
+#: the two, or to run where numba's compiler misbehaves.
+NUMBA_SWITCH = "CHARRNN_NUMBA"
+
+
+def compiled_kernels_enabled() -> bool:
+    """Whether the compiled kernels are registered: numba is installed (found, not imported:
+    importing it is left to the first kernel that runs) and ``CHARRNN_NUMBA`` is not ``0``."""
+    import importlib.util
+    import os
+
+    if os.environ.get(NUMBA_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return importlib.util.find_spec("numba") is not None
+
+
+def _compiled(operation: str):
+    """A kernel that imports the compiled module (and numba) when it first runs."""
+    def kernel(be, *args):
+        from charrnn.backends.numba_kernels import KERNELS
+
+        return KERNELS[operation](be, *args)
+
+    kernel.__name__ = kernel.__qualname__ = operation.replace(".", "_")
+    kernel.__module__ = "charrnn.backends.numba_kernels"
+    return kernel
+
+
+#: The operations with a compiled kernel (``charrnn.backends.numba_kernels``).
+COMPILED = ("rnn.forward", "rnn.backward", "lstm.forward", "lstm.backward", "gru.forward",
+            "gru.backward", "adagrad.update", "rmsprop.update", "adam.update", "sgd.update")
+
+
 @hookimpl
 def register_kernels(register):
     from charrnn.backends.numpy_kernels import KERNELS
 
+    compiled = COMPILED if compiled_kernels_enabled() else ()
+    for operation in compiled:
+        register(operation, NumpyBackend.name, _compiled(operation))
     for operation, kernel in KERNELS.items():
-        register(operation, NumpyBackend.name, kernel)
+        if operation not in compiled:
+            register(operation, NumpyBackend.name, kernel)

@@ -9,8 +9,8 @@ import os
 import sys
 from typing import List, Optional
 
-#: The variables the BLAS and OpenMP runtimes read when they load.
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: The variables the BLAS, OpenMP and numba runtimes read when they load.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 _REEXEC_FLAG = "CHARRNN_BENCH_REEXEC"
 
 
