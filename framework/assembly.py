@@ -15,6 +15,7 @@ from .run_config import RunConfig
 from .data import load_corpus
 from .errors import BackendUnavailable, CharrnnError
 from .memory import check_memory
+from .model import shape_options
 from .registry import get_registry
 from .run_options import CORE_OPTIONS, DEFAULT_ITERATIONS
 from .stream import TextStream
@@ -40,7 +41,7 @@ def make_backend(name: str, dtype: str):
 #: What a model is built with when an option is not given (a checkpoint's model options, a test's
 #: partial mapping): the run schema's defaults.
 MODEL_DEFAULTS = {o.name: o.default for o in CORE_OPTIONS
-                  if o.name in ("hidden", "layers", "dropout", "seed")}
+                  if o.name in ("hidden", "layers", "dropout", "seed", "embedding")}
 
 
 def make_model(name: str, backend, vocab_size: int, options: Mapping[str, Any],
@@ -52,9 +53,11 @@ def make_model(name: str, backend, vocab_size: int, options: Mapping[str, Any],
         check_memory(cls, backend, vocab_size, options)
     try:
         given = {**MODEL_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+        # ``embedding`` only when set: a model written before the option need not take it.
         return cls(backend, vocab_size, hidden=int(given["hidden"]), layers=int(given["layers"]),
                    dropout=float(given["dropout"]), sigma=options.get("sigma"),
-                   seed=int(given["seed"]), params=params)
+                   seed=int(given["seed"]), params=params,
+                   **shape_options({"embedding": given.get("embedding")}))
     except (ValueError, TypeError) as exc:
         if params is None:
             raise

@@ -6,6 +6,7 @@ import os
 from typing import Any, Mapping, Optional
 
 from .errors import CharrnnError
+from .model import shape_options
 from .run_options import CORE_OPTIONS
 
 
@@ -38,7 +39,8 @@ def memory_estimate(cls: Any, backend: Any, vocab_size: int, options: Mapping[st
     floor = hidden * hidden * layers * (8 + 4 * item)
     if floor > (available_memory() or floor + 1):
         return floor
-    shapes = cls.param_shapes(int(vocab_size), hidden=hidden, layers=layers)
+    shapes = cls.param_shapes(int(vocab_size), hidden=hidden, layers=layers,
+                              **shape_options(given))
     count = sum(math.prod(shape) for shape in shapes.values())
     steps = int(given["seq_length"]) * int(given["batch_size"])
     activations = steps * (int(vocab_size) * 3 + hidden * layers * 12) * item

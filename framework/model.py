@@ -42,6 +42,14 @@ def layer_names(names: Sequence[str], layers: int) -> List[Tuple[str, ...]]:
     return [tuple(f"{n}{layer}" for n in names) for layer in range(1, layers + 1)]
 
 
+def shape_options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """The options besides ``hidden`` and ``layers`` that a model's ``param_shapes`` takes, from
+    a model's :meth:`Model.options` (or a checkpoint's): ``embedding`` when it is set. Left out
+    when it is not, so that a model written before the option keeps its signature."""
+    embedding = int(options.get("embedding") or 0)
+    return {"embedding": embedding} if embedding else {}
+
+
 class Model:
     """Base class for models; subclasses set :attr:`name` and the methods marked below.
 
@@ -60,15 +68,25 @@ class Model:
     #: the units leave their linear range (a missing derivative factor then shows) and the
     #: gradients stand well above the finite differences' rounding.
     check_sigma: ClassVar[float] = 0.1
+    #: Whether the model can read characters through a learned embedding (``--embedding N``):
+    #: its ``param_shapes`` then takes ``embedding=N``. A model without it is refused the option.
+    embeds: ClassVar[bool] = False
 
     def __init__(self, backend: Backend, vocab_size: int, *, hidden: int = 100, layers: int = 1,
                  dropout: float = 0.0, sigma: Optional[float] = None, seed: int = 0,
-                 params: Optional[Dict[str, Any]] = None) -> None:
+                 params: Optional[Dict[str, Any]] = None, embedding: int = 0) -> None:
         if int(layers) < 1:
             raise CharrnnError(f"--layers {layers} is not a number of layers; pass 1 or more")
         if not 0.0 <= float(dropout) < 1.0:
             raise CharrnnError(f"--dropout {dropout} is outside [0, 1); pass a probability such "
                                "as 0.2, or 0 for none")
+        if int(embedding) < 0:
+            raise CharrnnError(f"--embedding {embedding} is not a size; pass a number of "
+                               "dimensions such as 64, or 0 for one-hot characters")
+        if int(embedding) and not self.embeds:
+            raise CharrnnError(f"--embedding is for models that embed characters (lstm, gru); "
+                               f"the {self.name} model reads them one-hot: drop --embedding")
+        self.embedding = int(embedding)
         self.backend = backend
         self.K = int(vocab_size)
         self.hidden = int(hidden)
@@ -77,7 +95,7 @@ class Model:
         self.sigma = self.default_sigma if sigma is None else float(sigma)
         #: Parameter shapes by name, in the order tables and checkpoints list them.
         self.shapes: Dict[str, Tuple[int, ...]] = self.param_shapes(
-            self.K, hidden=self.hidden, layers=self.layers)
+            self.K, hidden=self.hidden, layers=self.layers, **shape_options(self.options()))
         layout = self.layout()
         self.size = layout_size(layout)
         if self.size != sum(math.prod(s) for s in self.shapes.values()):
@@ -159,14 +177,18 @@ class Model:
 
     def options(self) -> Dict[str, Any]:
         """What, besides the vocabulary, fixes this model's shape: saved in checkpoints."""
-        return {"hidden": self.hidden, "layers": self.layers}
+        options = {"hidden": self.hidden, "layers": self.layers}
+        if self.embedding:
+            options["embedding"] = self.embedding
+        return options
 
     def describe(self) -> str:
         """One line for logs and reports."""
         layers = f"{self.layers} layers of {self.hidden}" if self.layers > 1 else \
             f"hidden {self.hidden}"
         drop = f", dropout {self.dropout:g}" if self.dropout else ""
-        return f"{self.name} ({layers}{drop}; {self.size:,} parameters)"
+        embed = f", embedding {self.embedding}" if self.embedding else ""
+        return f"{self.name} ({layers}{embed}{drop}; {self.size:,} parameters)"
 
     # -- parameters on the host --------------------------------------------------------------
 

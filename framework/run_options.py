@@ -31,6 +31,10 @@ CORE_OPTIONS: Tuple[Option, ...] = (
            help="Hidden state size m (per layer)."),
     Option("layers", int, 1, min=1, fixed_on_resume=True,
            help="Recurrent layers stacked on each other."),
+    Option("embedding", int, 0, min=0, fixed_on_resume=True,
+           help="Read characters through a learned embedding of this many dimensions (as "
+                "torch-rnn's wordvec_size) instead of one-hot; lstm and gru. 0: one-hot, as "
+                "char-rnn and the course model read them."),
     Option("dropout", float, 0.0, min=0, max=1, max_open=True,
            help="Probability of dropping each unit of a layer's output on its way up, during "
                 "training only (as in char-rnn)."),

@@ -25,6 +25,11 @@ How it is computed, for B sequences at once (arrays are (T, B, ·)):
 * The recurrence is one operation each way (a kernel per backend, see :mod:`charrnn.kernels`),
   which leaves the gates and their gradients in (T, B, gates * m) arrays, so every weight
   gradient is one matrix product over all steps. Sampling runs the same operation at T = 1.
+* With ``--embedding N``, as torch-rnn's ``wordvec_size``, the first layer reads ``e_t``, row
+  ``x_t`` of a table ``E`` (K, N), and projects it as an upper layer projects its input:
+  ``z_t = e_t Wx + b`` with Wx (N, gates*m). ``E`` is then the character-indexed table stored
+  last, and ``dE`` the rows of ``dz Wx^T`` summed by character. Off by default: one-hot input is
+  char-rnn's, and the race (``benchmarks/race.py``) decides whether a preset uses it.
 * With ``--dropout p``, as in char-rnn, each layer's output is multiplied by a mask of 0
   (probability p) and ``1/(1-p)`` on its way to the layer above or to Wy, while training only.
 """
@@ -49,12 +54,16 @@ class GatedRNN(StackedRNN):
     #: Blocks of m columns in the input projection (4 for LSTM: i f o n; 3 for GRU: r u n).
     gates: ClassVar[int] = 1
 
+    embeds = True
+
     @classmethod
-    def param_shapes(cls, vocab_size: int, *, hidden: int, layers: int) -> Dict[str, Tuple[int, ...]]:
+    def param_shapes(cls, vocab_size: int, *, hidden: int, layers: int,
+                     embedding: int = 0) -> Dict[str, Tuple[int, ...]]:
         K, m, k = vocab_size, hidden, cls.gates
-        shapes: Dict[str, Tuple[int, ...]] = {}
+        shapes: Dict[str, Tuple[int, ...]] = {"E": (K, embedding)} if embedding else {}
+        first = embedding or K  # what the first layer's Wx reads: e_t, or the one-hot x_t
         for layer, (Wx, Wh, b, bh) in enumerate(layer_names(NAMES, layers)):
-            shapes.update({Wx: (K if layer == 0 else m, k * m), Wh: (m, k * m), b: (k * m,),
+            shapes.update({Wx: (first if layer == 0 else m, k * m), Wh: (m, k * m), b: (k * m,),
                            bh: (k * m,)})
         shapes.update({"Wy": (m, K), "by": (K,)})
         return shapes
@@ -70,12 +79,16 @@ class GatedRNN(StackedRNN):
             return numpy.zeros(self.shapes[name])
         return None
 
+    def _table(self) -> str:
+        """The parameter row ``x_t`` of which the first layer reads: ``E``, or its ``Wx``."""
+        return "E" if self.embedding else self.names[0][0]
+
     def char_axes(self) -> Dict[str, int]:
-        return {self.names[0][0]: 0}  # row x_t of the first layer's Wx
+        return {self._table(): 0}
 
     def layout(self):
         self.names = layer_names(NAMES, self.layers)
-        first = self.names[0][0]
+        first = self._table()
         return [(n, s) for n, s in self.shapes.items() if n != first] + [(first, self.shapes[first])]
 
     # -- the input projection and the output layer ----------------------------------------
@@ -84,12 +97,17 @@ class GatedRNN(StackedRNN):
         xp, p = self.backend.xp, self.params
         Wx, _, b, bh = self.names[layer]
         bias = p[b] + p[bh]
-        if layer == 0:
+        T, B = Z.shape[:2]
+        if layer == 0 and not self.embedding:
             xp.add(p[Wx][source], bias, out=Z)  # z_t = x_t Wx + b + bh: a row lookup
-        else:
-            T, B = Z.shape[:2]
-            xp.dot(source.reshape(T * B, self.hidden), p[Wx], out=Z.reshape(T * B, -1))
-            Z += bias
+            return
+        if layer == 0:  # e_t = row x_t of E, then projected as an upper layer's input is
+            rows = self.buffer("E rows", (T, B, self.embedding))
+            xp.take(p["E"], source, axis=0, out=rows)
+            source = rows
+        width = source.shape[-1]
+        xp.dot(source.reshape(T * B, width), p[Wx], out=Z.reshape(T * B, -1))
+        Z += bias
 
     def project_input_backward(self, layer: int, source: Any, dZ: Any,
                                dH_below: Optional[Any]) -> None:
@@ -97,13 +115,21 @@ class GatedRNN(StackedRNN):
         Wx, _, b, bh = self.names[layer]
         xp.sum(dZ, axis=0, out=g[b])  # db = sum_t dz_t
         g[bh][...] = g[b]  # dbh = db
-        if layer == 0:  # dWx = sum_t x_t^T dz_t: rows of dz summed by character
+        if layer == 0 and not self.embedding:  # dWx = sum_t x_t^T dz_t: rows of dz by character
             rows = self.backend.segment_sum(source.reshape(-1), dZ, g[Wx])
             self.support = self.support_from_rows(rows, Wx)
+            return
+        if layer == 0:
+            T, B = source.shape
+            below = self.buffer("E rows", (T, B, self.embedding)).reshape(T * B, -1)
+            dH_below = self.buffer("dE rows", (T * B, self.embedding))
         else:
             below = source.reshape(dZ.shape[0], self.hidden)
-            xp.dot(below.T, dZ, out=g[Wx])  # dWx = sum_t h'_t^T dz_t
-            xp.dot(dZ, p[Wx].T, out=dH_below)  # into the layer below: dz_t Wx^T
+        xp.dot(below.T, dZ, out=g[Wx])  # dWx = sum_t h'_t^T dz_t (or e_t^T dz_t)
+        xp.dot(dZ, p[Wx].T, out=dH_below)  # into the layer below (or E): dz_t Wx^T
+        if layer == 0:  # dE: rows of dz Wx^T summed by character
+            rows = self.backend.segment_sum(source.reshape(-1), dH_below, g["E"])
+            self.support = self.support_from_rows(rows, "E")
 
     def output_loss(self, top: Any, y: Any, batch: int) -> Any:
         xp, p = self.backend.xp, self.params

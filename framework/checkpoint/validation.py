@@ -5,6 +5,7 @@ from typing import Any, Callable, Optional
 
 import numpy
 
+from ..model import shape_options
 from .format import Checkpoint
 from .messages import Refusal
 
@@ -22,7 +23,8 @@ def validate_against_model(ckpt: Checkpoint, model: Any, batch: Optional[int] = 
     options = ckpt.model_options
     if isinstance(model, type):
         expected = model.param_shapes(len(ckpt.vocab), hidden=int(options.get("hidden", 100)),
-                                      layers=int(options.get("layers", 1)))
+                                      layers=int(options.get("layers", 1)),
+                                      **shape_options(options))
         missing_ok: Callable[[str], bool] = lambda name: True  # the instance check decides
         name, K = getattr(model, "name", None), len(ckpt.vocab)
     else:

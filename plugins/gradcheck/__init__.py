@@ -55,6 +55,7 @@ from charrnn import hookimpl
 from charrnn.callbacks import Callback, Order
 from charrnn.config import Option
 from charrnn.errors import CharrnnError
+from charrnn.model import shape_options
 from charrnn.reporting import GRADIENT_CHECK_SECTION, ReportSection, cell
 
 #: Steps (sequence x batch x layers) from which charrnn gradcheck says up front that it takes
@@ -146,7 +147,8 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
                    seq_length: int = DEFAULT_SEQ_LENGTH, step: float = DEFAULT_STEP,
                    entries: Optional[int] = DEFAULT_RUN_ENTRIES, seed: int = 0,
                    sigma: Optional[float] = None, threshold: float = DEFAULT_THRESHOLD,
-                   eps: float = EPS, dropout: float = 0.0) -> Dict[str, Any]:
+                   eps: float = EPS, dropout: float = 0.0,
+                   embedding: int = 0) -> Dict[str, Any]:
     """Compare analytic and numerical gradients of a fresh model on ``backend``; return a dict.
 
     ``model`` is a registered model's name or a :class:`charrnn.model.Model` subclass; ``sigma``
@@ -156,7 +158,8 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
     ``batch * (seq_length + 1)`` are used. ``entries`` is the number of entries checked per
     parameter, 0 or None for all of them. With ``dropout`` the model drops units as in training,
     and every loss of the check is computed under the same masks (a generator in the same
-    state each time), so the dropout's backward pass is checked too.
+    state each time), so the dropout's backward pass is checked too. With ``embedding`` the model
+    reads characters through a table of that many dimensions, checked with the rest.
 
     The result is plain JSON data::
 
@@ -190,10 +193,11 @@ def gradient_check(backend, corpus_ids_host, vocab_size: int, model: Any = "rnn"
         raise ValueError("dropout must be in [0, 1)")
     weight_seq, entry_seq, mask_seq = numpy.random.SeedSequence(seed).spawn(3)
     weight_rng = numpy.random.default_rng(weight_seq)
-    shapes = cls.param_shapes(vocab_size, hidden=hidden, layers=layers)
+    extra = shape_options({"embedding": embedding})
+    shapes = cls.param_shapes(vocab_size, hidden=hidden, layers=layers, **extra)
     params = {name: weight_rng.standard_normal(shape) * sigma for name, shape in shapes.items()}
     net = cls(backend, vocab_size, hidden=hidden, layers=layers, dropout=dropout, sigma=sigma,
-              params=params)
+              params=params, **extra)
     dtype = numpy.dtype(backend.dtype)
 
     x, y = backend.asarray(x_host), backend.asarray(y_host)
@@ -420,7 +424,8 @@ class GradCheck(Callback):
                               layers=model.layers, batch=batch, seq_length=seq_length,
                               step=self.step, entries=self.entries, seed=self.seed,
                               sigma=self.sigma, threshold=self.threshold,
-                              dropout=float(getattr(model, "dropout", 0.0) or 0.0))
+                              dropout=float(getattr(model, "dropout", 0.0) or 0.0),
+                              embedding=int(getattr(model, "embedding", 0) or 0))
 
     def on_train_begin(self, trainer) -> None:
         if trainer.update != 0:  # a resumed run was checked when it started
