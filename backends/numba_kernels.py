@@ -31,6 +31,7 @@ What is compiled, and why that way:
 from __future__ import annotations
 
 import math
+import time
 
 import numba
 import numpy
@@ -391,11 +392,32 @@ def sgd_update(be, param, grad, eta, clip=0.0):
     _run(_SGD, (param, grad), (eta, clip, -clip))
 
 
+def _compile_timed(kernel):
+    """``kernel``, whose first call per dtype in this process (when numba compiles, or loads
+    from its cache, what it calls) is added to the backend's ``compile_seconds``: the trainer
+    does not count it as training time."""
+    seen = set()
+
+    def timed(be, *args):
+        dtype = be.dtype
+        if dtype in seen:
+            return kernel(be, *args)
+        began = time.perf_counter()
+        kernel(be, *args)
+        seen.add(dtype)
+        be.compile_seconds += time.perf_counter() - began
+        return None
+
+    timed.__name__ = timed.__qualname__ = kernel.__name__
+    timed.__doc__ = kernel.__doc__
+    return timed
+
+
 #: The operations these kernels compute, by name.
-KERNELS = {
+KERNELS = {name: _compile_timed(kernel) for name, kernel in {
     "rnn.forward": rnn_forward, "rnn.backward": rnn_backward,
     "lstm.forward": lstm_forward, "lstm.backward": lstm_backward,
     "gru.forward": gru_forward, "gru.backward": gru_backward,
     "adagrad.update": adagrad_update, "rmsprop.update": rmsprop_update,
     "adam.update": adam_update, "sgd.update": sgd_update,
-}
+}.items()}

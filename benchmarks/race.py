@@ -19,6 +19,8 @@ The contestants:
 * **charrnn, like for like**: the same model, batch, sequence, optimizer, learning rate, norm clip
   and dtype as the PyTorch side (:data:`LIKE_FOR_LIKE`), so that the difference from PyTorch is
   the implementation alone.
+* **charrnn, recipe + embed** (``recipe-embed``): the recipe with ``--embedding``
+  :data:`EMBEDDING`, which decides whether the preset reads characters through an embedding.
 * **PyTorch, charrnn's recipe** (``torch-recipe``) and **the same with nn.Embedding input**
   (``torch-recipe-embed``, :data:`EMBEDDING` dimensions, as torch-rnn's ``wordvec_size``): the
   recipe's own model (``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``, layers and hidden size), batch,
@@ -91,8 +93,9 @@ TORCH = {"hidden": 256, "layers": 2, "batch": 32, "seq_length": 64, "lr": 2e-3, 
 #: The embedding of the PyTorch recipe contestant with nn.Embedding input (torch-rnn's default).
 EMBEDDING = 64
 
-CONTESTANTS = ("recipe", "torch", "like", "torch-recipe", "torch-recipe-embed")
-LABELS = {"recipe": "charrnn, recipe", "torch": "PyTorch nn.LSTM", "like": "charrnn, like for like",
+CONTESTANTS = ("recipe", "recipe-embed", "torch", "like", "torch-recipe", "torch-recipe-embed")
+LABELS = {"recipe": "charrnn, recipe", "recipe-embed": "charrnn, recipe + embed",
+          "torch": "PyTorch nn.LSTM", "like": "charrnn, like for like",
           "torch-recipe": "PyTorch, the recipe", "torch-recipe-embed": "PyTorch, recipe + embed"}
 EVAL_CHUNK = 1000
 
@@ -247,7 +250,8 @@ def one_race(opts: argparse.Namespace, torch: Any, corpus: Any, train: np.ndarra
                                       opts.seed + repeat, cfg,
                                       EMBEDDING if who == "torch-recipe-embed" else None)
         else:
-            args = opts.recipe if who == "recipe" else LIKE_FOR_LIKE
+            args = {"recipe": opts.recipe, "like": LIKE_FOR_LIKE,
+                    "recipe-embed": f"{opts.recipe} --embedding {EMBEDDING}"}[who]
             args = f"{args} --seed {opts.seed + repeat}"
             time.sleep(opts.settle)
             run = run_charrnn(args, opts.data, opts.val_frac, opts.budget, workdir,

@@ -72,6 +72,9 @@ class Backend:
 
     def __init__(self, dtype: str = "float64") -> None:
         self.check_available()
+        #: Seconds spent compiling kernels (a JIT's first calls) for this backend object: the
+        #: trainer leaves them out of training time, so ``--time-limit`` is spent on training.
+        self.compile_seconds = 0.0
         self.dtype = numpy.dtype(dtype)
         if self.dtype.kind != "f":
             raise ValueError(f"dtype must be a floating type, got {dtype}")

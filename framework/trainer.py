@@ -119,6 +119,7 @@ class Trainer:
         #: The error that stopped training, raised again once every callback has ended.
         self.error: Optional[BaseException] = None
         self.started_at = time.perf_counter()
+        self.compile_seconds_before = 0.0
         #: When the training loop ended (None while it runs): the end-of-run files that follow
         #: are not training time.
         self.ended_at: Optional[float] = None
@@ -138,9 +139,10 @@ class Trainer:
         return None if self.loss is None else self.backend.to_float(self.loss)
 
     def elapsed(self) -> float:
-        """Seconds this process has been training."""
+        """Seconds this process has been training (compiling kernels is not training)."""
         end = self.ended_at if self.ended_at is not None else time.perf_counter()
-        return end - self.started_at
+        compiled = getattr(self.backend, "compile_seconds", 0.0) - self.compile_seconds_before
+        return end - self.started_at - compiled
 
     def train_seconds(self) -> float:
         """Seconds of training over the run's life, resumed processes included."""
@@ -375,6 +377,7 @@ class Trainer:
         for cb in callbacks:
             self._call(cb, "on_train_begin")
         self.started_at = time.perf_counter()  # the gradient check is not training time
+        self.compile_seconds_before = getattr(self.backend, "compile_seconds", 0.0)
         self.ended_at = None
         self.validation_seconds = 0.0  # nor the validation before the first update
         boundary = UpdateBoundary()
