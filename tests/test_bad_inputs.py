@@ -101,6 +101,8 @@ ROWS = [
      ["--batch-size 100000", "largest batch"]),
     ("seq-zero", ["run", "--seq-length", "0"], ["--seq-length"]),
     ("dropout-one", ["run", "--dropout", "1"], ["--dropout"]),
+    ("embedding-rnn", ["run", "--embedding", "16"], ["--embedding", "rnn", "drop --embedding"]),
+    ("embedding-negative", ["run", "--model", "gru", "--embedding", "-4"], ["--embedding"]),
     ("dropout-nan", ["run", "--dropout", "nan"], ["--dropout"]),
     ("clip-negative", ["run", "--clip", "-1"], ["--clip"]),
     ("clip-norm-zero", ["run", "--clip-norm", "0"], ["--clip-norm"]),
