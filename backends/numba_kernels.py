@@ -1,5 +1,5 @@
-"""The NumPy backend's compiled kernels: each recurrence step's elementwise work fused into one
-loop, threaded over the batch, and each optimizer update one pass over the flat arrays.
+"""The NumPy backend's compiled kernels: each recurrence step's elementwise work in one compiled
+call, and each optimizer update one pass over the flat arrays.
 
 Compiled with numba (``cache=True``: the first run compiles, later processes load the machine
 code from ``__pycache__``). This module imports numba, so it is imported only when a kernel first
@@ -12,8 +12,11 @@ What is compiled, and why that way:
   one product (two for the GRU) and one compiled call that does everything else: the gates, the
   cell and the state, or their gradients, reading each element once. NumPy did the same work in
   about fifteen passes of single-threaded ufuncs over (B, 4m) blocks.
-* **Rows of the batch run on numba's threads** (``prange``) when the batch has several; the
-  sequence stays a Python loop because step ``t`` needs step ``t - 1``'s product.
+* **One thread for the fused loops; BLAS keeps its threads for the products.** Splitting a
+  step's rows over numba's threads (``prange``) measured slower at every size the recipes use:
+  starting a parallel region at every step costs more than the step's elementwise work (with
+  numba's workqueue layer, nearly four times a 32 x 256 LSTM step's), and with its OpenMP layer
+  the threads spin against OpenBLAS's (over ten times).
 * **float32 activations are rational functions**, tanh as Eigen computes it (a 13/6 rational
   minimax fit on [-7.9, 7.9], a few float32 ulps from tanh) and sigmoid as ``(1 + tanh(x/2))/2``:
   plain arithmetic, which LLVM vectorizes, where a libm call per element does not. float64 calls
@@ -99,8 +102,8 @@ def _sigmoid_impl(x):
 # -- the LSTM ------------------------------------------------------------------------------------
 # Each step works row by row on 1-d views, in short loops that read two or three arrays each:
 # LLVM vectorizes those, where one loop over every array of a cell checks too many pairs of
-# arrays for overlap and stays scalar (the LSTM's backward step: 16 µs against 66 at 32 x 256,
-# float32). ``fastmath={"contract"}`` lets a multiply and an add fuse into one rounding.
+# arrays for overlap and stays scalar (the LSTM's backward step runs four times faster so).
+# ``fastmath={"contract"}`` lets a multiply and an add fuse into one rounding.
 
 _STEP = dict(_JIT, fastmath={"contract"})
 
@@ -319,7 +322,8 @@ def rnn_forward(be, Wh, A, H):
     if B == 1:  # the course configuration: see the module's docstring
         return numpy_kernels.rnn_forward(be, Wh, A, H)
     proj = be._tmp("rnn", (B, m))
-    dot, WT = numpy.dot, Wh.T
+    # h_{t-1} Wh^T against a contiguous copy of Wh^T: OpenBLAS is slower on the transposed view.
+    dot, WT = numpy.dot, be._copy("rnn W T", Wh.T)
     for t in range(T):
         dot(H[t], WT, out=proj)
         _rnn_forward_step(A[t], proj, H[t + 1])
@@ -330,6 +334,8 @@ def rnn_backward(be, Wh, H, dH, dA):
     T, B, m = dH.shape
     if B == 1:
         return numpy_kernels.rnn_backward(be, Wh, H, dH, dA)
+    # da_{t+1} Wh in rows: the transposed product is faster in OpenBLAS here too, but reading
+    # it back transposed in the step costs more than it saves at m = 512.
     proj = be._tmp("rnn", (B, m))
     dot = numpy.dot
     for t in range(T - 1, -1, -1):
