@@ -171,6 +171,7 @@ def floor_update_seconds(data: str, repeats: int = 2000) -> float:
     tmp, scratch = np.empty(m), [np.empty_like(a) for a in params]
     rows_H = list(H[:, :m])
     rows_A, rows_D = list(A), list(D)
+    steps = np.arange(T)
     dot, tanh = np.dot, np.tanh
 
     def update(x, y):
@@ -181,11 +182,11 @@ def floor_update_seconds(data: str, repeats: int = 2000) -> float:
             np.add(tmp, rows_A[t], rows_H[t + 1])
             tanh(rows_H[t + 1], rows_H[t + 1])
         dot(Vc, H[1:].T, O)  # logits, (K, T)
-        O -= O.max(axis=0)
+        np.subtract(O, O.max(axis=0), out=O)
         np.exp(O, O)
-        O /= O.sum(axis=0)
-        loss = -np.log(O[y, np.arange(T)]).sum()
-        O[y, np.arange(T)] -= 1.0
+        np.divide(O, O.sum(axis=0), out=O)
+        loss = -np.log(O[y, steps]).sum()
+        O[y, steps] -= 1.0
         dot(O, H[1:], dVc)
         dH = dot(O.T, Vc[:, :m])
         np.multiply(H[1:, :m], H[1:, :m], D)

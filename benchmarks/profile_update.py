@@ -12,7 +12,10 @@ and interleaved so that machine noise lands on both sides:
   loops, "before") and once with the NumPy backend's kernels
   (:mod:`charrnn.backends.numpy_kernels`, "after"), and within them the per-step recurrent matrix products
   alone, which neither can avoid;
-* the **whole update** split into its parts, with the NumPy backend: forward and backward of the
+* the same with the compiled kernels (:mod:`charrnn.backends.numba_kernels`, where numba is
+  installed), against the NumPy kernels;
+* the **whole update** split into its parts, with the NumPy backend as it runs (its compiled
+  kernels where numba is installed): forward and backward of the
   model (``loss_and_grads``) and the optimizer step (Adam with the norm clip, as the race's
   recipe runs it), and the share of the recurrences in it.
 
@@ -40,6 +43,11 @@ from charrnn.backends.numpy_backend import NumpyBackend  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 from charrnn.backends import numpy_kernels  # noqa: E402
+
+try:  # the compiled kernels, where numba is installed
+    from charrnn.backends import numba_kernels  # noqa: E402
+except ImportError:  # pragma: no cover - numba missing
+    numba_kernels = None
 from charrnn.models import gru, lstm, rnn  # noqa: E402
 
 #: The references, under the names the kernels module uses.
@@ -104,11 +112,13 @@ def profile(kind: str, dtype: str, repeats: int) -> Dict[str, float]:
     be = NumpyBackend(dtype)
     rng = np.random.default_rng(0)
     forward, backward, products = recurrence_cases(kind, be, rng)
-    forward(numpy_kernels)
-    backward(numpy_kernels)
+    compiled = numba_kernels or numpy_kernels
+    for impl in (numpy_kernels, compiled):
+        forward(impl)
+        backward(impl)
     runs: Dict[str, List[float]] = {k: [] for k in ("fwd before", "fwd after", "bwd before",
-                                                    "bwd after", "products", "update",
-                                                    "optimizer")}
+                                                    "bwd after", "fwd compiled", "bwd compiled",
+                                                    "products", "update", "optimizer")}
     layers, m, _ = SIZES[kind]
     model = make_model(kind, be, K, {"hidden": m, "layers": layers, "seed": 1})
     opt = make_optimizer("adam", be, model.size, 2e-3, 0.0)
@@ -125,6 +135,8 @@ def profile(kind: str, dtype: str, repeats: int) -> Dict[str, float]:
         runs["fwd after"].append(ms(lambda: forward(numpy_kernels)))
         runs["bwd before"].append(ms(lambda: backward(REFERENCE)))
         runs["bwd after"].append(ms(lambda: backward(numpy_kernels)))
+        runs["fwd compiled"].append(ms(lambda: forward(compiled)))
+        runs["bwd compiled"].append(ms(lambda: backward(compiled)))
         runs["products"].append(ms(products))
         runs["update"].append(ms(lambda: model.loss_and_grads(x, y, state)))
         runs["optimizer"].append(ms(optimizer_step))
@@ -142,13 +154,16 @@ def main() -> int:
     for kind in opts.models.split(","):
         r = profile(kind, opts.dtype, opts.repeats)
         layers, m, _ = SIZES[kind]
-        rec = layers * (r["fwd after"] + r["bwd after"])
+        rec = layers * (r["fwd compiled"] + r["bwd compiled"])
         total = r["update"] + r["optimizer"]
         print(f"\n{kind} {layers} x {m}:")
         print(f"  one layer's recurrence: forward {r['fwd before']:.1f} -> {r['fwd after']:.1f} "
               f"({r['fwd before'] / r['fwd after']:.2f}x), backward {r['bwd before']:.1f} -> "
-              f"{r['bwd after']:.1f} ({r['bwd before'] / r['bwd after']:.2f}x); its recurrent "
-              f"products alone {r['products']:.1f}")
+              f"{r['bwd after']:.1f} ({r['bwd before'] / r['bwd after']:.2f}x); compiled: "
+              f"forward {r['fwd compiled']:.1f} ({r['fwd after'] / r['fwd compiled']:.2f}x the "
+              f"NumPy kernel), backward {r['bwd compiled']:.1f} "
+              f"({r['bwd after'] / r['bwd compiled']:.2f}x); its recurrent products alone "
+              f"{r['products']:.1f}")
         print(f"  whole update {total:.1f}: forward and backward {r['update']:.1f} (recurrences "
               f"{rec:.1f}, of which products {layers * r['products']:.1f}; everything else "
               f"{r['update'] - rec:.1f}), optimizer with norm clip {r['optimizer']:.1f}")

@@ -57,3 +57,13 @@ def test_the_vanilla_rnn_refuses_an_embedding():
 
     with pytest.raises(CharrnnError, match="drop --embedding"):
         RNN(NumpyBackend("float64"), 20, hidden=8, embedding=4)
+
+
+def test_charrnn_gradcheck_checks_an_embedding(tmp_path):
+    from helpers import charrnn_cmd
+
+    proc = charrnn_cmd("gradcheck", "--model", "gru", "--embedding", "6", "--hidden", "8",
+                       "--batch-size", "2", "--seq-length", "6", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "gru hidden 8, embedding 6, batch 2" in proc.stdout
+    assert any(line.split()[:1] == ["E"] for line in proc.stdout.splitlines()), proc.stdout

@@ -334,8 +334,10 @@ def describe(result: Mapping[str, Any]) -> str:
         shape = f" hidden {result.get('hidden')}"
     batch = f"batch {result.get('batch')}, " if (result.get("batch") or 1) > 1 else ""
     dropout = f"dropout {result['dropout']:g}, " if result.get("dropout") else ""
+    embedding = (result.get("options") or {}).get("embedding")
+    embed = f"embedding {embedding}, " if embedding else ""
     return (f"gradient check: {result.get('backend', '?')} backend in {result.get('dtype', '?')}, "
-            f"{result.get('model', 'rnn')}{shape}, {batch}{dropout}sequence "
+            f"{result.get('model', 'rnn')}{shape}, {embed}{batch}{dropout}sequence "
             f"{result.get('seq_length')}, "
             f"step {result.get('step'):g}, sigma {result.get('sigma'):g}, {per}")
 

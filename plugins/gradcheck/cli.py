@@ -48,6 +48,9 @@ def register(cli) -> None:
                   show_default=True,
                   help="Check with units dropped as in training (the same masks for every loss "
                        "of the check), which checks the dropout's backward pass too.")
+    @click.option("--embedding", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="Check a model that reads characters through an embedding of this many "
+                       "dimensions (lstm, gru), the table included.")
     @click.option("--dtype", type=click.Choice(["float64", "float32"]), default=None,
                   help="Precision of the check [default: float64 where the backend supports it]; "
                        "float32 needs a larger --step and --threshold.")
@@ -55,7 +58,7 @@ def register(cli) -> None:
     def gradcheck_cmd(data: Optional[str], encoding: str, backend: str, model: str, hidden: int,
                       layers: int, batch_size: int, seq_length: int, step: float, entries: int,
                       threshold: float, seed: int, sigma: float, dropout: float,
-                      dtype: Optional[str], as_json: bool) -> None:
+                      embedding: int, dtype: Optional[str], as_json: bool) -> None:
         """Check a backend's gradients against centred finite differences.
 
         Runs in float64 where the backend supports it. Prints a table of the largest relative
@@ -84,7 +87,7 @@ def register(cli) -> None:
         result = gradient_check(be, corpus.ids, corpus.vocab_size, model=model, hidden=hidden,
                                 layers=layers, batch=batch_size, seq_length=seq_length,
                                 step=step, entries=entries, seed=seed, sigma=sigma,
-                                threshold=threshold, dropout=dropout)
+                                threshold=threshold, dropout=dropout, embedding=embedding)
         if as_json:
             click.echo(json.dumps(result, indent=2))
         else:
