@@ -20,6 +20,20 @@ numba = pytest.importorskip("numba")
 COMPILED_MODULE = "charrnn.backends.numba_kernels"
 
 
+def _module(be, operation) -> str:
+    """The module of the function that runs ``operation`` on ``be`` (unwrapping the backend
+    bound to it)."""
+    kernel = be.resolve(operation)
+    return getattr(kernel, "func", kernel).__module__
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    from charrnn.data import load_corpus
+
+    return load_corpus(None, "utf-8", 25)
+
+
 def _operations():
     from charrnn.models.gru import GRU_BACKWARD, GRU_FORWARD
     from charrnn.models.lstm import LSTM_BACKWARD, LSTM_FORWARD
@@ -38,7 +52,7 @@ def test_every_compiled_operation_is_the_numpy_backends_kernel():
 
     be = NumpyBackend("float32")
     for operation in _operations():
-        assert be.resolve(operation).__module__ == COMPILED_MODULE, operation.name
+        assert _module(be, operation) == COMPILED_MODULE, operation.name
         assert be.kernel_source(operation).startswith("kernel from numpy"), operation.name
 
 
@@ -52,13 +66,13 @@ def test_charrnn_numba_0_registers_the_numpy_kernels(monkeypatch):
     try:
         get_registry(refresh=True)
         be = NumpyBackend("float32")
-        assert be.resolve(LSTM_FORWARD).__module__ == "charrnn.backends.numpy_kernels"
+        assert _module(be, LSTM_FORWARD) == "charrnn.backends.numpy_kernels"
         # No NumPy kernel for the optimizer: the reference runs, and says so.
-        assert be.kernel_source(ADAM_UPDATE).startswith("no kernel for this backend")
+        assert be.kernel_source(ADAM_UPDATE) == "reference"
     finally:
         monkeypatch.delenv("CHARRNN_NUMBA")
         get_registry(refresh=True)
-    assert NumpyBackend("float32").resolve(LSTM_FORWARD).__module__ == COMPILED_MODULE
+    assert _module(NumpyBackend("float32"), LSTM_FORWARD) == COMPILED_MODULE
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -117,6 +117,7 @@ COMMANDS: Dict[str, str] = {
     "charrnn run --preset quick --data book.txt --time-limit 1800": TRAIN,
     "python benchmarks/bench_numpy.py": "a benchmark of several minutes",
     "python benchmarks/bench_numpy.py --data tinyshakespeare.txt": "a benchmark of several minutes",
+    "python benchmarks/bench_seed.py --updates 100000 --repeats 2": "a benchmark of several minutes",
     "charrnn run --out runs/first --iterations 20000": TRAIN,
     "charrnn sample --checkpoint runs/first --length 500": RUN,
     "charrnn sample --checkpoint runs/first --length 500 --temperature 0.7 --seed 3": RUN,
