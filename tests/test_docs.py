@@ -99,6 +99,7 @@ COMMANDS: Dict[str, str] = {
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' "
     "&& python -m pytest": "the first tier of the tests, which .ci/run runs",
     "python -m pytest": "the first tier of the tests, which .ci/run runs",
+    "python -m pytest -n auto --dist loadfile": "the first tier of the tests, which .ci/run runs",
     "python -m pytest -m e2e -n auto --dist loadfile": "it is the command that runs this test",
     "python benchmarks/cpu_hog.py 2 --repeat 3 -- python -m pytest": "the tests under load",
     "python benchmarks/cpu_hog.py 2 --repeat 3 -- bash .ci/run": "CI under load",
