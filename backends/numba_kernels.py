@@ -452,7 +452,8 @@ def _compile_timed(kernel):
         began = time.perf_counter()
         kernel(be, *args)
         seen.add(dtype)
-        be.compile_seconds += time.perf_counter() - began
+        # getattr: a subclass written before this attribute may not call Backend.__init__.
+        be.compile_seconds = getattr(be, "compile_seconds", 0.0) + time.perf_counter() - began
         return None
 
     timed.__name__ = timed.__qualname__ = kernel.__name__
